@@ -1,0 +1,1 @@
+"""The environment layer: capture what a model imports, lock it, build it."""

@@ -1,0 +1,159 @@
+"""Custom models: any class with ``load(self, context)`` and ``predict(self, inputs)``.
+
+The class's defining module (and any ``code=`` files) is copied into ``code/``; loading
+imports it from the package, never from the packer's working directory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ..errors import FlavorError, UsageError
+from ..manifest import is_safe_relpath
+from . import LoadContext, SaveContext
+
+NAME = "custom"
+FRAMEWORKS: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a custom model's ``load`` receives."""
+
+    path: Path
+    artifacts: Mapping[str, Path]
+
+
+def detect(obj: Any) -> bool:
+    cls = obj if inspect.isclass(obj) else type(obj)
+    return callable(getattr(cls, "load", None)) and callable(getattr(cls, "predict", None))
+
+
+def detect_file(path: Any) -> bool:
+    text = str(path)
+    return ":" in text and text.rsplit(":", 1)[0].endswith(".py")
+
+
+def resolve_source(spec: str) -> tuple[Path, str]:
+    """Split ``path/to/file.py:ClassName``."""
+    file, _, cls = spec.rpartition(":")
+    path = Path(file)
+    if not path.is_file() or not cls.isidentifier():
+        raise UsageError(
+            f"cannot find class source {spec!r}", fix="give 'path/to/file.py:ClassName'"
+        )
+    return path, cls
+
+
+def _class_file(cls: type) -> Path:
+    try:
+        file = inspect.getsourcefile(cls)
+    except TypeError:
+        file = None
+    if not file or not file.endswith(".py") or cls.__module__ == "__main__":
+        raise FlavorError(
+            f"the source file of class {cls.__qualname__} cannot be found",
+            fix="define the model class in its own .py file (not in __main__ or a notebook) "
+            "and import it from there",
+        )
+    return Path(file)
+
+
+def copy_code(paths: list[Path], code_dir: Path) -> list[str]:
+    """Copy source files and folders into ``code/``; returns the relative names."""
+    names = []
+    for src in paths:
+        dest = code_dir / src.name
+        if dest.exists():
+            if src.is_file() and dest.is_file() and src.read_bytes() == dest.read_bytes():
+                continue
+            raise UsageError(f"two code files are both called {src.name!r}", where="code=")
+        if src.is_dir():
+            shutil.copytree(
+                src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"), symlinks=False
+            )
+        elif src.is_file():
+            shutil.copyfile(src, dest)
+        else:
+            raise UsageError(f"code path {src} does not exist", where="code=")
+        names.append(src.name)
+    return names
+
+
+def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
+    if isinstance(model, (str, Path)):
+        file, cls_name = resolve_source(str(model))
+    else:
+        cls = model if inspect.isclass(model) else type(model)
+        file, cls_name = _class_file(cls), cls.__name__
+    module = file.stem
+    copy_code([file], ctx.code)
+    artifacts = ctx.options.get("artifacts") or {}
+    recorded = {}
+    for name, src in sorted(artifacts.items()):
+        if not isinstance(name, str) or not is_safe_relpath(name) or "/" in name:
+            raise UsageError(f"artifact name {name!r} is not a plain name", where="artifacts=")
+        src = Path(src)
+        if not src.exists():
+            raise UsageError(f"artifact {name!r}: {src} does not exist", where="artifacts=")
+        dest = ctx.artifacts / name
+        if src.is_dir():
+            shutil.copytree(src, dest, symlinks=False)
+        else:
+            shutil.copyfile(src, dest)
+        recorded[name] = f"artifacts/{name}"
+    return {"module": module, "class": cls_name, "artifacts": recorded, "method": ctx.method}
+
+
+def import_from_package(code_dir: Path, module: str) -> ModuleType:
+    """Import ``module`` from the package's ``code/`` folder, whatever else is loaded.
+
+    The code folder goes first on sys.path so the module's own sibling imports resolve
+    inside the package; a same-named module already imported from elsewhere (the packer's
+    working copy, say) is not reused.
+    """
+    file = code_dir / f"{module}.py"
+    if not file.is_file():
+        file = code_dir / module / "__init__.py"
+    if not file.is_file():
+        raise FlavorError(f"code/{module}.py is missing from the package", where=str(code_dir))
+    code_str = os.fspath(code_dir)
+    if code_str not in sys.path:
+        sys.path.insert(0, code_str)
+    existing = sys.modules.get(module)
+    if existing is not None and Path(getattr(existing, "__file__", "") or "").resolve() == file.resolve():
+        return existing
+    spec = importlib.util.spec_from_file_location(module, file)
+    if spec is None or spec.loader is None:
+        raise FlavorError(f"cannot import {file}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[module] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except Exception as exc:
+        sys.modules.pop(module, None)
+        raise FlavorError(f"importing code/{file.name} failed: {exc!r}", where=str(file)) from exc
+    return mod
+
+
+def load(ctx: LoadContext) -> Any:
+    mod = import_from_package(ctx.path / "code", str(ctx.options["module"]))
+    cls = getattr(mod, str(ctx.options["class"]), None)
+    if cls is None:
+        raise FlavorError(f"class {ctx.options['class']} not found in code/{ctx.options['module']}.py")
+    artifacts = {k: ctx.path / v for k, v in dict(ctx.options.get("artifacts", {})).items()}
+    instance = cls()
+    try:
+        instance.load(Context(path=ctx.path, artifacts=artifacts))
+    except Exception as exc:
+        raise FlavorError(f"{cls.__name__}.load failed: {exc!r}", where=str(ctx.path)) from exc
+    return instance

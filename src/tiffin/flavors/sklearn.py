@@ -1,0 +1,147 @@
+"""scikit-learn estimators and Pipelines, saved with skops (no pickle).
+
+Two things matter here:
+
+- Only audited types are trusted at load: skops lists every type in the file that is
+  not on its own safe list, and tiffin accepts those only from scikit-learn, NumPy and
+  SciPy (the audited families) plus types the packer declared. Anything else is
+  refused and named before skops builds a single object.
+- ``import skops.io`` walks every scikit-learn module to build its trusted list, and
+  that walk imports scikit-learn's array-API shim for torch (5 s when torch is
+  installed, and torch then looks like a requirement). pkgutil's walk skips a module
+  that fails to import, so for the length of that one import a meta-path finder makes
+  the shim's optional backends fail to import. Nothing else is affected.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ..errors import FlavorError, UnsafeArtifactError
+from . import LoadContext, SaveContext, method_caller, mro_modules
+
+NAME = "sklearn"
+FRAMEWORKS = ("scikit-learn", "skops", "numpy", "scipy")
+FILE = "artifacts/model.skops"
+AUDITED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "scipy.special.")
+AUDITED_TYPES = frozenset({"builtins.slice", "collections.OrderedDict", "collections.defaultdict"})
+_SHIM_BACKENDS = ("torch", "cupy", "dask", "jax", "paddle", "mlx")
+
+
+class _BlockArrayApiBackends(importlib.abc.MetaPathFinder):
+    """Fails imports of scikit-learn's optional array-API backends (see module doc)."""
+
+    prefixes = tuple(f"sklearn.externals.array_api_compat.{b}" for b in _SHIM_BACKENDS)
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname.startswith(self.prefixes):
+            raise ImportError(f"{fullname} is not needed to load a skops file")
+        return None
+
+
+def skops_io() -> ModuleType:
+    """``skops.io``, imported without dragging in torch, jax or cupy."""
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    blocker = _BlockArrayApiBackends()
+    sys.meta_path.insert(0, blocker)
+    try:
+        import skops.io as sio
+    except ImportError as exc:
+        raise FlavorError(
+            f"skops is needed for scikit-learn models: {exc}", fix="pip install 'tiffin[sklearn]'"
+        ) from None
+    finally:
+        sys.meta_path.remove(blocker)
+    return sio
+
+
+def detect(obj: Any) -> bool:
+    return any(m.startswith("sklearn.") for m in mro_modules(obj))
+
+
+def detect_file(path: Any) -> bool:
+    path = Path(path)
+    if path.suffix != ".skops" or not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"  # skops files are zip archives
+
+
+def _audit(untrusted: Sequence[str], declared: Sequence[str], where: str) -> list[str]:
+    refused = [
+        t for t in untrusted
+        if not (t.startswith(AUDITED_PREFIXES) or t in AUDITED_TYPES or t in declared)
+    ]  # fmt: skip
+    if refused:
+        raise UnsafeArtifactError(
+            f"skops file holds type(s) outside the audited set: {', '.join(refused)}",
+            where=where,
+            fix="only scikit-learn, NumPy and SciPy types are trusted; declare others at pack "
+            "time with trusted_types=[...] if you have audited them",
+        )
+    return list(untrusted)
+
+
+def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
+    sio = skops_io()
+    if isinstance(model, (str, Path)):
+        data = Path(model).read_bytes()
+    else:
+        method_caller(model, ctx.method)
+        try:
+            data = sio.dumps(model, compression=8)
+        except Exception as exc:  # skops raises many types for unsupported objects
+            raise FlavorError(
+                f"skops cannot save this model: {exc}",
+                fix="models holding non-scikit-learn objects need the custom flavor, or "
+                "allow_pickle=True",
+            ) from exc
+    _audit(sio.get_untrusted_types(data=data), ctx.trusted_types, "skops model")
+    _zero_zip_times(ctx.root / FILE, data)
+    return {"file": FILE, "format": "skops", "method": ctx.method, "trusted_types": list(ctx.trusted_types)}
+
+
+def _zero_zip_times(dest: Path, data: bytes) -> None:
+    """Rewrite the skops zip with fixed timestamps and sorted entries (reproducibility)."""
+    import io
+    import zipfile
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(
+        dest, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6
+    ) as out:
+        for name in sorted(src.namelist()):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            out.writestr(info, src.read(name))
+
+
+def load(ctx: LoadContext) -> Any:
+    sio = skops_io()
+    path = ctx.file()
+    data = path.read_bytes()
+    declared = ctx.options.get("trusted_types") or []
+    untrusted = _audit(sio.get_untrusted_types(data=data), declared, str(path))
+    try:
+        model = sio.loads(data, trusted=untrusted)
+    except Exception as exc:
+        raise FlavorError(f"skops could not load the model: {exc}", where=str(path)) from exc
+    return _Method(model, str(ctx.options.get("method", "predict")))
+
+
+class _Method:
+    """Calls the packed method (predict, predict_proba, transform, ...)."""
+
+    def __init__(self, model: Any, method: str) -> None:
+        self.model = model
+        self.predict = method_caller(model, method)

@@ -1,0 +1,127 @@
+"""Load a package: verify every byte, then the flavor's load, then a Predictor."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import flavors, layout
+from .errors import FlavorError, ManifestError, SignatureError, TiffinError
+from .integrity import verify_tree
+from .manifest import Manifest
+from .signature import Signature
+
+
+class Predictor:
+    """A verified, loaded package. ``predict`` enforces the signature on every call."""
+
+    def __init__(self, path: Path, manifest: Manifest, signature: Signature, model: Any) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.signature = signature
+        self._model = model
+        self._predict = model.predict
+
+    @property
+    def digest(self) -> str:
+        assert self.manifest.digest is not None
+        return self.manifest.digest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def flavor(self) -> str:
+        return self.manifest.flavor
+
+    def predict(self, inputs: Any) -> Any:
+        """Check ``inputs`` against the signature, then run the model on them."""
+        return self._run(self.signature.validate(inputs))
+
+    def predict_named(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Named arrays in, named arrays out (the server's view of the model)."""
+        output = self._run(self.signature.from_named_arrays(arrays))
+        return self.signature.to_named_arrays(output)
+
+    def _run(self, checked: Any) -> Any:
+        try:
+            return self._predict(checked)
+        except TiffinError:
+            raise
+        except Exception as exc:
+            raise FlavorError(
+                f"the model raised {type(exc).__name__}: {exc}",
+                where=f"{self.name} {self.version}",
+            ) from exc
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.name} {self.version}, {self.manifest.flavor}, {self.digest[:19]}…)"
+
+
+def read_signature(root: Path) -> Signature:
+    try:
+        raw = json.loads((root / layout.SCHEMA).read_bytes())
+    except FileNotFoundError:
+        raise ManifestError("schema.json is missing", where=str(root)) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ManifestError(f"schema.json is not valid JSON: {exc}", where=str(root)) from None
+    try:
+        return Signature.from_dict(raw)
+    except SignatureError as exc:
+        raise ManifestError(exc.message, where=str(root / layout.SCHEMA), fix=exc.fix) from None
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    allow_pickle: bool = False,
+    trusted_keys: Sequence[Any] | None = None,
+    require_signature: bool | None = None,
+) -> Predictor:
+    """Verify the package at ``path`` and load it.
+
+    Every file is checked against the manifest before anything is deserialized; a
+    changed, missing, extra or linked file raises IntegrityError naming it.
+
+    Example::
+
+        model = tiffin.load("out/iris-1.0.0")
+        model.predict([[5.1, 3.5, 1.4, 0.2]])
+    """
+    root = Path(path)
+    if root.is_file():
+        from .archive import open_archive
+
+        root = open_archive(root)
+    manifest = verify_tree(root)
+    _check_trust(root, manifest, trusted_keys, require_signature)
+    signature = read_signature(root)
+    options = manifest.runtime.get("options", {})
+    if not isinstance(options, dict):
+        raise ManifestError("runtime.options must be an object", where=str(root / layout.MANIFEST))
+    flavor = flavors.get(manifest.flavor)
+    model = flavor.load(flavors.LoadContext(path=root, options=options, allow_pickle=allow_pickle))
+    return Predictor(root, manifest, signature, model)
+
+
+def _check_trust(
+    root: Path, manifest: Manifest, trusted_keys: Sequence[Any] | None, require: bool | None
+) -> None:
+    """Signature policy: checked when keys are given or the policy demands a signature."""
+    if require is None:
+        require = os.environ.get("TIFFIN_REQUIRE_SIGNATURE", "").lower() in ("1", "true", "yes")
+    if not trusted_keys and not require:
+        return
+    from .security.signing import verify_signature
+
+    verify_signature(root, manifest, trusted_keys or (), required=True)

@@ -1,0 +1,255 @@
+"""The pack pipeline: flavor -> reload check -> signature -> examples -> env -> card -> seal.
+
+Everything is written into a temporary folder beside the destination, the package is
+reloaded from there and run on the example (so a package that cannot load never ships),
+sealed, fsynced and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import examples as example_codec
+from . import flavors, layout, provenance
+from .atomic import clean_stale, destination_lock, disk_error, make_temp_dir, publish
+from .errors import FlavorError, TiffinError, UnsafeArtifactError, UsageError
+from .integrity import index_files
+from .manifest import Manifest, pretty_json, validate_name, validate_version
+from .modelcard import render
+from .signature import Signature
+
+
+@dataclass(frozen=True)
+class Package:
+    """A sealed package folder."""
+
+    path: Path
+    manifest: Manifest
+
+    @property
+    def digest(self) -> str:
+        assert self.manifest.digest is not None
+        return self.manifest.digest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def load(self, **kwargs: Any) -> Any:
+        from .load import load
+
+        return load(self.path, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Package({self.name} {self.version}, {self.digest[:19]}…, {self.path})"
+
+
+def pack(
+    model: Any,
+    dest: str | os.PathLike[str],
+    *,
+    name: str,
+    version: str,
+    example: Any = None,
+    method: str = "predict",
+    flavor: str | None = None,
+    code: Sequence[str | os.PathLike[str]] | None = None,
+    artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
+    requirements: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    signature: Signature | Mapping[str, Any] | None = None,
+    allow_pickle: bool = False,
+    trusted_types: Sequence[str] = (),
+    batching: Mapping[str, Any] | None = None,
+    python: str | None = None,
+    platform: str | None = None,
+    strict: bool = False,
+    force: bool = False,
+) -> Package:
+    """Pack ``model`` into a sealed package folder at ``dest``.
+
+    ``model`` is a model object, a model file path, or ``"path/to/file.py:ClassName"``.
+    The model's output on ``example`` is recorded with it and used to infer the signature.
+
+    Example::
+
+        pkg = tiffin.pack(clf, "out/iris-1.0.0", name="iris", version="1.0.0", example=X[:5])
+    """
+    validate_name(name)
+    validate_version(version)
+    meta = dict(metadata or {})
+    _check_json(meta, "metadata")
+    dest = Path(dest).absolute()
+    if not dest.parent.is_dir():
+        raise UsageError(f"the folder {dest.parent} does not exist", fix="create it first")
+    if isinstance(model, (str, os.PathLike)) and not (":" in str(model) and str(model).rsplit(":", 1)[0].endswith(".py")):
+        model = Path(model)
+        if not model.exists():
+            raise UsageError(f"model file {model} does not exist")
+    chosen = flavors.get(flavor) if flavor else flavors.detect(model)
+    if chosen.NAME == "pickle" and not allow_pickle:
+        raise UnsafeArtifactError(
+            "this model can only be saved with pickle, which runs code when loaded",
+            fix="use a framework tiffin saves safely, wrap the model in a custom class, or pass "
+            "allow_pickle=True (and allow_pickle=True again at load)",
+        )
+    if dest.exists() and not force:
+        raise TiffinError(
+            f"{dest} already exists", fix="choose another destination or pass force=True"
+        ) from None
+
+    clean_stale(dest.parent, dest.name)
+    with destination_lock(dest):
+        tmp = make_temp_dir(dest)
+        try:
+            manifest = _write(
+                tmp, model, chosen, name=name, version=version, example=example, method=method,
+                code=code, artifacts=artifacts, requirements=requirements, metadata=meta,
+                signature=signature, allow_pickle=allow_pickle, trusted_types=tuple(trusted_types),
+                batching=batching, python=python, platform=platform, strict=strict,
+            )  # fmt: skip
+            publish(tmp, dest, replace=force)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise disk_error(exc, dest) from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return Package(path=dest, manifest=manifest)
+
+
+def _check_json(value: Any, where: str) -> None:
+    try:
+        pretty_json(value)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{where} must be JSON-serialisable: {exc}", where=where) from None
+
+
+def _write(
+    root: Path,
+    model: Any,
+    flavor: Any,
+    *,
+    name: str,
+    version: str,
+    example: Any,
+    method: str,
+    code: Sequence[str | os.PathLike[str]] | None,
+    artifacts: Mapping[str, str | os.PathLike[str]] | None,
+    requirements: Sequence[str] | None,
+    metadata: dict[str, Any],
+    signature: Signature | Mapping[str, Any] | None,
+    allow_pickle: bool,
+    trusted_types: tuple[str, ...],
+    batching: Mapping[str, Any] | None,
+    python: str | None,
+    platform: str | None,
+    strict: bool,
+) -> Manifest:
+    ctx = flavors.SaveContext(
+        root=root, method=method, example=example, allow_pickle=allow_pickle,
+        trusted_types=trusted_types, options={"artifacts": dict(artifacts or {})},
+    )  # fmt: skip
+    options = flavor.save(model, ctx)
+    if code:
+        from .flavors.custom import copy_code
+
+        options["code"] = copy_code([Path(p) for p in code], ctx.code)
+    runtime: dict[str, Any] = {"flavor": flavor.NAME, "options": options}
+    if batching:
+        runtime["batching"] = dict(batching)
+
+    # Reload what was written and run it: a package that cannot load never ships.
+    loaded = flavor.load(
+        flavors.LoadContext(path=root, options=options, allow_pickle=allow_pickle)
+    )
+    output = None
+    if example is not None:
+        try:
+            output = loaded.predict(example)
+        except TiffinError:
+            raise
+        except Exception as exc:
+            raise FlavorError(
+                f"the reloaded model failed on the example: {exc!r}",
+                fix="check that the example is what the model's predict takes",
+            ) from exc
+        _check_same_as_original(model, flavor, method, example, output)
+
+    if signature is None:
+        if example is None:
+            raise UsageError(
+                "give example= (recommended) or signature=, so the package has a signature",
+                fix="pass a few rows of real input as example=",
+            )
+        sig = Signature.infer(example, output)
+    else:
+        sig = signature if isinstance(signature, Signature) else Signature.from_dict(signature)
+    if example is not None:
+        sig.validate(example)
+    (root / layout.SCHEMA).write_bytes(pretty_json(sig.to_dict()))
+    if example is not None:
+        (root / layout.EXAMPLES_DIR).mkdir(exist_ok=True)
+        (root / layout.EXAMPLE_INPUT).write_bytes(example_codec.dumps(example))
+        (root / layout.EXAMPLE_OUTPUT).write_bytes(example_codec.dumps(output))
+
+    from .env import capture
+
+    environment = capture.capture(
+        root, flavor=flavor.NAME, frameworks=tuple(flavor.FRAMEWORKS), requirements=requirements,
+        python=python, platform=platform,
+    )  # fmt: skip
+    reqs = list(environment.get("requirements", []))
+    (root / layout.MODEL_CARD).write_text(
+        render(name, version, flavor.NAME, sig, metadata, reqs), encoding="utf-8"
+    )
+    manifest = Manifest(
+        name=name,
+        version=version,
+        runtime=runtime,
+        files=index_files(root),
+        metadata=metadata,
+        environment=environment,
+        provenance=provenance.collect(tuple(flavor.FRAMEWORKS)),
+        created=provenance.created_time(),
+    ).seal()
+    (root / layout.MANIFEST).write_bytes(manifest.to_bytes())
+    _lint(root, strict)
+    return manifest
+
+
+def _lint(root: Path, strict: bool) -> None:
+    """Run the anti-pattern checks: warnings by default, errors under ``strict``."""
+    try:
+        from .lint import lint_package
+    except ImportError:  # lint lands separately; packing must not depend on it
+        return
+    lint_package(root, strict=strict, report=True)
+
+
+def _check_same_as_original(model: Any, flavor: Any, method: str, example: Any, output: Any) -> None:
+    """The reloaded model must give what the in-memory model gives on the example."""
+    if isinstance(model, (str, os.PathLike)) or flavor.NAME == "custom":
+        return
+    fn = getattr(model, method, None)
+    if not callable(fn):
+        return
+    try:
+        expected = fn(example)
+    except Exception:
+        return  # the flavor ran its own predict successfully; the original may need wrapping
+    problem = example_codec.compare(expected, output)
+    if problem:
+        raise FlavorError(
+            f"the saved model does not reproduce the original: {problem}",
+            fix="report this as a tiffin bug, with the model type",
+        )
