@@ -17,7 +17,7 @@ from typing import Any
 from . import examples as example_codec
 from . import flavors, layout, provenance
 from .atomic import clean_stale, destination_lock, disk_error, make_temp_dir, publish
-from .errors import FlavorError, TiffinError, UnsafeArtifactError, UsageError
+from .errors import ConflictError, FlavorError, TiffinError, UnsafeArtifactError, UsageError
 from .integrity import index_files
 from .manifest import Manifest, pretty_json, validate_name, validate_version
 from .modelcard import render
@@ -103,9 +103,9 @@ def pack(
             "allow_pickle=True (and allow_pickle=True again at load)",
         )
     if dest.exists() and not force:
-        raise TiffinError(
+        raise ConflictError(
             f"{dest} already exists", fix="choose another destination or pass force=True"
-        ) from None
+        )
 
     clean_stale(dest.parent, dest.name)
     with destination_lock(dest):

@@ -7,6 +7,7 @@ Each verb lives in its own module and is imported only when it runs, so ``tiffin
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from typing import Any
@@ -61,7 +62,7 @@ EXIT_CODE_HELP = "\n".join(f"  {code:>3}  {name}" for name, code in EXIT_CODES.i
 @click.group(
     cls=LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="Exit codes:\n\n" + EXIT_CODE_HELP.replace("\n", "\n\n"),
+    epilog="\b\nExit codes:\n" + EXIT_CODE_HELP,
 )
 @click.version_option(package_name="tiffin")
 def cli() -> None:

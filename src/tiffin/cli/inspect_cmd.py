@@ -1,0 +1,62 @@
+"""``tiffin inspect``: what is inside a package, verified, with nothing deserialized."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _shape(shape: list[int]) -> str:
+    return "[" + ", ".join("*" if d == -1 else str(d) for d in shape) + "]"
+
+
+@click.command()
+@click.argument("package", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print manifest and signature as JSON.")
+@click.option("--why", is_flag=True, help="Show which imported modules needed each requirement.")
+@click.option("--files", "show_files", is_flag=True, help="List every file with its sha256.")
+def inspect(package: Path, as_json: bool, why: bool, show_files: bool) -> None:
+    """Show the metadata, signature, files and dependencies of PACKAGE."""
+    from ..integrity import verify_tree
+    from ..load import read_signature
+
+    manifest = verify_tree(package)
+    signature = read_signature(package)
+    if as_json:
+        click.echo(json.dumps({"manifest": manifest.to_dict(), "signature": signature.to_dict()}, indent=2))
+        return
+    env: dict[str, Any] = manifest.environment
+    lines = [
+        f"{manifest.name} {manifest.version}",
+        f"  digest    {manifest.digest}",
+        f"  flavor    {manifest.flavor}",
+        f"  python    {env.get('python', '?')} on {env.get('platform', '?')}",
+    ]
+    if env.get("accelerator"):
+        lines.append(f"  accel     {env['accelerator']}")
+    desc = manifest.metadata.get("description")
+    if desc:
+        lines.append(f"  about     {desc}")
+    lines.append(f"  files     {len(manifest.files)} ({sum(f.size for f in manifest.files):,} bytes)")
+    lines.append(f"inputs ({signature.input_kind}):")
+    lines += [f"  {s.name:<24} {s.dtype:<10} {_shape(list(s.shape))}{'  nullable' if s.nullable else ''}" for s in signature.inputs]
+    if signature.outputs:
+        lines.append(f"outputs ({signature.output_kind}):")
+        lines += [f"  {s.name:<24} {s.dtype:<10} {_shape(list(s.shape))}" for s in signature.outputs]
+    reqs = env.get("requirements", [])
+    lines.append(f"requirements ({len(reqs)}):")
+    reasons = env.get("why", {}) if isinstance(env.get("why"), dict) else {}
+    for req in reqs:
+        line = f"  {req}"
+        if why:
+            key = str(req).split("==")[0].split("[")[0].strip().lower()
+            mods = reasons.get(key) or reasons.get(str(req)) or []
+            line += f"  <- {', '.join(map(str, mods))}" if mods else "  <- (declared)"
+        lines.append(line)
+    if show_files:
+        lines.append("files:")
+        lines += [f"  {f.sha256[:12]}  {f.size:>10,}  {f.layer:<11} {f.path}" for f in manifest.files]
+    click.echo("\n".join(lines))
