@@ -1,12 +1,16 @@
 """tiffin: sealed, versioned, content-addressed model packages.
 
-Importing tiffin is cheap: frameworks, the server and packing tools load only when used.
+``import tiffin`` is cheap (no NumPy, no frameworks): the verbs import their modules
+on first use.
 """
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import (
     ArchiveError,
     ConflictError,
@@ -23,13 +27,11 @@ from .errors import (
     VerificationError,
 )
 from .manifest import Manifest
-from .signature import Signature, TensorSpec
 
 if TYPE_CHECKING:
     from .load import Predictor
     from .pack import Package
-
-__version__ = "0.1.0"
+    from .signature import Signature, TensorSpec
 
 __all__ = [
     "ArchiveError",
@@ -78,13 +80,36 @@ def inspect(path: Any) -> Manifest:
     return verify_tree(path)
 
 
+_LAZY_CLASSES = {
+    "Package": "tiffin.pack",
+    "Predictor": "tiffin.load",
+    "Signature": "tiffin.signature",
+    "TensorSpec": "tiffin.signature",
+}
+
+
 def __getattr__(name: str) -> Any:
-    if name == "Package":
-        from .pack import Package
+    module = _LAZY_CLASSES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tiffin' has no attribute {name!r}")
+    import importlib
 
-        return Package
-    if name == "Predictor":
-        from .load import Predictor
+    return getattr(importlib.import_module(module), name)
 
-        return Predictor
-    raise AttributeError(f"module 'tiffin' has no attribute {name!r}")
+
+class _TiffinModule(types.ModuleType):
+    """Keeps the public verbs when a submodule of the same name is imported.
+
+    Importing ``tiffin.pack`` (the module) would otherwise rebind ``tiffin.pack`` (the
+    function) to the module, the usual price of lazy imports. The submodules stay
+    reachable through ``sys.modules`` and ``from tiffin.pack import ...``.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        current = self.__dict__.get(name)
+        if isinstance(value, types.ModuleType) and isinstance(current, types.FunctionType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _TiffinModule

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 
 
 def dist_version(dist: str) -> str | None:
