@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tiffin
+from tiffin.signature import Signature, TensorSpec
+
+
+def test_infer_tensor() -> None:
+    sig = Signature.infer(np.zeros((5, 3), np.float32), np.zeros(5, np.int64))
+    assert sig.input_kind == "tensor"
+    assert sig.inputs == (TensorSpec("input", "float32", (-1, 3)),)
+    assert sig.outputs == (TensorSpec("output", "int64", (-1,)),)
+    assert sig.batchable
+
+
+def test_infer_dataframe_with_strings_and_nulls() -> None:
+    frame = pd.DataFrame(
+        {"age": [30, 40], "city": ["x", None], "income": [1.5, np.nan], "ok": [True, False]}
+    )
+    sig = Signature.infer(frame, np.array([0, 1]))
+    assert sig.input_kind == "dataframe"
+    specs = {s.name: s for s in sig.inputs}
+    assert specs["age"].dtype == "int64" and not specs["age"].nullable
+    assert specs["city"].dtype == "str" and specs["city"].nullable
+    assert specs["income"].dtype == "float64"
+    assert specs["ok"].dtype == "bool"
+
+
+def test_infer_dict_and_strings() -> None:
+    sig = Signature.infer({"ids": np.zeros((2, 4), np.int64), "mask": np.ones((2, 4), bool)})
+    assert sig.input_kind == "dict"
+    assert [s.name for s in sig.inputs] == ["ids", "mask"]
+    sig = Signature.infer(["hello", "world"], np.array([0.1, 0.2]))
+    assert sig.input_kind == "strings"
+    assert sig.inputs[0].dtype == "str"
+
+
+def test_safe_casts_applied() -> None:
+    sig = Signature.infer(np.zeros((1, 2), np.float64))
+    out = sig.validate(np.array([[1, 2]], np.int32))
+    assert out.dtype == np.float64
+    out = sig.validate([[1, 2]])  # plain Python ints fit float64 exactly
+    assert out.dtype == np.float64
+
+
+def test_python_ints_to_float32_when_lossless() -> None:
+    sig = Signature.infer(np.zeros((1, 2), np.float32))
+    assert sig.validate([[1, 2]]).dtype == np.float32
+    with pytest.raises(tiffin.SignatureError, match="expects dtype float32"):
+        sig.validate([[16777217, 0]])  # not representable in float32
+
+
+@pytest.mark.parametrize(
+    ("expected", "given"),
+    [
+        (np.float32, np.zeros((1, 2), np.float64)),
+        (np.int64, np.zeros((1, 2), np.float64)),
+        (np.int32, np.zeros((1, 2), np.int64)),
+        (np.uint8, np.zeros((1, 2), np.int8)),
+    ],
+)
+def test_lossy_casts_refused(expected: Any, given: np.ndarray) -> None:
+    sig = Signature.infer(np.zeros((1, 2), expected))
+    with pytest.raises(tiffin.SignatureError, match=r"input 'input' expects dtype .* got"):
+        sig.validate(given)
+
+
+def test_float_list_to_int_refused() -> None:
+    sig = Signature.infer(np.zeros((1, 2), np.int64))
+    with pytest.raises(tiffin.SignatureError, match="expects dtype int64"):
+        sig.validate([[1.5, 2.0]])
+
+
+def test_wrong_shape_named() -> None:
+    sig = Signature.infer(np.zeros((3, 4), np.float64))
+    with pytest.raises(tiffin.SignatureError, match=r"expects shape \[-1, 4\].*got \[2, 3\]"):
+        sig.validate(np.zeros((2, 3)))
+    with pytest.raises(tiffin.SignatureError, match="got \\[4\\]"):
+        sig.validate(np.zeros(4))
+
+
+def test_missing_and_unknown_inputs() -> None:
+    sig = Signature.infer({"a": np.zeros((1, 2)), "b": np.zeros((1,))})
+    with pytest.raises(tiffin.SignatureError, match="input 'b' is missing"):
+        sig.validate({"a": np.zeros((1, 2))})
+    with pytest.raises(tiffin.SignatureError, match="unknown input 'c'"):
+        sig.validate({"a": np.zeros((1, 2)), "b": np.zeros(1), "c": 1})
+    with pytest.raises(tiffin.SignatureError, match="expected a mapping"):
+        sig.validate(np.zeros((1, 2)))
+
+
+def test_dataframe_errors() -> None:
+    frame = pd.DataFrame({"age": [30, 40], "city": ["x", "y"]})
+    sig = Signature.infer(frame)
+    with pytest.raises(tiffin.SignatureError, match="column 'city' is missing"):
+        sig.validate(frame[["age"]])
+    with pytest.raises(tiffin.SignatureError, match="unknown input column 'zip'"):
+        sig.validate(frame.assign(zip=[1, 2]))
+    with pytest.raises(tiffin.SignatureError, match="'city' has missing values but is not nullable"):
+        sig.validate(pd.DataFrame({"age": [1], "city": [None]}))
+    with pytest.raises(tiffin.SignatureError, match="'city' expects strings, got int"):
+        sig.validate(pd.DataFrame({"age": [1], "city": [5]}))
+    with pytest.raises(tiffin.SignatureError, match="'age' expects dtype int64"):
+        sig.validate(pd.DataFrame({"age": [1.5], "city": ["x"]}))
+    ok = sig.validate({"age": [1], "city": ["z"]})
+    assert list(ok.columns) == ["age", "city"]
+
+
+def test_strings_kind() -> None:
+    sig = Signature.infer(["a", "b"])
+    assert sig.validate(["x"]) == ["x"]
+    with pytest.raises(tiffin.SignatureError, match="expects strings"):
+        sig.validate([1, 2])
+
+
+def test_round_trip_dict_and_exports() -> None:
+    frame = pd.DataFrame({"age": [30], "city": ["x"]})
+    sig = Signature.infer(frame, np.array([[0.1, 0.9]]))
+    assert Signature.from_dict(sig.to_dict()) == sig
+    meta = sig.to_v2_metadata("m", "1", "tiffin_sklearn")
+    assert meta["inputs"] == [
+        {"name": "age", "datatype": "INT64", "shape": [-1]},
+        {"name": "city", "datatype": "BYTES", "shape": [-1]},
+    ]
+    assert meta["outputs"][0]["datatype"] == "FP64"
+    schema = sig.to_json_schema()
+    assert schema["properties"]["inputs"]["required"] == ["age", "city"]
+    import jsonschema
+
+    jsonschema.validate({"inputs": {"age": [1, 2], "city": ["a", "b"]}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"inputs": {"age": ["x"], "city": ["a"]}}, schema)
+
+
+def test_from_named_arrays_for_dataframe() -> None:
+    sig = Signature.infer(pd.DataFrame({"age": [30], "city": ["x"]}))
+    frame = sig.from_named_arrays(
+        {"age": np.array([[1], [2]]), "city": np.array([b"a", b"b"], dtype=object)}
+    )
+    assert frame["city"].tolist() == ["a", "b"]
+    assert frame["age"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [None, [], {"inputs": "x"}, {"inputs": [{"name": "a", "dtype": "complex64"}]},
+     {"inputs": [{"name": "a", "dtype": "float32", "shape": [-2]}]}, {"inputs": [{"dtype": "int8"}]},
+     {"inputs": [], "input_kind": "tree"}],
+)  # fmt: skip
+def test_bad_signature_documents(raw: Any) -> None:
+    with pytest.raises(tiffin.SignatureError):
+        Signature.from_dict(raw)
+
+
+@given(
+    hnp.arrays(
+        dtype=st.sampled_from([np.float32, np.float64, np.int32, np.int64, np.uint8, np.bool_]),
+        shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4),
+    )
+)
+def test_own_example_always_validates(arr: np.ndarray) -> None:
+    sig = Signature.infer(arr)
+    out = sig.validate(arr)
+    assert out.dtype == arr.dtype and out.shape == arr.shape
+    assert Signature.from_dict(sig.to_dict()) == sig
+
+
+@given(st.lists(st.floats(allow_nan=False) | st.integers() | st.text(max_size=3), max_size=6))
+def test_arbitrary_python_input_never_crashes(values: list[Any]) -> None:
+    sig = Signature.infer(np.zeros((1, 3), np.float32))
+    try:
+        sig.validate([values])
+    except tiffin.SignatureError:
+        pass
