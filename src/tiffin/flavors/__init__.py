@@ -19,6 +19,7 @@ touches only its own module (and the name below).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,8 @@ def detect(model: Any) -> ModuleType:
     """The flavor for an in-memory model or a model file path."""
     is_path = isinstance(model, (str, Path))
     for name in FLAVORS:
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            continue  # a flavor left out of this installation
         flavor = get(name)
         check: Callable[[Any], bool] = flavor.detect_file if is_path else flavor.detect
         if check(model):
