@@ -106,24 +106,56 @@ def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
                 "allow_pickle=True",
             ) from exc
     _audit(sio.get_untrusted_types(data=data), ctx.trusted_types, "skops model")
-    _zero_zip_times(ctx.root / FILE, data)
+    _reproducible_zip(ctx.root / FILE, data)
     return {"file": FILE, "format": "skops", "method": ctx.method, "trusted_types": list(ctx.trusted_types)}
 
 
-def _zero_zip_times(dest: Path, data: bytes) -> None:
-    """Rewrite the skops zip with fixed timestamps and sorted entries (reproducibility)."""
+def _renumber(node: Any, ids: dict[int, int]) -> Any:
+    """Replace skops's memory-address ids (``id(obj)``) with first-seen order numbers."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "__id__" and isinstance(value, int):
+                out[key] = ids.setdefault(value, len(ids) + 1)
+            elif key == "file" and isinstance(value, str) and value.split(".")[0].isdigit():
+                stem, _, ext = value.partition(".")
+                out[key] = f"{ids.setdefault(int(stem), len(ids) + 1)}.{ext}"
+            else:
+                out[key] = _renumber(value, ids)
+        return out
+    if isinstance(node, list):
+        return [_renumber(v, ids) for v in node]
+    return node
+
+
+def _reproducible_zip(dest: Path, data: bytes) -> None:
+    """Rewrite a skops file so the same model always gives the same bytes.
+
+    skops names objects and array files by ``id()``, a memory address that changes
+    from run to run, and stamps zip entries with the current time. Ids are renumbered
+    in document order, entries sorted, and times fixed to 1980-01-01.
+    """
     import io
+    import json
     import zipfile
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(
-        dest, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6
-    ) as out:
-        for name in sorted(src.namelist()):
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        ids: dict[int, int] = {}
+        schema = _renumber(json.loads(src.read("schema.json")), ids)
+        members = {"schema.json": json.dumps(schema, indent=2).encode()}
+        for name in src.namelist():
+            if name == "schema.json":
+                continue
+            stem, _, ext = name.partition(".")
+            renamed = f"{ids[int(stem)]}.{ext}" if stem.isdigit() and int(stem) in ids else name
+            members[renamed] = src.read(name)
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as out:
+        for name in sorted(members):
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            out.writestr(info, src.read(name))
+            out.writestr(info, members[name])
 
 
 def load(ctx: LoadContext) -> Any:

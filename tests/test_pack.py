@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tiffin
+from tiffin.integrity import walk_files
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {rel: (root / rel).read_bytes() for rel in walk_files(root)}
+
+
+def test_pack_layout(packed_iris: Path) -> None:
+    names = set(walk_files(packed_iris))
+    assert {
+        "tiffin.json", "schema.json", "README.md", "artifacts/model.skops",
+        "env/requirements.txt", "examples/input.json", "examples/output.json",
+    } <= names  # fmt: skip
+    manifest = tiffin.inspect(packed_iris)
+    assert manifest.flavor == "sklearn"
+    layers = {f.path: f.layer for f in manifest.files}
+    assert layers["artifacts/model.skops"] == "artifact"
+    assert layers["schema.json"] == "schema"
+    assert layers["env/requirements.txt"] == "environment"
+    assert layers["examples/input.json"] == "examples"
+    card = (packed_iris / "README.md").read_text()
+    assert "# iris 1.0.0" in card and "| `input` | float64 | [any, 4] | no |" in card
+
+
+def test_reproducible_bytes(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+    model, X = iris_pipeline
+    a = tiffin.pack(model, tmp_path / "a", name="iris", version="1.0.0", example=X[:5])
+    b = tiffin.pack(model, tmp_path / "b", name="iris", version="1.0.0", example=X[:5])
+    assert a.digest == b.digest
+    assert _files(a.path) == _files(b.path)
+
+
+def test_source_date_epoch(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    model, X = iris_pipeline
+    plain = tiffin.pack(model, tmp_path / "a", name="iris", version="1.0.0", example=X[:5])
+    assert plain.manifest.created is None
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    dated = tiffin.pack(model, tmp_path / "b", name="iris", version="1.0.0", example=X[:5])
+    assert dated.manifest.created == "2023-11-14T22:13:20Z"
+    again = tiffin.pack(model, tmp_path / "c", name="iris", version="1.0.0", example=X[:5])
+    assert again.digest == dated.digest != plain.digest
+
+
+def test_provenance(packed_iris: Path) -> None:
+    prov = tiffin.inspect(packed_iris).provenance
+    assert prov["tiffin"] == tiffin.__version__
+    assert prov["frameworks"]["scikit-learn"]
+    assert prov["python"].count(".") == 2
+
+
+def test_git_provenance(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / "train.py").write_text("x = 1\n")
+    subprocess.run(["git", "add", "."], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "init"], cwd=repo, check=True, env=env)
+    monkeypatch.chdir(repo)
+    model, X = iris_pipeline
+    pkg = tiffin.pack(model, repo / "out", name="iris", version="1.0.0", example=X[:5])
+    git = pkg.manifest.provenance["git"]
+    assert len(git["commit"]) == 40 and git["dirty"] is False
+    (repo / "train.py").write_text("x = 2\n")
+    pkg = tiffin.pack(model, repo / "out2", name="iris", version="1.0.0", example=X[:5])
+    assert pkg.manifest.provenance["git"]["dirty"] is True
+
+
+def test_refuses_to_overwrite(packed_iris: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+    model, X = iris_pipeline
+    before = _files(packed_iris)
+    with pytest.raises(tiffin.ConflictError, match="already exists"):
+        tiffin.pack(model, packed_iris, name="iris", version="1.0.0", example=X[:5])
+    assert _files(packed_iris) == before
+
+
+def test_force_replaces_atomically(packed_iris: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+    model, X = iris_pipeline
+    pkg = tiffin.pack(model, packed_iris, name="iris", version="2.0.0", example=X[:5], force=True)
+    assert tiffin.inspect(packed_iris).version == "2.0.0" == pkg.version
+    leftovers = [p.name for p in packed_iris.parent.iterdir() if "tiffin-tmp" in p.name]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"name": "Bad Name"}, tiffin.ManifestError, "invalid package name"),
+        ({"version": "latest"}, tiffin.ManifestError, "moving tag"),
+        ({"version": ""}, tiffin.ManifestError, "empty"),
+        ({"flavor": "tensorflow"}, tiffin.UsageError, "unknown flavor"),
+        ({"example": None}, tiffin.UsageError, "give example="),
+        ({"method": "explode"}, tiffin.FlavorError, "no method 'explode'"),
+        ({"metadata": {"x": object()}}, tiffin.UsageError, "JSON-serialisable"),
+        ({"example": np.zeros((2, 7))}, tiffin.FlavorError, "failed on the example"),
+    ],
+)
+def test_bad_arguments(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], kwargs: dict[str, Any], error: type, match: str) -> None:
+    model, X = iris_pipeline
+    args: dict[str, Any] = {"name": "iris", "version": "1.0.0", "example": X[:5], **kwargs}
+    with pytest.raises(error, match=match):
+        tiffin.pack(model, tmp_path / "out", **args)
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / ".out.tiffin-lock"])
+
+
+def test_missing_parent_folder(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+    model, X = iris_pipeline
+    with pytest.raises(tiffin.UsageError, match="does not exist"):
+        tiffin.pack(model, tmp_path / "no" / "out", name="iris", version="1.0.0", example=X[:5])
+
+
+def test_unknown_object_needs_pickle(tmp_path: Path) -> None:
+    class Opaque:
+        def predict(self, x: Any) -> Any:
+            return x
+
+    with pytest.raises((tiffin.UnsafeArtifactError, tiffin.FlavorError)):
+        tiffin.pack(Opaque(), tmp_path / "out", name="o", version="1", example=np.zeros((1, 2)))
+    assert not (tmp_path / "out").exists()
+
+
+def test_explicit_signature(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+    model, X = iris_pipeline
+    sig = {"inputs": [{"name": "features", "dtype": "float64", "shape": [-1, 4]}],
+           "outputs": [{"name": "label", "dtype": "int64", "shape": [-1]}]}  # fmt: skip
+    pkg = tiffin.pack(model, tmp_path / "out", name="iris", version="1", example=X[:2], signature=sig)
+    m = tiffin.load(pkg.path)
+    assert m.signature.inputs[0].name == "features"
+    assert m.predict_named({"features": X[:3]})["label"].tolist() == model.predict(X[:3]).tolist()
+    schema = json.loads((pkg.path / "schema.json").read_text())
+    assert schema["inputs"][0]["name"] == "features"
+
+
+def test_example_recorded(packed_iris: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+    from tiffin import examples
+
+    model, X = iris_pipeline
+    inp = examples.loads((packed_iris / "examples/input.json").read_bytes())
+    out = examples.loads((packed_iris / "examples/output.json").read_bytes())
+    np.testing.assert_array_equal(inp, X[:5])
+    np.testing.assert_array_equal(out, model.predict(X[:5]))
