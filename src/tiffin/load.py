@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,11 @@ def load(
     options = manifest.runtime.get("options", {})
     if not isinstance(options, dict):
         raise ManifestError("runtime.options must be an object", where=str(root / layout.MANIFEST))
+    code_dir = root / layout.CODE_DIR
+    if code_dir.is_dir() and str(code_dir) not in sys.path:
+        # The package's own code (custom classes, helpers) resolves from the package,
+        # ahead of anything else of the same name.
+        sys.path.insert(0, str(code_dir))
     flavor = flavors.get(manifest.flavor)
     model = flavor.load(flavors.LoadContext(path=root, options=options, allow_pickle=allow_pickle))
     return Predictor(root, manifest, signature, model)

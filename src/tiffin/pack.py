@@ -7,9 +7,11 @@ sealed, fsynced and renamed into place.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,20 +171,22 @@ def _write(
         runtime["batching"] = dict(batching)
 
     # Reload what was written and run it: a package that cannot load never ships.
-    loaded = flavor.load(
-        flavors.LoadContext(path=root, options=options, allow_pickle=allow_pickle)
-    )
-    output = None
+    with _isolated_imports(root):
+        loaded = flavor.load(
+            flavors.LoadContext(path=root, options=options, allow_pickle=allow_pickle)
+        )
+        output = None
+        if example is not None:
+            try:
+                output = loaded.predict(example)
+            except TiffinError:
+                raise
+            except Exception as exc:
+                raise FlavorError(
+                    f"the reloaded model failed on the example: {exc!r}",
+                    fix="check that the example is what the model's predict takes",
+                ) from exc
     if example is not None:
-        try:
-            output = loaded.predict(example)
-        except TiffinError:
-            raise
-        except Exception as exc:
-            raise FlavorError(
-                f"the reloaded model failed on the example: {exc!r}",
-                fix="check that the example is what the model's predict takes",
-            ) from exc
         _check_same_as_original(model, flavor, method, example, output)
 
     if signature is None:
@@ -225,6 +229,24 @@ def _write(
     (root / layout.MANIFEST).write_bytes(manifest.to_bytes())
     _lint(root, strict)
     return manifest
+
+
+@contextlib.contextmanager
+def _isolated_imports(root: Path) -> Iterator[None]:
+    """Forget modules imported from the temporary package once the reload check is done.
+
+    The temporary folder is renamed away after packing; a module left in sys.modules
+    pointing into it would shadow the user's own module of the same name.
+    """
+    path_before = list(sys.path)
+    try:
+        yield
+    finally:
+        sys.path[:] = path_before
+        prefix = str(root)
+        for name, module in list(sys.modules.items()):
+            if str(getattr(module, "__file__", "") or "").startswith(prefix):
+                del sys.modules[name]
 
 
 def _lint(root: Path, strict: bool) -> None:

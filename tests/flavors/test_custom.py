@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tiffin
+from tests.conftest import run_python
+
+MODEL_SRC = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    from helpers import scale
+
+
+    class Scorer:
+        def load(self, context):
+            with open(context.artifacts["weights"]) as fh:
+                self.w = np.asarray(json.load(fh))
+            self.root = context.path
+
+        def predict(self, inputs):
+            import colorsys  # imported only inside predict
+
+            return scale(np.asarray(inputs) @ self.w)
+    """
+)
+
+
+def _project(tmp_path: Path) -> Path:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "scorer.py").write_text(MODEL_SRC)
+    (proj / "helpers.py").write_text("def scale(x):\n    return x * 10\n")
+    (proj / "weights.json").write_text("[0.5, 0.25]")
+    return proj
+
+
+def test_custom_round_trip_in_fresh_process_without_sources(tmp_path: Path) -> None:
+    proj = _project(tmp_path)
+    dest = tmp_path / "pkg"
+    proc = run_python(
+        f"""
+        import sys, numpy as np, tiffin
+        sys.path.insert(0, {str(proj)!r})
+        pkg = tiffin.pack({str(proj / 'scorer.py')!r} + ":Scorer", {str(dest)!r}, name="scorer",
+                          version="1.0.0", example=np.array([[1.0, 2.0]]),
+                          code=[{str(proj / 'helpers.py')!r}],
+                          artifacts={{"weights": {str(proj / 'weights.json')!r}}})
+        print(pkg.manifest.flavor)
+        """,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "custom"
+    # The packer's sources are gone: loading must use the package's code/ folder.
+    for f in proj.iterdir():
+        f.unlink()
+    proj.rmdir()
+    proc = run_python(
+        f"""
+        import tiffin
+        m = tiffin.load({str(dest)!r})
+        print(m.predict([[2.0, 4.0]]).tolist())
+        """,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[20.0]"
+    assert sorted(p.name for p in (dest / "code").iterdir()) == ["helpers.py", "scorer.py"]
+    assert (dest / "artifacts" / "weights").is_file()
+
+
+def test_package_code_wins_over_same_named_module(tmp_path: Path) -> None:
+    proj = _project(tmp_path)
+    dest = tmp_path / "pkg"
+    tiffin.pack(f"{proj / 'scorer.py'}:Scorer", dest, name="scorer", version="1",
+                example=np.array([[1.0, 2.0]]), code=[proj / "helpers.py"],
+                artifacts={"weights": proj / "weights.json"})  # fmt: skip
+    # A different scorer.py in the working directory must not be picked up.
+    other = tmp_path / "cwd"
+    other.mkdir()
+    (other / "scorer.py").write_text("class Scorer:\n    pass\n")
+    (other / "helpers.py").write_text("def scale(x):\n    return -1\n")
+    proc = run_python(
+        f"import tiffin; print(tiffin.load({str(dest)!r}).predict([[2.0, 4.0]]).tolist())",
+        cwd=other,
+        env={"PYTHONPATH": str(other)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[20.0]"
+
+
+def test_custom_instance_detected(tmp_path: Path) -> None:
+    proj = _project(tmp_path)
+    import sys
+
+    sys.path.insert(0, str(proj))
+    try:
+        import scorer  # type: ignore[import-not-found]
+
+        pkg = tiffin.pack(scorer.Scorer(), tmp_path / "p", name="s", version="1",
+                          example=np.array([[1.0, 1.0]]), code=[proj / "helpers.py"],
+                          artifacts={"weights": proj / "weights.json"})  # fmt: skip
+    finally:
+        sys.path.remove(str(proj))
+        sys.modules.pop("scorer", None)
+        sys.modules.pop("helpers", None)
+    assert pkg.manifest.runtime["options"]["class"] == "Scorer"
+
+
+@pytest.mark.parametrize(
+    ("model", "match"),
+    [("nope.py:Model", "cannot find class source"), ("{proj}/scorer.py:9bad", "cannot find class source")],
+)
+def test_bad_sources(tmp_path: Path, model: str, match: str) -> None:
+    proj = _project(tmp_path)
+    with pytest.raises(tiffin.UsageError, match=match):
+        tiffin.pack(model.format(proj=proj), tmp_path / "p", name="s", version="1", example=np.ones((1, 2)))
+
+
+def test_missing_artifact(tmp_path: Path) -> None:
+    proj = _project(tmp_path)
+    with pytest.raises(tiffin.UsageError, match="artifact 'weights'"):
+        tiffin.pack(f"{proj / 'scorer.py'}:Scorer", tmp_path / "p", name="s", version="1",
+                    example=np.ones((1, 2)), artifacts={"weights": tmp_path / "missing.json"})  # fmt: skip
+    assert not (tmp_path / "p").exists()
+
+
+def test_failing_load_is_reported(tmp_path: Path) -> None:
+    src = tmp_path / "bad.py"
+    src.write_text("class Bad:\n    def load(self, context):\n        raise RuntimeError('no weights')\n    def predict(self, x):\n        return x\n")
+    with pytest.raises(tiffin.FlavorError, match="Bad.load failed: RuntimeError\\('no weights'\\)"):
+        tiffin.pack(f"{src}:Bad", tmp_path / "p", name="b", version="1", example=np.ones((1, 2)))
+    assert not (tmp_path / "p").exists()

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tiffin
+from tests.conftest import predict_in_fresh_process, run_python
+
+
+@pytest.fixture
+def frame_pipeline() -> tuple[Any, pd.DataFrame]:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 90, n),
+            "income": rng.normal(50_000, 10_000, n),
+            "city": rng.choice(["paris", "lyon", "nice"], n),
+            "plan": rng.choice(["free", "pro"], n),
+        }
+    )
+    y = (frame["income"] > 50_000).astype(int) ^ (frame["city"] == "nice").astype(int)
+    model = Pipeline(
+        [
+            ("prep", ColumnTransformer([
+                ("num", StandardScaler(), ["age", "income"]),
+                ("cat", OneHotEncoder(handle_unknown="ignore"), ["city", "plan"]),
+            ])),
+            ("clf", RandomForestClassifier(n_estimators=10, random_state=0)),
+        ]
+    ).fit(frame, y)  # fmt: skip
+    return model, frame
+
+
+def test_column_transformer_over_dataframe(tmp_path: Path, frame_pipeline: tuple[Any, pd.DataFrame]) -> None:
+    model, frame = frame_pipeline
+    pkg = tiffin.pack(model, tmp_path / "p", name="churn", version="1.0.0", example=frame.head(8),
+                      method="predict_proba")  # fmt: skip
+    sig = tiffin.load(pkg.path).signature
+    assert sig.input_kind == "dataframe"
+    assert {s.name: s.dtype for s in sig.inputs} == {"age": "int64", "income": "float64", "city": "str", "plan": "str"}
+    rows = frame.head(20)
+    code = f"__import__('pandas').DataFrame({rows.to_dict(orient='list')!r})"
+    out = predict_in_fresh_process(pkg.path, code, tmp_path)
+    np.testing.assert_allclose(out["output"], model.predict_proba(rows), rtol=0, atol=1e-12)
+
+
+def test_reproducible(tmp_path: Path, frame_pipeline: tuple[Any, pd.DataFrame]) -> None:
+    model, frame = frame_pipeline
+    a = tiffin.pack(model, tmp_path / "a", name="m", version="1", example=frame.head(3))
+    b = tiffin.pack(model, tmp_path / "b", name="m", version="1", example=frame.head(3))
+    assert a.digest == b.digest
+    assert (a.path / "artifacts/model.skops").read_bytes() == (b.path / "artifacts/model.skops").read_bytes()
+
+
+def test_skops_file_path(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+    import skops.io as sio
+
+    model, X = iris_pipeline
+    src = tmp_path / "model.skops"
+    sio.dump(model, src)
+    pkg = tiffin.pack(src, tmp_path / "p", name="iris", version="1", example=X[:4])
+    assert pkg.manifest.flavor == "sklearn"
+    np.testing.assert_array_equal(tiffin.load(pkg.path).predict(X), model.predict(X))
+
+
+def _inject_untrusted_type(path: Path) -> None:
+    """Rewrite a skops file so one node claims to be an os-level type."""
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    schema = json.loads(members["schema.json"])
+    schema["__module__"] = "os"
+    schema["__class__"] = "system"
+    members["schema.json"] = json.dumps(schema).encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    path.write_bytes(buf.getvalue())
+
+
+def test_untrusted_type_in_skops_file_refused_at_pack(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+    import skops.io as sio
+
+    model, X = iris_pipeline
+    src = tmp_path / "model.skops"
+    sio.dump(model, src)
+    _inject_untrusted_type(src)
+    with pytest.raises(tiffin.UnsafeArtifactError, match="os.system"):
+        tiffin.pack(src, tmp_path / "p", name="iris", version="1", example=X[:4])
+    assert not (tmp_path / "p").exists()
+
+
+def test_untrusted_type_refused_at_load(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+    """Even with a re-sealed manifest, load refuses a skops type outside the audited set."""
+    from tiffin.flavors import LoadContext
+    from tiffin.flavors.sklearn import load
+
+    model, X = iris_pipeline
+    pkg = tiffin.pack(model, tmp_path / "p", name="iris", version="1", example=X[:4])
+    artifact = pkg.path / "artifacts/model.skops"
+    _inject_untrusted_type(artifact)
+    with pytest.raises(tiffin.UnsafeArtifactError, match="outside the audited set: os.system"):
+        load(LoadContext(path=pkg.path, options=pkg.manifest.runtime["options"]))
+
+
+def test_custom_estimator_type_needs_declaration(tmp_path: Path) -> None:
+    """A user's own estimator class is not audited: skops refuses it unless declared."""
+    src = tmp_path / "myest.py"
+    src.write_text(
+        "import numpy as np\n"
+        "from sklearn.base import BaseEstimator\n"
+        "class Doubler(BaseEstimator):\n"
+        "    def fit(self, X, y=None):\n"
+        "        self.k_ = 2.0\n"
+        "        return self\n"
+        "    def predict(self, X):\n"
+        "        return np.asarray(X) * self.k_\n"
+    )
+    proc = run_python(
+        f"""
+        import sys, numpy as np, tiffin
+        sys.path.insert(0, {str(tmp_path)!r})
+        from myest import Doubler
+        m = Doubler().fit(None)
+        try:
+            tiffin.pack(m, {str(tmp_path / 'p')!r}, name="d", version="1", example=np.ones((2, 2)))
+        except tiffin.UnsafeArtifactError as exc:
+            print("refused", "myest.Doubler" in str(exc))
+        pkg = tiffin.pack(m, {str(tmp_path / 'q')!r}, name="d", version="1", example=np.ones((2, 2)),
+                          trusted_types=["myest.Doubler"], code=[{str(src)!r}])
+        print(tiffin.load(pkg.path).predict(np.ones((1, 2))).tolist())
+        """,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[0] == "refused True"
+    assert "[[2.0, 2.0]]" in proc.stdout
