@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tiffin
+from tiffin.build import build
+
+
+def _repo(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], table: str) -> Path:
+    import skops.io as sio
+
+    model, X = iris_pipeline
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    sio.dump(model, repo / "model.skops")
+    np.save(repo / "data" / "example.npy", X[:3])
+    (repo / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\nversion = "0"\n\n' + textwrap.dedent(table)
+    )
+    return repo
+
+
+def test_build_from_pyproject(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+    repo = _repo(tmp_path, iris_pipeline, """
+        [tool.tiffin]
+        name = "iris"
+        version = "2.1.0"
+        source = "model.skops"
+        example = "data/example.npy"
+        [tool.tiffin.metadata]
+        description = "Iris from CI"
+        license = "MIT"
+    """)  # fmt: skip
+    pkg = build(repo)
+    assert pkg.path == repo / "dist" / "iris-2.1.0"
+    assert pkg.manifest.metadata == {"description": "Iris from CI", "license": "MIT"}
+    model, X = iris_pipeline
+    np.testing.assert_array_equal(tiffin.load(pkg.path).predict(X), model.predict(X))
+    # Same repository, same command: same digest.
+    again = build(repo, force=True)
+    assert again.digest == pkg.digest
+
+
+def test_build_cli_and_tiffin_toml(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+    repo = _repo(tmp_path, iris_pipeline, "")
+    (repo / "tiffin.toml").write_text(
+        'name = "iris"\nversion = "1.0.0"\nsource = "model.skops"\nexample = "data/example.npy"\nout = "pkgs/iris"\n'
+    )
+    proc = subprocess.run([sys.executable, "-m", "tiffin.cli", "build", str(repo)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (repo / "pkgs" / "iris" / "tiffin.json").is_file()
+
+
+def test_build_factory(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+    repo = _repo(tmp_path, iris_pipeline, """
+        [tool.tiffin]
+        name = "iris"
+        version = "1.0.0"
+        factory = "train.py:make_model"
+        example = "data/example.npy"
+    """)  # fmt: skip
+    (repo / "train.py").write_text("import skops.io as sio\n\ndef make_model():\n    return sio.load('model.skops', trusted=sio.get_untrusted_types(file='model.skops'))\n")
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(repo)
+    try:
+        pkg = build(repo)
+    finally:
+        os.chdir(cwd)
+    assert pkg.manifest.flavor == "sklearn"
+
+
+@pytest.mark.parametrize(
+    ("table", "match"),
+    [
+        ('[tool.tiffin]\nname = "iris"\nsource = "model.skops"\n', "'version' is required"),
+        ('[tool.tiffin]\nname = "iris"\nversion = "1"\n', "exactly one of 'source' or 'factory'"),
+        ('[tool.tiffin]\nname = "iris"\nversion = "1"\nsource = "m"\nbogus = 1\n', "unknown key"),
+        ("[tool.tiffin\n", "not valid TOML"),
+    ],
+)
+def test_bad_configs(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], table: str, match: str) -> None:
+    repo = _repo(tmp_path, iris_pipeline, "")
+    (repo / "pyproject.toml").write_text(table)
+    with pytest.raises(tiffin.UsageError, match=match):
+        build(repo)
