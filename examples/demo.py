@@ -21,7 +21,7 @@ def step(title: str) -> None:
 
 
 def run(args: list[str]) -> str:
-    print("$ tiffin " + " ".join(args[len(TIFFIN):]), flush=True)
+    print("$ tiffin " + " ".join(args[len(TIFFIN) :]), flush=True)
     proc = subprocess.run(args, capture_output=True, text=True)
     print(proc.stdout.rstrip())
     if proc.returncode != 0:

@@ -41,7 +41,7 @@ def test_every_public_name_resolves() -> None:
 
 def test_verbs_survive_submodule_imports() -> None:
     import tiffin.load
-    import tiffin.pack  # noqa: F401
+    import tiffin.pack
 
     assert callable(tiffin.pack) and tiffin.pack.__module__ == "tiffin"
     assert callable(tiffin.load) and tiffin.load.__module__ == "tiffin"

@@ -53,7 +53,9 @@ def test_build_cli_and_tiffin_toml(tmp_path: Path, iris_pipeline: tuple[Any, np.
     (repo / "tiffin.toml").write_text(
         'name = "iris"\nversion = "1.0.0"\nsource = "model.skops"\nexample = "data/example.npy"\nout = "pkgs/iris"\n'
     )
-    proc = subprocess.run([sys.executable, "-m", "tiffin.cli", "build", str(repo)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "build", str(repo)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert (repo / "pkgs" / "iris" / "tiffin.json").is_file()
 
@@ -66,7 +68,9 @@ def test_build_factory(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) ->
         factory = "train.py:make_model"
         example = "data/example.npy"
     """)  # fmt: skip
-    (repo / "train.py").write_text("import skops.io as sio\n\ndef make_model():\n    return sio.load('model.skops', trusted=sio.get_untrusted_types(file='model.skops'))\n")
+    (repo / "train.py").write_text(
+        "import skops.io as sio\n\ndef make_model():\n    return sio.load('model.skops', trusted=sio.get_untrusted_types(file='model.skops'))\n"
+    )
     import os
 
     cwd = os.getcwd()
@@ -87,7 +91,9 @@ def test_build_factory(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) ->
         ("[tool.tiffin\n", "not valid TOML"),
     ],
 )
-def test_bad_configs(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], table: str, match: str) -> None:
+def test_bad_configs(
+    tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], table: str, match: str
+) -> None:
     repo = _repo(tmp_path, iris_pipeline, "")
     (repo / "pyproject.toml").write_text(table)
     with pytest.raises(tiffin.UsageError, match=match):

@@ -38,7 +38,9 @@ def test_help_lists_verbs_and_exit_codes() -> None:
     assert "4  IntegrityError" in proc.stdout
 
 
-def test_pack_inspect_predict(tmp_path: Path, skops_file: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+def test_pack_inspect_predict(
+    tmp_path: Path, skops_file: Path, iris_pipeline: tuple[Any, np.ndarray]
+) -> None:
     model, X = iris_pipeline
     out = tmp_path / "iris-1.0.0"
     proc = tiffin("pack", str(skops_file), str(out), "--name", "iris", "--version", "1.0.0",
@@ -61,7 +63,9 @@ def test_pack_inspect_predict(tmp_path: Path, skops_file: Path, iris_pipeline: t
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "npy", "json"])
-def test_predict_formats_and_batches(tmp_path: Path, packed_iris: Path, iris_pipeline: tuple[Any, np.ndarray], fmt: str) -> None:
+def test_predict_formats_and_batches(
+    tmp_path: Path, packed_iris: Path, iris_pipeline: tuple[Any, np.ndarray], fmt: str
+) -> None:
     model, X = iris_pipeline
     inputs = tmp_path / f"in.{fmt}"
     if fmt == "npy":
@@ -72,7 +76,9 @@ def test_predict_formats_and_batches(tmp_path: Path, packed_iris: Path, iris_pip
         frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
         frame.to_csv(inputs, index=False) if fmt == "csv" else frame.to_parquet(inputs)
     output = tmp_path / f"out.{fmt}"
-    proc = tiffin("predict", str(packed_iris), "-i", str(inputs), "-o", str(output), "--batch-size", "32")
+    proc = tiffin(
+        "predict", str(packed_iris), "-i", str(inputs), "-o", str(output), "--batch-size", "32"
+    )
     assert proc.returncode == 0, proc.stderr
     if fmt == "npy":
         got = np.load(output).tolist()
@@ -93,13 +99,33 @@ def test_predict_formats_and_batches(tmp_path: Path, packed_iris: Path, iris_pip
         (["predict", "{pkg}", "-i", "{tmp}/bad.json"], 2, "cannot read"),
         (["predict", "{pkg}", "-i", "{tmp}/short.json"], 6, "expects shape"),
         (["predict", "{pkg}", "-i", "{tmp}/x.txt"], 2, "cannot tell the format"),
-        (["pack", "{tmp}/nothing.skops", "{tmp}/o", "--name", "x", "--version", "1"], 2, "does not exist"),
+        (
+            ["pack", "{tmp}/nothing.skops", "{tmp}/o", "--name", "x", "--version", "1"],
+            2,
+            "does not exist",
+        ),
         (["pack", "{skops}", "{tmp}/o", "--name", "x", "--version", "latest"], 5, "moving tag"),
-        (["pack", "{skops}", "{pkg}", "--name", "x", "--version", "1", "--example", "{tmp}/example.npy"], 12, "already exists"),
+        (
+            [
+                "pack",
+                "{skops}",
+                "{pkg}",
+                "--name",
+                "x",
+                "--version",
+                "1",
+                "--example",
+                "{tmp}/example.npy",
+            ],
+            12,
+            "already exists",
+        ),
         (["build", "{tmp}"], 2, "no [tool.tiffin] table"),
     ],
 )
-def test_errors_are_clear(tmp_path: Path, packed_iris: Path, skops_file: Path, args: list[str], code: int, message: str) -> None:
+def test_errors_are_clear(
+    tmp_path: Path, packed_iris: Path, skops_file: Path, args: list[str], code: int, message: str
+) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     (tmp_path / "short.json").write_text("[[1, 2]]")
     (tmp_path / "x.txt").write_text("1")

@@ -17,7 +17,13 @@ def test_clean_package_verifies(packed_iris: Path) -> None:
 
 @pytest.mark.parametrize(
     "relpath",
-    ["artifacts/model.skops", "schema.json", "env/requirements.txt", "examples/input.json", "README.md"],
+    [
+        "artifacts/model.skops",
+        "schema.json",
+        "env/requirements.txt",
+        "examples/input.json",
+        "README.md",
+    ],
 )
 def test_one_changed_byte_in_each_layer_is_caught(packed_iris: Path, relpath: str) -> None:
     target = packed_iris / relpath

@@ -10,7 +10,9 @@ import tiffin
 from tests.conftest import predict_in_fresh_process
 
 
-def test_fresh_process_round_trip(packed_iris: Path, iris_pipeline: tuple[Any, np.ndarray], tmp_path: Path) -> None:
+def test_fresh_process_round_trip(
+    packed_iris: Path, iris_pipeline: tuple[Any, np.ndarray], tmp_path: Path
+) -> None:
     model, X = iris_pipeline
     out = predict_in_fresh_process(packed_iris, "np.array(" + repr(X[:10].tolist()) + ")", tmp_path)
     assert out["output"] == model.predict(X[:10]).tolist()

@@ -18,9 +18,7 @@ from tiffin.manifest import (
     validate_version,
 )
 
-SCHEMA = json.loads(
-    (Path(tiffin.__file__).parent / "schemas" / "manifest.schema.json").read_text()
-)
+SCHEMA = json.loads((Path(tiffin.__file__).parent / "schemas" / "manifest.schema.json").read_text())
 
 
 def _manifest(**over: object) -> Manifest:

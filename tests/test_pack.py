@@ -41,7 +41,9 @@ def test_reproducible_bytes(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray
     assert _files(a.path) == _files(b.path)
 
 
-def test_source_date_epoch(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_source_date_epoch(
+    tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
     model, X = iris_pipeline
     plain = tiffin.pack(model, tmp_path / "a", name="iris", version="1.0.0", example=X[:5])
     assert plain.manifest.created is None
@@ -59,12 +61,20 @@ def test_provenance(packed_iris: Path) -> None:
     assert prov["python"].count(".") == 2
 
 
-def test_git_provenance(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_git_provenance(
+    tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import subprocess
 
     repo = tmp_path / "repo"
     repo.mkdir()
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+    }
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     (repo / "train.py").write_text("x = 1\n")
     subprocess.run(["git", "add", "."], cwd=repo, check=True)
@@ -87,7 +97,9 @@ def test_refuses_to_overwrite(packed_iris: Path, iris_pipeline: tuple[Any, np.nd
     assert _files(packed_iris) == before
 
 
-def test_force_replaces_atomically(packed_iris: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+def test_force_replaces_atomically(
+    packed_iris: Path, iris_pipeline: tuple[Any, np.ndarray]
+) -> None:
     model, X = iris_pipeline
     pkg = tiffin.pack(model, packed_iris, name="iris", version="2.0.0", example=X[:5], force=True)
     assert tiffin.inspect(packed_iris).version == "2.0.0" == pkg.version
@@ -108,7 +120,13 @@ def test_force_replaces_atomically(packed_iris: Path, iris_pipeline: tuple[Any, 
         ({"example": np.zeros((2, 7))}, tiffin.FlavorError, "failed on the example"),
     ],
 )
-def test_bad_arguments(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], kwargs: dict[str, Any], error: type, match: str) -> None:
+def test_bad_arguments(
+    tmp_path: Path,
+    iris_pipeline: tuple[Any, np.ndarray],
+    kwargs: dict[str, Any],
+    error: type,
+    match: str,
+) -> None:
     model, X = iris_pipeline
     args: dict[str, Any] = {"name": "iris", "version": "1.0.0", "example": X[:5], **kwargs}
     with pytest.raises(error, match=match):
@@ -136,7 +154,9 @@ def test_explicit_signature(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray
     model, X = iris_pipeline
     sig = {"inputs": [{"name": "features", "dtype": "float64", "shape": [-1, 4]}],
            "outputs": [{"name": "label", "dtype": "int64", "shape": [-1]}]}  # fmt: skip
-    pkg = tiffin.pack(model, tmp_path / "out", name="iris", version="1", example=X[:2], signature=sig)
+    pkg = tiffin.pack(
+        model, tmp_path / "out", name="iris", version="1", example=X[:2], signature=sig
+    )
     m = tiffin.load(pkg.path)
     assert m.signature.inputs[0].name == "features"
     assert m.predict_named({"features": X[:3]})["label"].tolist() == model.predict(X[:3]).tolist()

@@ -104,7 +104,9 @@ def test_dataframe_errors() -> None:
         sig.validate(frame[["age"]])
     with pytest.raises(tiffin.SignatureError, match="unknown input column 'zip'"):
         sig.validate(frame.assign(zip=[1, 2]))
-    with pytest.raises(tiffin.SignatureError, match="'city' has missing values but is not nullable"):
+    with pytest.raises(
+        tiffin.SignatureError, match="'city' has missing values but is not nullable"
+    ):
         sig.validate(pd.DataFrame({"age": [1], "city": [None]}))
     with pytest.raises(tiffin.SignatureError, match="'city' expects strings, got int"):
         sig.validate(pd.DataFrame({"age": [1], "city": [5]}))

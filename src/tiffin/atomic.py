@@ -34,14 +34,14 @@ def _pid_alive(pid: int) -> bool:
 
 def clean_stale(parent: Path, name: str) -> list[Path]:
     """Remove temporary folders of ``name`` left by writers that no longer run."""
-    removed = []
+    removed: list[Path] = []
     prefix = f".{name}{TMP_MARK}"
     if not parent.is_dir():
         return removed
     for entry in parent.iterdir():
         if not entry.name.startswith(prefix):
             continue
-        pid_text = entry.name[len(prefix):].split("-", 1)[0]
+        pid_text = entry.name[len(prefix) :].split("-", 1)[0]
         if pid_text.isdigit() and not _pid_alive(int(pid_text)):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
@@ -118,7 +118,9 @@ def publish(tmp: Path, dest: Path, *, replace: bool) -> None:
                 f"{dest} already exists", fix="choose another destination or pass force=True"
             )
         if not dest.is_dir() or dest.is_symlink():
-            raise ConflictError(f"{dest} exists and is not a package folder; refusing to replace it")
+            raise ConflictError(
+                f"{dest} exists and is not a package folder; refusing to replace it"
+            )
         if _exchange(tmp, dest):
             # tmp now holds the old package; it is garbage from here on.
             fsync_dir(dest.parent)
@@ -146,5 +148,7 @@ def disk_error(exc: OSError, dest: Path) -> TiffinError:
             fix="free space on that disk or write elsewhere",
         )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return TiffinError(f"cannot write {dest}: {exc.strerror}", fix="check the folder's permissions")
+        return TiffinError(
+            f"cannot write {dest}: {exc.strerror}", fix="check the folder's permissions"
+        )
     return TiffinError(f"writing {dest} failed: {exc}")

@@ -49,10 +49,7 @@ def _toml(path: Path) -> dict[str, Any]:
 
 def find_config(start: Path) -> tuple[Path, dict[str, Any]]:
     """The ``[tool.tiffin]`` table (pyproject.toml) or the whole tiffin.toml in ``start``."""
-    if start.is_file():
-        candidates = [start]
-    else:
-        candidates = [start / "tiffin.toml", start / "pyproject.toml"]
+    candidates = [start] if start.is_file() else [start / "tiffin.toml", start / "pyproject.toml"]
     for path in candidates:
         if not path.is_file():
             continue
@@ -98,7 +95,9 @@ def build(config: str | os.PathLike[str] = ".", *, force: bool = False) -> Any:
     where = f"{path}: [tool.tiffin]" if path.name == "pyproject.toml" else str(path)
     unknown = sorted(set(table) - KEYS)
     if unknown:
-        raise UsageError(f"unknown key(s) {', '.join(unknown)}", where=where, fix=f"known keys: {sorted(KEYS)}")
+        raise UsageError(
+            f"unknown key(s) {', '.join(unknown)}", where=where, fix=f"known keys: {sorted(KEYS)}"
+        )
     for key in ("name", "version"):
         if key not in table:
             raise UsageError(f"{key!r} is required", where=where)

@@ -86,7 +86,9 @@ def _json_to_kind(raw: Any, signature: Signature, path: Path) -> Any:
         raise UsageError(f"{path}: expected records or columns for a DataFrame model")
     if signature.input_kind == "dict":
         if not isinstance(raw, dict):
-            raise UsageError(f"{path}: expected an object of named inputs {signature.input_names()}")
+            raise UsageError(
+                f"{path}: expected an object of named inputs {signature.input_names()}"
+            )
         return raw
     return raw
 
@@ -138,7 +140,9 @@ def write_output(output: Any, path: Path | None, fmt: str | None = None) -> byte
     fmt = format_of(path, fmt)
     if fmt == "npy":
         if len(arrays) != 1:
-            raise UsageError("the model has several outputs; .npy holds one", fix="use .json or .parquet")
+            raise UsageError(
+                "the model has several outputs; .npy holds one", fix="use .json or .parquet"
+            )
         np.save(path, next(iter(arrays.values())), allow_pickle=False)
         return None
     pd = _pandas()

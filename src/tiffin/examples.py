@@ -68,7 +68,10 @@ def encode(value: Any) -> dict[str, Any]:
                 columns[str(col)] = {"dtype": "str", "shape": [len(values)], "data": values}
         return {"kind": "dataframe", "columns": columns}
     if isinstance(value, Mapping):
-        return {"kind": "dict", "arrays": {str(k): _encode_array(_to_array(v)) for k, v in value.items()}}
+        return {
+            "kind": "dict",
+            "arrays": {str(k): _encode_array(_to_array(v)) for k, v in value.items()},
+        }
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return {"kind": "strings", "data": list(value)}
     if isinstance(value, tuple):

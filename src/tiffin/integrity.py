@@ -80,7 +80,9 @@ def index_files(root: Path) -> tuple[FileEntry, ...]:
             continue
         full = root / rel
         entries.append(
-            FileEntry(path=rel, size=full.stat().st_size, sha256=sha256_file(full), layer=layer_of(rel))
+            FileEntry(
+                path=rel, size=full.stat().st_size, sha256=sha256_file(full), layer=layer_of(rel)
+            )
         )
     return tuple(entries)
 

@@ -21,7 +21,9 @@ FORMAT_VERSION = 1
 
 _NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$")
-_MOVING_TAGS = frozenset({"latest", "stable", "main", "master", "head", "dev", "current", "nightly"})
+_MOVING_TAGS = frozenset(
+    {"latest", "stable", "main", "master", "head", "dev", "current", "nightly"}
+)
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 

@@ -30,12 +30,16 @@ def render(
     for key in ("authors", "license", "tags"):
         if key in metadata:
             value = metadata[key]
-            facts.append((key, ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
+            facts.append(
+                (key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
+            )
     lines += [f"- **{k}**: {v}" for k, v in facts] + [""]
-    lines += ["## Inputs", "", f"Kind: {signature.input_kind}.", ""] + _table(signature.inputs) + [""]
+    lines += (
+        ["## Inputs", "", f"Kind: {signature.input_kind}.", "", *_table(signature.inputs), ""]
+    )
     if signature.outputs:
         lines += ["## Outputs", "", f"Kind: {signature.output_kind}.", ""]
-        lines += _table(signature.outputs) + [""]
+        lines += [*_table(signature.outputs), ""]
     metrics = metadata.get("metrics")
     if isinstance(metrics, dict) and metrics:
         lines += ["## Metrics", "", "| metric | value |", "|---|---|"]

@@ -93,7 +93,9 @@ def pack(
     dest = Path(dest).absolute()
     if not dest.parent.is_dir():
         raise UsageError(f"the folder {dest.parent} does not exist", fix="create it first")
-    if isinstance(model, (str, os.PathLike)) and not (":" in str(model) and str(model).rsplit(":", 1)[0].endswith(".py")):
+    if isinstance(model, (str, os.PathLike)) and not (
+        ":" in str(model) and str(model).rsplit(":", 1)[0].endswith(".py")
+    ):
         model = Path(model)
         if not model.exists():
             raise UsageError(f"model file {model} does not exist")
@@ -258,7 +260,9 @@ def _lint(root: Path, strict: bool) -> None:
     lint_package(root, strict=strict, report=True)
 
 
-def _check_same_as_original(model: Any, flavor: Any, method: str, example: Any, output: Any) -> None:
+def _check_same_as_original(
+    model: Any, flavor: Any, method: str, example: Any, output: Any
+) -> None:
     """The reloaded model must give what the in-memory model gives on the example."""
     if isinstance(model, (str, os.PathLike)) or flavor.NAME == "custom":
         return

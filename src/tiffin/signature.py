@@ -145,7 +145,8 @@ class Signature:
     def infer(cls, example: Any, output: Any = None) -> Signature:
         """Infer a signature from an example input and the model's output on it."""
         in_kind, in_specs = _infer_specs(example, DEFAULT_INPUT, "example input")
-        out_kind, out_specs = ("tensor", ())
+        out_kind = "tensor"
+        out_specs: tuple[TensorSpec, ...] = ()
         if output is not None:
             out_kind, out_specs = _infer_specs(output, DEFAULT_OUTPUT, "model output")
         return cls(inputs=in_specs, outputs=out_specs, input_kind=in_kind, output_kind=out_kind)
@@ -303,7 +304,9 @@ def _infer_specs(value: Any, default: str, what: str) -> tuple[str, tuple[Tensor
             elif str(dtype).startswith("datetime64"):
                 name = "datetime64[ns]"
             else:
-                name = dtype_name(np.dtype(dtype.numpy_dtype if hasattr(dtype, "numpy_dtype") else dtype))
+                name = dtype_name(
+                    np.dtype(dtype.numpy_dtype if hasattr(dtype, "numpy_dtype") else dtype)
+                )
             nullable = bool(series.isna().any()) and name not in ("float32", "float64")
             specs.append(TensorSpec(col, name, (-1,), nullable))
         return "dataframe", tuple(specs)
@@ -319,7 +322,11 @@ def _infer_specs(value: Any, default: str, what: str) -> tuple[str, tuple[Tensor
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return "strings", (TensorSpec(default, "str", (-1,)),)
     arr = _to_array(value)
-    if arr.dtype.kind == "O" and arr.ndim == 1 and all(isinstance(v, (list, np.ndarray)) for v in arr):
+    if (
+        arr.dtype.kind == "O"
+        and arr.ndim == 1
+        and all(isinstance(v, (list, np.ndarray)) for v in arr)
+    ):
         raise SignatureError(f"{what} is ragged (rows of different lengths)")
     return "tensor", (_array_spec(default, arr),)
 
@@ -394,7 +401,9 @@ def _lossless(arr: np.ndarray, target: np.dtype[Any]) -> np.ndarray | None:
         except (OverflowError, ValueError):
             return None
         back = out.astype(arr.dtype)
-    same = (back == arr) | (np.isnan(arr) & np.isnan(back)) if arr.dtype.kind == "f" else back == arr
+    same = (
+        (back == arr) | (np.isnan(arr) & np.isnan(back)) if arr.dtype.kind == "f" else back == arr
+    )
     return out if bool(np.all(same)) else None
 
 
@@ -502,14 +511,20 @@ def _validate_frame(specs: Sequence[TensorSpec], value: Any) -> Any:
     columns = {}
     for spec in specs:
         series = value[spec.name]
-        if not spec.nullable and spec.dtype not in ("float32", "float64") and bool(series.isna().any()):
+        if (
+            not spec.nullable
+            and spec.dtype not in ("float32", "float64")
+            and bool(series.isna().any())
+        ):
             raise SignatureError(
                 f"input column {spec.name!r} has missing values but is not nullable",
                 where=spec.name,
                 fix="fill the missing values, or pack with an example that has them",
             )
         if spec.dtype == "str":
-            bad = next((v for v in series if not (isinstance(v, str) or (v is None or v != v))), None)
+            bad = next(
+                (v for v in series if not (isinstance(v, str) or (v is None or v != v))), None
+            )
             if bad is not None:
                 raise SignatureError(
                     f"input column {spec.name!r} expects strings, got {type(bad).__name__} ({bad!r})",
@@ -519,7 +534,8 @@ def _validate_frame(specs: Sequence[TensorSpec], value: Any) -> Any:
         elif spec.dtype.startswith("datetime64"):
             if not str(series.dtype).startswith("datetime64"):
                 raise SignatureError(
-                    f"input column {spec.name!r} expects datetimes, got {series.dtype}", where=spec.name
+                    f"input column {spec.name!r} expects datetimes, got {series.dtype}",
+                    where=spec.name,
                 )
             columns[spec.name] = series
         else:

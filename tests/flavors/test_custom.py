@@ -46,10 +46,10 @@ def test_custom_round_trip_in_fresh_process_without_sources(tmp_path: Path) -> N
         f"""
         import sys, numpy as np, tiffin
         sys.path.insert(0, {str(proj)!r})
-        pkg = tiffin.pack({str(proj / 'scorer.py')!r} + ":Scorer", {str(dest)!r}, name="scorer",
+        pkg = tiffin.pack({str(proj / "scorer.py")!r} + ":Scorer", {str(dest)!r}, name="scorer",
                           version="1.0.0", example=np.array([[1.0, 2.0]]),
-                          code=[{str(proj / 'helpers.py')!r}],
-                          artifacts={{"weights": {str(proj / 'weights.json')!r}}})
+                          code=[{str(proj / "helpers.py")!r}],
+                          artifacts={{"weights": {str(proj / "weights.json")!r}}})
         print(pkg.manifest.flavor)
         """,
         cwd=tmp_path,
@@ -114,12 +114,17 @@ def test_custom_instance_detected(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("model", "match"),
-    [("nope.py:Model", "cannot find class source"), ("{proj}/scorer.py:9bad", "cannot find class source")],
+    [
+        ("nope.py:Model", "cannot find class source"),
+        ("{proj}/scorer.py:9bad", "cannot find class source"),
+    ],
 )
 def test_bad_sources(tmp_path: Path, model: str, match: str) -> None:
     proj = _project(tmp_path)
     with pytest.raises(tiffin.UsageError, match=match):
-        tiffin.pack(model.format(proj=proj), tmp_path / "p", name="s", version="1", example=np.ones((1, 2)))
+        tiffin.pack(
+            model.format(proj=proj), tmp_path / "p", name="s", version="1", example=np.ones((1, 2))
+        )
 
 
 def test_missing_artifact(tmp_path: Path) -> None:
@@ -132,7 +137,9 @@ def test_missing_artifact(tmp_path: Path) -> None:
 
 def test_failing_load_is_reported(tmp_path: Path) -> None:
     src = tmp_path / "bad.py"
-    src.write_text("class Bad:\n    def load(self, context):\n        raise RuntimeError('no weights')\n    def predict(self, x):\n        return x\n")
+    src.write_text(
+        "class Bad:\n    def load(self, context):\n        raise RuntimeError('no weights')\n    def predict(self, x):\n        return x\n"
+    )
     with pytest.raises(tiffin.FlavorError, match="Bad.load failed: RuntimeError\\('no weights'\\)"):
         tiffin.pack(f"{src}:Bad", tmp_path / "p", name="b", version="1", example=np.ones((1, 2)))
     assert not (tmp_path / "p").exists()

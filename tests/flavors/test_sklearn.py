@@ -44,13 +44,20 @@ def frame_pipeline() -> tuple[Any, pd.DataFrame]:
     return model, frame
 
 
-def test_column_transformer_over_dataframe(tmp_path: Path, frame_pipeline: tuple[Any, pd.DataFrame]) -> None:
+def test_column_transformer_over_dataframe(
+    tmp_path: Path, frame_pipeline: tuple[Any, pd.DataFrame]
+) -> None:
     model, frame = frame_pipeline
     pkg = tiffin.pack(model, tmp_path / "p", name="churn", version="1.0.0", example=frame.head(8),
                       method="predict_proba")  # fmt: skip
     sig = tiffin.load(pkg.path).signature
     assert sig.input_kind == "dataframe"
-    assert {s.name: s.dtype for s in sig.inputs} == {"age": "int64", "income": "float64", "city": "str", "plan": "str"}
+    assert {s.name: s.dtype for s in sig.inputs} == {
+        "age": "int64",
+        "income": "float64",
+        "city": "str",
+        "plan": "str",
+    }
     rows = frame.head(20)
     code = f"__import__('pandas').DataFrame({rows.to_dict(orient='list')!r})"
     out = predict_in_fresh_process(pkg.path, code, tmp_path)
@@ -62,7 +69,9 @@ def test_reproducible(tmp_path: Path, frame_pipeline: tuple[Any, pd.DataFrame]) 
     a = tiffin.pack(model, tmp_path / "a", name="m", version="1", example=frame.head(3))
     b = tiffin.pack(model, tmp_path / "b", name="m", version="1", example=frame.head(3))
     assert a.digest == b.digest
-    assert (a.path / "artifacts/model.skops").read_bytes() == (b.path / "artifacts/model.skops").read_bytes()
+    assert (a.path / "artifacts/model.skops").read_bytes() == (
+        b.path / "artifacts/model.skops"
+    ).read_bytes()
 
 
 def test_skops_file_path(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
@@ -91,7 +100,9 @@ def _inject_untrusted_type(path: Path) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def test_untrusted_type_in_skops_file_refused_at_pack(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+def test_untrusted_type_in_skops_file_refused_at_pack(
+    tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]
+) -> None:
     import skops.io as sio
 
     model, X = iris_pipeline
@@ -103,7 +114,9 @@ def test_untrusted_type_in_skops_file_refused_at_pack(tmp_path: Path, iris_pipel
     assert not (tmp_path / "p").exists()
 
 
-def test_untrusted_type_refused_at_load(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+def test_untrusted_type_refused_at_load(
+    tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]
+) -> None:
     """Even with a re-sealed manifest, load refuses a skops type outside the audited set."""
     from tiffin.flavors import LoadContext
     from tiffin.flavors.sklearn import load
@@ -136,10 +149,10 @@ def test_custom_estimator_type_needs_declaration(tmp_path: Path) -> None:
         from myest import Doubler
         m = Doubler().fit(None)
         try:
-            tiffin.pack(m, {str(tmp_path / 'p')!r}, name="d", version="1", example=np.ones((2, 2)))
+            tiffin.pack(m, {str(tmp_path / "p")!r}, name="d", version="1", example=np.ones((2, 2)))
         except tiffin.UnsafeArtifactError as exc:
             print("refused", "myest.Doubler" in str(exc))
-        pkg = tiffin.pack(m, {str(tmp_path / 'q')!r}, name="d", version="1", example=np.ones((2, 2)),
+        pkg = tiffin.pack(m, {str(tmp_path / "q")!r}, name="d", version="1", example=np.ones((2, 2)),
                           trusted_types=["myest.Doubler"], code=[{str(src)!r}])
         print(tiffin.load(pkg.path).predict(np.ones((1, 2))).tolist())
         """,

@@ -26,7 +26,9 @@ def inspect(package: Path, as_json: bool, why: bool, show_files: bool) -> None:
     manifest = verify_tree(package)
     signature = read_signature(package)
     if as_json:
-        click.echo(json.dumps({"manifest": manifest.to_dict(), "signature": signature.to_dict()}, indent=2))
+        click.echo(
+            json.dumps({"manifest": manifest.to_dict(), "signature": signature.to_dict()}, indent=2)
+        )
         return
     env: dict[str, Any] = manifest.environment
     lines = [
@@ -40,12 +42,19 @@ def inspect(package: Path, as_json: bool, why: bool, show_files: bool) -> None:
     desc = manifest.metadata.get("description")
     if desc:
         lines.append(f"  about     {desc}")
-    lines.append(f"  files     {len(manifest.files)} ({sum(f.size for f in manifest.files):,} bytes)")
+    lines.append(
+        f"  files     {len(manifest.files)} ({sum(f.size for f in manifest.files):,} bytes)"
+    )
     lines.append(f"inputs ({signature.input_kind}):")
-    lines += [f"  {s.name:<24} {s.dtype:<10} {_shape(list(s.shape))}{'  nullable' if s.nullable else ''}" for s in signature.inputs]
+    lines += [
+        f"  {s.name:<24} {s.dtype:<10} {_shape(list(s.shape))}{'  nullable' if s.nullable else ''}"
+        for s in signature.inputs
+    ]
     if signature.outputs:
         lines.append(f"outputs ({signature.output_kind}):")
-        lines += [f"  {s.name:<24} {s.dtype:<10} {_shape(list(s.shape))}" for s in signature.outputs]
+        lines += [
+            f"  {s.name:<24} {s.dtype:<10} {_shape(list(s.shape))}" for s in signature.outputs
+        ]
     reqs = env.get("requirements", [])
     lines.append(f"requirements ({len(reqs)}):")
     reasons = env.get("why", {}) if isinstance(env.get("why"), dict) else {}
@@ -58,5 +67,7 @@ def inspect(package: Path, as_json: bool, why: bool, show_files: bool) -> None:
         lines.append(line)
     if show_files:
         lines.append("files:")
-        lines += [f"  {f.sha256[:12]}  {f.size:>10,}  {f.layer:<11} {f.path}" for f in manifest.files]
+        lines += [
+            f"  {f.sha256[:12]}  {f.size:>10,}  {f.layer:<11} {f.path}" for f in manifest.files
+        ]
     click.echo("\n".join(lines))

@@ -28,7 +28,9 @@ def _metadata(value: str | None, description: str | None) -> dict[str, Any]:
         try:
             meta = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise UsageError(f"--metadata is not JSON or a JSON file: {exc}", where="--metadata") from None
+            raise UsageError(
+                f"--metadata is not JSON or a JSON file: {exc}", where="--metadata"
+            ) from None
         if not isinstance(meta, dict):
             raise UsageError("--metadata must be a JSON object", where="--metadata")
     if description:
@@ -38,7 +40,16 @@ def _metadata(value: str | None, description: str | None) -> dict[str, Any]:
 
 def _report(pkg: Any, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"path": str(pkg.path), "name": pkg.name, "version": pkg.version, "digest": pkg.digest}))
+        click.echo(
+            json.dumps(
+                {
+                    "path": str(pkg.path),
+                    "name": pkg.name,
+                    "version": pkg.version,
+                    "digest": pkg.digest,
+                }
+            )
+        )
     else:
         click.echo(f"packed {pkg.name} {pkg.version} -> {pkg.path}")
         click.echo(f"digest {pkg.digest}")
@@ -49,18 +60,47 @@ def _report(pkg: Any, as_json: bool) -> None:
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Package name (lowercase).")
 @click.option("--version", "version", required=True, help="Fixed package version, e.g. 1.2.0.")
-@click.option("--example", type=click.Path(path_type=Path), help="Example input: .json, .csv, .parquet or .npy.")
+@click.option(
+    "--example",
+    type=click.Path(path_type=Path),
+    help="Example input: .json, .csv, .parquet or .npy.",
+)
 @click.option("--method", default="predict", show_default=True, help="Prediction method to call.")
 @click.option("--flavor", help="Override flavor detection.")
-@click.option("--code", multiple=True, type=click.Path(path_type=Path), help="Extra source file or folder (repeatable).")
-@click.option("--artifact", multiple=True, metavar="NAME=PATH", help="Artifact for custom models (repeatable).")
-@click.option("--requirement", "-r", "requirements", multiple=True, help="Pinned requirement (repeatable); replaces inferred ones.")
-@click.option("--metadata", help="JSON object or JSON file: description, authors, license, metrics, tags.")
+@click.option(
+    "--code",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Extra source file or folder (repeatable).",
+)
+@click.option(
+    "--artifact",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Artifact for custom models (repeatable).",
+)
+@click.option(
+    "--requirement",
+    "-r",
+    "requirements",
+    multiple=True,
+    help="Pinned requirement (repeatable); replaces inferred ones.",
+)
+@click.option(
+    "--metadata", help="JSON object or JSON file: description, authors, license, metrics, tags."
+)
 @click.option("--description", help="One-line description for the model card.")
 @click.option("--python", help="Target Python version for the lock, e.g. 3.11.")
 @click.option("--platform", help="Target platform for the lock, e.g. linux/x86_64.")
-@click.option("--allow-pickle", is_flag=True, help="Allow pickle as a last resort (refused by default).")
-@click.option("--trusted-type", "trusted_types", multiple=True, help="Extra audited type to trust (module.Qualname).")
+@click.option(
+    "--allow-pickle", is_flag=True, help="Allow pickle as a last resort (refused by default)."
+)
+@click.option(
+    "--trusted-type",
+    "trusted_types",
+    multiple=True,
+    help="Extra audited type to trust (module.Qualname).",
+)
 @click.option("--strict", is_flag=True, help="Fail on any lint finding.")
 @click.option("--force", is_flag=True, help="Replace an existing package at DEST atomically.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

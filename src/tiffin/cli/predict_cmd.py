@@ -12,9 +12,8 @@ import click
 def _progress(total: int, enabled: bool) -> Any:
     if not enabled:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     return Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -24,12 +23,29 @@ def _progress(total: int, enabled: bool) -> Any:
 
 @click.command()
 @click.argument("package", type=click.Path(path_type=Path))
-@click.option("--input", "-i", "input_path", required=True, type=click.Path(path_type=Path), help="Input file: .json, .csv, .parquet or .npy.")
-@click.option("--output", "-o", "output_path", type=click.Path(path_type=Path), help="Output file (.json, .csv, .parquet, .npy); stdout JSON if omitted.")
+@click.option(
+    "--input",
+    "-i",
+    "input_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Input file: .json, .csv, .parquet or .npy.",
+)
+@click.option(
+    "--output",
+    "-o",
+    "output_path",
+    type=click.Path(path_type=Path),
+    help="Output file (.json, .csv, .parquet, .npy); stdout JSON if omitted.",
+)
 @click.option("--format", "fmt", help="Input format when the extension does not tell.")
 @click.option("--batch-size", default=10_000, show_default=True, help="Rows per predict call.")
-@click.option("--isolated", is_flag=True, help="Run in the package's own environment (built from its lock).")
-@click.option("--allow-pickle", is_flag=True, help="Allow a pickle-flavor package (allow-listed types only).")
+@click.option(
+    "--isolated", is_flag=True, help="Run in the package's own environment (built from its lock)."
+)
+@click.option(
+    "--allow-pickle", is_flag=True, help="Allow a pickle-flavor package (allow-listed types only)."
+)
 @click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
 def predict(
     package: Path, input_path: Path, output_path: Path | None, fmt: str | None,

@@ -94,7 +94,11 @@ def detect(model: Any) -> ModuleType:
         check: Callable[[Any], bool] = flavor.detect_file if is_path else flavor.detect
         if check(model):
             return flavor
-    what = f"file {model}" if is_path else f"object of type {type(model).__module__}.{type(model).__qualname__}"
+    what = (
+        f"file {model}"
+        if is_path
+        else f"object of type {type(model).__module__}.{type(model).__qualname__}"
+    )
     raise FlavorError(
         f"no flavor recognises the {what}",
         fix="pass flavor=... explicitly, wrap it in a class with load/predict (custom flavor), "

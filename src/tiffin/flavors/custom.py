@@ -79,7 +79,10 @@ def copy_code(paths: list[Path], code_dir: Path) -> list[str]:
             raise UsageError(f"two code files are both called {src.name!r}", where="code=")
         if src.is_dir():
             shutil.copytree(
-                src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"), symlinks=False
+                src,
+                dest,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"),
+                symlinks=False,
             )
         elif src.is_file():
             shutil.copyfile(src, dest)
@@ -130,7 +133,10 @@ def import_from_package(code_dir: Path, module: str) -> ModuleType:
     if code_str not in sys.path:
         sys.path.insert(0, code_str)
     existing = sys.modules.get(module)
-    if existing is not None and Path(getattr(existing, "__file__", "") or "").resolve() == file.resolve():
+    if (
+        existing is not None
+        and Path(getattr(existing, "__file__", "") or "").resolve() == file.resolve()
+    ):
         return existing
     spec = importlib.util.spec_from_file_location(module, file)
     if spec is None or spec.loader is None:
@@ -149,7 +155,9 @@ def load(ctx: LoadContext) -> Any:
     mod = import_from_package(ctx.path / "code", str(ctx.options["module"]))
     cls = getattr(mod, str(ctx.options["class"]), None)
     if cls is None:
-        raise FlavorError(f"class {ctx.options['class']} not found in code/{ctx.options['module']}.py")
+        raise FlavorError(
+            f"class {ctx.options['class']} not found in code/{ctx.options['module']}.py"
+        )
     artifacts = {k: ctx.path / v for k, v in dict(ctx.options.get("artifacts", {})).items()}
     instance = cls()
     try:

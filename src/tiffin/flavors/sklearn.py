@@ -61,7 +61,7 @@ def skops_io() -> ModuleType:
         ) from None
     finally:
         sys.meta_path.remove(blocker)
-    return sio
+    return sio  # type: ignore[no-any-return]
 
 
 def detect(obj: Any) -> bool:
@@ -107,13 +107,18 @@ def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
             ) from exc
     _audit(sio.get_untrusted_types(data=data), ctx.trusted_types, "skops model")
     _reproducible_zip(ctx.root / FILE, data)
-    return {"file": FILE, "format": "skops", "method": ctx.method, "trusted_types": list(ctx.trusted_types)}
+    return {
+        "file": FILE,
+        "format": "skops",
+        "method": ctx.method,
+        "trusted_types": list(ctx.trusted_types),
+    }
 
 
 def _renumber(node: Any, ids: dict[int, int]) -> Any:
     """Replace skops's memory-address ids (``id(obj)``) with first-seen order numbers."""
     if isinstance(node, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for key, value in node.items():
             if key == "__id__" and isinstance(value, int):
                 out[key] = ids.setdefault(value, len(ids) + 1)
