@@ -34,9 +34,7 @@ def render(
                 (key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
             )
     lines += [f"- **{k}**: {v}" for k, v in facts] + [""]
-    lines += (
-        ["## Inputs", "", f"Kind: {signature.input_kind}.", "", *_table(signature.inputs), ""]
-    )
+    lines += ["## Inputs", "", f"Kind: {signature.input_kind}.", "", *_table(signature.inputs), ""]
     if signature.outputs:
         lines += ["## Outputs", "", f"Kind: {signature.output_kind}.", ""]
         lines += [*_table(signature.outputs), ""]
