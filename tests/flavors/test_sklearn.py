@@ -161,3 +161,15 @@ def test_custom_estimator_type_needs_declaration(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[0] == "refused True"
     assert "[[2.0, 2.0]]" in proc.stdout
+
+
+def test_reexported_function_is_not_audited() -> None:
+    """A name under sklearn.* that is really shutil.rmtree must not pass the audit."""
+    import sklearn.datasets._base as base
+
+    from tiffin.flavors.sklearn import _audit
+
+    assert base.shutil.rmtree  # the re-export exists
+    with pytest.raises(tiffin.UnsafeArtifactError, match="sklearn.datasets._base.shutil"):
+        _audit(["sklearn.datasets._base.shutil"], [], "x")
+    assert _audit(["sklearn.tree._tree.Tree"], [], "x") == ["sklearn.tree._tree.Tree"]

@@ -15,6 +15,7 @@ Two things matter here:
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.machinery
 import sys
@@ -76,10 +77,28 @@ def detect_file(path: Any) -> bool:
         return fh.read(4) == b"PK\x03\x04"  # skops files are zip archives
 
 
+def _defined_in_audited_module(typename: str) -> bool:
+    """True when ``typename`` names an object *defined* in an audited package.
+
+    A name under ``sklearn.`` can be a re-export (``sklearn.x._base.rmtree`` is
+    ``shutil.rmtree``); the prefix alone would let such a function into a
+    FunctionTransformer. So the object is resolved and its own ``__module__`` checked.
+    """
+    if not typename.startswith(AUDITED_PREFIXES):
+        return False
+    module_name, _, attr = typename.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    home = getattr(obj, "__module__", None)
+    return isinstance(home, str) and home.startswith(tuple(p.rstrip(".") for p in AUDITED_PREFIXES))
+
+
 def _audit(untrusted: Sequence[str], declared: Sequence[str], where: str) -> list[str]:
     refused = [
         t for t in untrusted
-        if not (t.startswith(AUDITED_PREFIXES) or t in AUDITED_TYPES or t in declared)
+        if not (t in AUDITED_TYPES or t in declared or _defined_in_audited_module(t))
     ]  # fmt: skip
     if refused:
         raise UnsafeArtifactError(
