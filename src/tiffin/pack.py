@@ -72,6 +72,7 @@ def pack(
     allow_pickle: bool = False,
     trusted_types: Sequence[str] = (),
     batching: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
     python: str | None = None,
     platform: str | None = None,
     strict: bool = False,
@@ -81,6 +82,8 @@ def pack(
 
     ``model`` is a model object, a model file path, or ``"path/to/file.py:ClassName"``.
     The model's output on ``example`` is recorded with it and used to infer the signature.
+    ``options`` go to the flavor (``init_kwargs`` and ``device`` for PyTorch, ``device``
+    for ONNX).
 
     Example::
 
@@ -119,7 +122,8 @@ def pack(
                 tmp, model, chosen, name=name, version=version, example=example, method=method,
                 code=code, artifacts=artifacts, requirements=requirements, metadata=meta,
                 signature=signature, allow_pickle=allow_pickle, trusted_types=tuple(trusted_types),
-                batching=batching, python=python, platform=platform, strict=strict,
+                batching=batching, options=options, python=python, platform=platform,
+                strict=strict,
             )  # fmt: skip
             publish(tmp, dest, replace=force)
         except OSError as exc:
@@ -155,27 +159,28 @@ def _write(
     allow_pickle: bool,
     trusted_types: tuple[str, ...],
     batching: Mapping[str, Any] | None,
+    options: Mapping[str, Any] | None,
     python: str | None,
     platform: str | None,
     strict: bool,
 ) -> Manifest:
     ctx = flavors.SaveContext(
         root=root, method=method, example=example, allow_pickle=allow_pickle,
-        trusted_types=trusted_types, options={"artifacts": dict(artifacts or {})},
+        trusted_types=trusted_types, options={**dict(options or {}), "artifacts": dict(artifacts or {})},
     )  # fmt: skip
-    options = flavor.save(model, ctx)
+    runtime_options = flavor.save(model, ctx)
     if code:
         from .flavors.custom import copy_code
 
-        options["code"] = copy_code([Path(p) for p in code], ctx.code)
-    runtime: dict[str, Any] = {"flavor": flavor.NAME, "options": options}
+        runtime_options["code"] = copy_code([Path(p) for p in code], ctx.code)
+    runtime: dict[str, Any] = {"flavor": flavor.NAME, "options": runtime_options}
     if batching:
         runtime["batching"] = dict(batching)
 
     # Reload what was written and run it: a package that cannot load never ships.
     with _isolated_imports(root):
         loaded = flavor.load(
-            flavors.LoadContext(path=root, options=options, allow_pickle=allow_pickle)
+            flavors.LoadContext(path=root, options=runtime_options, allow_pickle=allow_pickle)
         )
         output = None
         if example is not None:
@@ -241,6 +246,7 @@ def _isolated_imports(root: Path) -> Iterator[None]:
     pointing into it would shadow the user's own module of the same name.
     """
     path_before = list(sys.path)
+    modules_before = dict(sys.modules)
     try:
         yield
     finally:
@@ -248,7 +254,10 @@ def _isolated_imports(root: Path) -> Iterator[None]:
         prefix = str(root)
         for name, module in list(sys.modules.items()):
             if str(getattr(module, "__file__", "") or "").startswith(prefix):
-                del sys.modules[name]
+                if name in modules_before:
+                    sys.modules[name] = modules_before[name]
+                else:
+                    del sys.modules[name]
 
 
 def _lint(root: Path, strict: bool) -> None:

@@ -57,7 +57,7 @@ def resolve_source(spec: str) -> tuple[Path, str]:
 def _class_file(cls: type) -> Path:
     try:
         file = inspect.getsourcefile(cls)
-    except TypeError:
+    except (TypeError, OSError):
         file = None
     if not file or not file.endswith(".py") or cls.__module__ == "__main__":
         raise FlavorError(
