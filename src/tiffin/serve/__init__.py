@@ -1,0 +1,1 @@
+"""``tiffin serve``: an Open Inference Protocol (KServe V2) server for packages."""

@@ -1,0 +1,263 @@
+"""The V2 (Open Inference Protocol) tensor codec: JSON and the binary data extension.
+
+Requests carry a JSON header, optionally followed by raw tensor bytes when the
+``Inference-Header-Content-Length`` header says where the JSON ends; each input then
+names its ``binary_data_size``. BYTES elements are length-prefixed (4-byte little-endian)
+in binary form. Responses mirror this: outputs go binary when the request asks for it
+(``binary_data_output`` or per-output ``binary_data``).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..errors import SignatureError
+
+DTYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+
+
+class BadRequest(Exception):
+    """A malformed request: answered with 400 and this message."""
+
+
+def datatype_of(arr: np.ndarray) -> str:
+    if arr.dtype.kind in "OUS":
+        return "BYTES"
+    for name, dtype in DTYPES.items():
+        if dtype == arr.dtype and name != "BYTES":
+            return name
+    raise BadRequest(f"the model returned dtype {arr.dtype}, which V2 cannot carry")
+
+
+def _parse_json(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+def _shape(raw: Any, name: str) -> tuple[int, ...]:
+    if not isinstance(raw, list) or not all(type(d) is int and d >= 0 for d in raw):
+        raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
+    return tuple(raw)
+
+
+def _flatten(data: Any) -> list[Any]:
+    """Row-major flatten of nested lists (V2 allows nested or flat data)."""
+    if not isinstance(data, list):
+        return [data]
+    if not data or not isinstance(data[0], list):
+        return data
+    flat: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            flat.append(item)
+        else:
+            stack.pop()
+    return flat
+
+
+def _decode_bytes_elements(raw: bytes, count: int, name: str) -> np.ndarray:
+    out = np.empty(count, dtype=object)
+    offset = 0
+    for i in range(count):
+        if offset + 4 > len(raw):
+            raise BadRequest(f"input {name!r}: BYTES data ends early")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise BadRequest(f"input {name!r}: BYTES element {i} runs past the data")
+        out[i] = raw[offset : offset + length]
+        offset += length
+    if offset != len(raw):
+        raise BadRequest(f"input {name!r}: {len(raw) - offset} trailing bytes after the BYTES data")
+    return out
+
+
+def _json_tensor(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
+    count = int(np.prod(shape)) if shape else 1
+    flat = _flatten(data)
+    if len(flat) != count:
+        raise BadRequest(
+            f"input {name!r}: shape {list(shape)} needs {count} values, got {len(flat)}"
+        )
+    if datatype == "BYTES":
+        arr = np.empty(count, dtype=object)
+        for i, v in enumerate(flat):
+            if not isinstance(v, str):
+                raise BadRequest(
+                    f"input {name!r}: BYTES values must be strings, got {type(v).__name__}"
+                )
+            arr[i] = v
+        return arr.reshape(shape)
+    dtype = DTYPES[datatype]
+    kinds = {"b": (bool,), "f": (int, float)}.get(dtype.kind, (int,))
+    for v in flat:
+        if type(v) not in kinds or (dtype.kind != "b" and isinstance(v, bool)):
+            raise BadRequest(
+                f"input {name!r}: {datatype} needs {'booleans' if dtype.kind == 'b' else 'numbers'}, got {v!r:.40}"
+            )
+    try:
+        with np.errstate(over="raise"):
+            arr = np.array(flat, dtype=dtype)
+    except (OverflowError, FloatingPointError, ValueError) as exc:
+        raise BadRequest(f"input {name!r}: a value does not fit {datatype}: {exc}") from None
+    return arr.reshape(shape)
+
+
+def decode_request(
+    body: bytes, header_length: int | None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Parse a V2 infer request into named arrays and the request's JSON header."""
+    if header_length is not None:
+        if header_length < 0 or header_length > len(body):
+            raise BadRequest("Inference-Header-Content-Length is larger than the body")
+        header, binary = body[:header_length], body[header_length:]
+    else:
+        header, binary = body, b""
+    request = _parse_json(header)
+    if (
+        not isinstance(request, dict)
+        or not isinstance(request.get("inputs"), list)
+        or not request["inputs"]
+    ):
+        raise BadRequest("the request needs a non-empty 'inputs' list")
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for tensor in request["inputs"]:
+        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+            raise BadRequest("each input needs a string 'name'")
+        name = tensor["name"]
+        datatype = tensor.get("datatype")
+        if datatype not in DTYPES:
+            raise BadRequest(
+                f"input {name!r}: unknown datatype {datatype!r}; use one of {', '.join(DTYPES)}"
+            )
+        if name in arrays:
+            raise BadRequest(f"input {name!r} is given twice")
+        shape = _shape(tensor.get("shape"), name)
+        params = tensor.get("parameters") or {}
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if size is not None:
+            if type(size) is not int or size < 0 or offset + size > len(binary):
+                raise BadRequest(f"input {name!r}: binary_data_size runs past the body")
+            raw = binary[offset : offset + size]
+            offset += size
+            count = int(np.prod(shape)) if shape else 1
+            if datatype == "BYTES":
+                arrays[name] = _decode_bytes_elements(raw, count, name).reshape(shape)
+            else:
+                dtype = DTYPES[datatype]
+                if len(raw) != count * dtype.itemsize:
+                    raise BadRequest(
+                        f"input {name!r}: {len(raw)} bytes do not make shape {list(shape)} of {datatype}"
+                    )
+                arrays[name] = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
+        else:
+            if "data" not in tensor:
+                raise BadRequest(f"input {name!r} has neither 'data' nor binary_data_size")
+            arrays[name] = _json_tensor(name, datatype, shape, tensor["data"])
+    if offset != len(binary):
+        raise BadRequest(
+            f"{len(binary) - offset} bytes of binary data are not claimed by any input"
+        )
+    return arrays, request
+
+
+def _bytes_elements(arr: np.ndarray) -> bytes:
+    parts = []
+    for v in arr.ravel().tolist():
+        b = v if isinstance(v, bytes) else str(v).encode("utf-8")
+        parts.append(struct.pack("<I", len(b)) + b)
+    return b"".join(parts)
+
+
+def _json_data(arr: np.ndarray) -> list[Any]:
+    if arr.dtype.kind in "OUS":
+        return [
+            v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+            for v in arr.ravel().tolist()
+        ]
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        return [None if not np.isfinite(v) else v for v in arr.ravel().tolist()]
+    return arr.ravel().tolist()  # type: ignore[no-any-return]
+
+
+def encode_response(
+    outputs: Mapping[str, np.ndarray],
+    request: Mapping[str, Any],
+    model: str,
+    version: str,
+) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header length when binary outputs follow."""
+    wanted = request.get("outputs")
+    params = request.get("parameters") or {}
+    binary_default = (
+        bool(params.get("binary_data_output", False)) if isinstance(params, dict) else False
+    )
+    selected: list[tuple[str, bool]] = []
+    if isinstance(wanted, list) and wanted:
+        for item in wanted:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise BadRequest("each requested output needs a string 'name'")
+            if item["name"] not in outputs:
+                raise BadRequest(
+                    f"unknown output {item['name']!r}; the model gives {sorted(outputs)}"
+                )
+            p = item.get("parameters") or {}
+            selected.append((item["name"], bool(p.get("binary_data", binary_default))))
+    else:
+        selected = [(name, binary_default) for name in outputs]
+    tensors, blobs = [], []
+    for name, binary in selected:
+        arr = np.asarray(outputs[name])
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": datatype_of(arr),
+            "shape": list(arr.shape),
+        }
+        if binary:
+            blob = (
+                _bytes_elements(arr)
+                if entry["datatype"] == "BYTES"
+                else np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()
+            )
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = _json_data(arr)
+        tensors.append(entry)
+    body: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": tensors}
+    if isinstance(request.get("id"), str):
+        body["id"] = request["id"]
+    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, None
+    return header + b"".join(blobs), len(header)
+
+
+def check_signature_error(exc: SignatureError) -> str:
+    return exc.message + (f" ({exc.fix})" if exc.fix else "")

@@ -1,0 +1,65 @@
+"""The models a server holds: packages loaded by name and version, looked up safely."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..load import Predictor, load
+
+
+def _version_key(version: str) -> list[Any]:
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.+_-]", version)]
+
+
+@dataclass
+class Repository:
+    """(name, version) -> Predictor; the newest version answers unversioned requests."""
+
+    models: dict[tuple[str, str], Predictor] = field(default_factory=dict)
+
+    def add(self, predictor: Predictor) -> None:
+        key = (predictor.name, predictor.version)
+        if key in self.models:
+            raise UsageError(f"model {predictor.name} version {predictor.version} is given twice")
+        self.models[key] = predictor
+
+    def get(self, name: str, version: str | None = None) -> Predictor | None:
+        # Plain dictionary lookups: a name such as "../x" is just a key that is not there,
+        # so nothing outside the loaded packages is ever read.
+        if version is not None:
+            return self.models.get((name, version))
+        versions = [v for (n, v) in self.models if n == name]
+        if not versions:
+            return None
+        return self.models[(name, max(versions, key=_version_key))]
+
+    def __iter__(self) -> Any:
+        return iter(self.models.values())
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+
+def from_paths(paths: list[Path], *, allow_pickle: bool = False) -> Repository:
+    repo = Repository()
+    for path in paths:
+        repo.add(load(path, allow_pickle=allow_pickle))
+    return repo
+
+
+def from_folder(folder: Path, *, allow_pickle: bool = False) -> Repository:
+    """Every package (a folder holding tiffin.json) directly inside ``folder``."""
+    if not folder.is_dir():
+        raise UsageError(f"repository {folder} is not a folder")
+    found = sorted(
+        p for p in folder.iterdir() if (p / "tiffin.json").is_file() and not p.is_symlink()
+    )
+    if not found:
+        raise UsageError(
+            f"no packages in {folder}", fix="put package folders (with tiffin.json) in it"
+        )
+    return from_paths(found, allow_pickle=allow_pickle)
