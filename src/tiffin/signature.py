@@ -371,9 +371,10 @@ def _check_names(sig: Signature, named: Mapping[str, Any]) -> None:
 def _as_named(sig: Signature, inputs: Any) -> dict[str, Any]:
     if sig.input_kind in ("tensor", "strings"):
         name = sig.inputs[0].name
-        if isinstance(inputs, Mapping) and set(inputs) == {name}:
+        if isinstance(inputs, Mapping):
+            _check_names(sig, inputs)
             return {name: inputs[name]}
-        if isinstance(inputs, Mapping) or _is_frame(inputs):
+        if _is_frame(inputs):
             raise SignatureError(
                 f"expected one array for input {name!r}, got a {type(inputs).__name__}",
                 where=name,

@@ -125,7 +125,7 @@ class Server:
             (p.name, p.version): Model(p, config, self.executor, self.metrics) for p in repository
         }
         self.latest = {}
-        for name, version in self.models:
+        for name, _version in self.models:
             best = repository.get(name)
             assert best is not None
             self.latest[name] = self.models[(name, best.version)]

@@ -9,8 +9,10 @@ stops accepting, lets in-flight requests finish, and exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,14 @@ def serve(
         def handle_exit(self, sig: int, frame: Any) -> None:
             server_state.ready = False  # readiness goes false first, then uvicorn drains
             super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises the signal after a graceful shutdown, so the process
+            # would die of SIGTERM; a drained, clean stop is a success (exit 0).
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
 
     uv_config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=int(config.timeout + 5),

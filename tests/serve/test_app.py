@@ -1,0 +1,126 @@
+"""MLflow formats, metrics, OpenAPI, batching, and graceful shutdown over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serve.conftest import Served, start, stop
+
+ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+@pytest.fixture(scope="module")
+def iris_only(packages: dict[str, Path]) -> Served:
+    served = start([str(packages["iris"])])
+    yield served  # type: ignore[misc]
+    stop(served)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"instances": [ROW, ROW]},
+        {"inputs": [ROW, ROW]},
+        {"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": [ROW, ROW]}},
+        {"dataframe_records": [dict(zip("abcd", ROW)), dict(zip("abcd", ROW))]},
+    ],
+)
+def test_invocations_mlflow_formats(iris_only: Served, body: dict[str, object]) -> None:
+    with iris_only.client() as c:
+        r = c.post("/invocations", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [0, 0]}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"nothing": 1}, "exactly one of"),
+        ({"instances": [[1, 2]]}, "expects shape"),
+        ([1], "JSON object"),
+    ],
+)
+def test_invocations_errors(iris_only: Served, body: object, message: str) -> None:
+    with iris_only.client() as c:
+        r = c.post("/invocations", json=body)
+    assert r.status_code == 400 and message in r.json()["error"]
+
+
+def test_invocations_needs_one_model(server: Served) -> None:
+    with server.client() as c:
+        r = c.post("/invocations", json={"instances": [ROW]})
+    assert r.status_code == 400 and "several models" in r.json()["error"]
+
+
+def test_openapi_and_metrics(server: Served) -> None:
+    with server.client() as c:
+        doc = c.get("/v2/openapi.json").json()
+        assert doc["openapi"].startswith("3.")
+        assert "/v2/models/multi/infer" in doc["paths"]
+        c.post(
+            "/v2/models/iris/infer",
+            json={"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": ROW}]},
+        )
+        text = c.get("/metrics").text
+    assert 'tiffin_requests_total{code="200",endpoint="infer",model="iris",version="2"}' in text
+    assert "tiffin_request_latency_seconds_bucket" in text
+    assert "tiffin_queue_depth" in text
+    assert "tiffin_batch_rows_bucket" in text
+
+
+def test_concurrent_requests_are_merged(iris_only: Served) -> None:
+    body = json.dumps(
+        {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": ROW}]}
+    )
+
+    def call(_: int) -> int:
+        with httpx.Client(base_url=iris_only.url, timeout=30) as c:
+            return sum(
+                c.post("/v2/models/iris/infer", content=body).status_code == 200 for _ in range(25)
+            )
+
+    with ThreadPoolExecutor(16) as pool:
+        assert sum(pool.map(call, range(16))) == 400
+    with iris_only.client() as c:
+        text = c.get("/metrics").text
+    count = sum_ = 0.0
+    for line in text.splitlines():
+        if line.startswith("tiffin_batch_requests_count"):
+            count = float(line.split()[-1])
+        if line.startswith("tiffin_batch_requests_sum"):
+            sum_ = float(line.split()[-1])
+    assert sum_ >= 400 and count < sum_, (count, sum_)  # fewer predict calls than requests
+
+
+def test_sigterm_finishes_in_flight_and_exits_zero(packages: dict[str, Path]) -> None:
+    served = start([str(packages["multi"])])
+    slow = {
+        "inputs": [
+            {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+            {"name": "n", "shape": [1], "datatype": "INT64", "data": [1]},
+            {"name": "s", "shape": [1], "datatype": "BYTES", "data": ["slow"]},
+        ]
+    }
+    result: list[int] = []
+
+    def call() -> None:
+        with served.client() as c:
+            result.append(c.post("/v2/models/multi/infer", json=slow).status_code)
+
+    t = threading.Thread(target=call)
+    t.start()
+    import time
+
+    time.sleep(0.5)
+    served.proc.send_signal(signal.SIGTERM)
+    t.join()
+    assert result == [200]
+    assert served.proc.wait(20) == 0
+    stop(served)
