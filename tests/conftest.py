@@ -15,6 +15,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Packing traces imports in a subprocess and locks with uv; most tests pack many small
+# packages and do not need that, so it is off here and on in tests/env (which re-enable it).
+os.environ.setdefault("TIFFIN_ENV_CAPTURE", "off")
+
 
 def run_python(
     code: str, *, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None

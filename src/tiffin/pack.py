@@ -217,7 +217,7 @@ def _write(
 
     environment = capture.capture(
         root, flavor=flavor.NAME, frameworks=tuple(flavor.FRAMEWORKS), requirements=requirements,
-        python=python, platform=platform,
+        python=python, platform=platform, options=runtime_options,
     )  # fmt: skip
     reqs = list(environment.get("requirements", []))
     (root / layout.MODEL_CARD).write_text(

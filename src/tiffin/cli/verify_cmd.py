@@ -1,0 +1,31 @@
+"""``tiffin verify``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("package", type=click.Path(path_type=Path))
+@click.option("--env", "env", type=click.Choice(["isolated", "current"]), default="isolated", show_default=True,
+              help="Build the environment from the lock, or use the current interpreter.")  # fmt: skip
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Trusted public key (repeatable): the package must be signed by one.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(package: Path, env: str, keys: tuple[Path, ...], as_json: bool) -> None:
+    """Prove PACKAGE runs: integrity, a clean environment from its lock, replayed examples."""
+    from ..verify import verify as run
+
+    report = run(package, env=env, trusted_keys=list(keys) or None)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
+    if not report.ok:
+        sys.exit(10)

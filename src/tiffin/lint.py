@@ -1,0 +1,306 @@
+"""``tiffin lint``: the packaging anti-patterns, each with a severity, a place and a fix.
+
+| rule | severity | finds |
+|---|---|---|
+| TL001 absolute-path | error | hard-coded absolute paths in the logic layer (code/) |
+| TL002 training-dependency | warning | plotting, experiment tracking, notebook tools in the requirements |
+| TL003 implicit-dependency | error | imports in code/ that no requirement provides |
+| TL004 data-in-package | warning | data-set-like files or large tables in the package |
+| TL005 unpinned-requirement | error | requirements without an exact ``==`` version, or "latest" |
+| TL006 pickle-artifact | warning | artifacts whose bytes are pickle (whatever their name) |
+| TL007 missing-example | warning | no recorded example, or an empty signature |
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import layout
+from .errors import VerificationError
+
+TRAINING_ONLY = frozenset({
+    "matplotlib", "seaborn", "plotly", "bokeh", "altair", "mlflow", "wandb", "tensorboard",
+    "tensorboardx", "comet-ml", "neptune", "clearml", "aim", "optuna", "ray-tune", "jupyter",
+    "jupyterlab", "notebook", "ipykernel", "ipython", "ipywidgets", "nbconvert", "papermill",
+    "pytest", "black", "ruff", "mypy", "flake8", "pylint",
+})  # fmt: skip
+DATA_SUFFIXES = frozenset(
+    {
+        ".csv",
+        ".tsv",
+        ".parquet",
+        ".feather",
+        ".arrow",
+        ".xlsx",
+        ".xls",
+        ".jsonl",
+        ".h5",
+        ".hdf5",
+        ".sqlite",
+        ".db",
+        ".avro",
+        ".orc",
+    }
+)
+LARGE_TABLE_BYTES = 10 << 20
+_ABS_PATH = re.compile(
+    r"^(/(home|Users|tmp|mnt|data|opt|var|srv|root|workspace|content)/|[A-Za-z]:\\\\|~/)"
+)
+_PIN = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?\s*===?\s*[A-Za-z0-9][A-Za-z0-9.+!_-]*\s*(;.*)?$"
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: str
+    file: str
+    line: int | None
+    message: str
+    fix: str
+
+    def render(self) -> str:
+        where = self.file + (f":{self.line}" if self.line else "")
+        return f"{self.severity}: {self.rule} {where}: {self.message}\n  fix: {self.fix}"
+
+
+def _module_owners() -> dict[str, set[str]]:
+    owners: dict[str, set[str]] = {}
+    for top, dists in metadata.packages_distributions().items():
+        for d in dists:
+            owners.setdefault(re.sub(r"[-_.]+", "-", d).lower(), set()).add(top)
+    return owners
+
+
+def _requirements(root: Path) -> list[tuple[int, str]]:
+    path = root / layout.REQUIREMENTS
+    if not path.is_file():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if text and not text.startswith("-"):
+            out.append((i, text))
+    return out
+
+
+def _code_files(root: Path) -> list[Path]:
+    code = root / layout.CODE_DIR
+    return sorted(code.rglob("*.py")) if code.is_dir() else []
+
+
+def check_paths(root: Path) -> list[Finding]:
+    found = []
+    for file in _code_files(root):
+        try:
+            tree = ast.parse(file.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError) as exc:
+            found.append(
+                Finding(
+                    "TL001",
+                    "error",
+                    file.relative_to(root).as_posix(),
+                    None,
+                    f"cannot parse: {exc}",
+                    "fix the syntax",
+                )
+            )
+            continue
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and _ABS_PATH.match(node.value)
+            ):
+                found.append(Finding(
+                    "TL001", "error", file.relative_to(root).as_posix(), node.lineno,
+                    f"hard-coded absolute path {node.value!r}",
+                    "ship the file as an artifact and read it from context.artifacts, or take the path from configuration",
+                ))  # fmt: skip
+    return found
+
+
+def check_training_deps(root: Path) -> list[Finding]:
+    found = []
+    for line, req in _requirements(root):
+        name = re.sub(r"[-_.]+", "-", re.split(r"[\s=<>!~;\[]", req, maxsplit=1)[0]).lower()
+        if name in TRAINING_ONLY:
+            found.append(Finding(
+                "TL002", "warning", layout.REQUIREMENTS, line, f"{name} is a training, tracking or notebook tool",
+                f"drop {name} from the requirements; inference does not need it",
+            ))  # fmt: skip
+    return found
+
+
+def check_implicit_deps(root: Path) -> list[Finding]:
+    owners = _module_owners()
+    provided: set[str] = set()
+    for _, req in _requirements(root):
+        name = re.sub(r"[-_.]+", "-", re.split(r"[\s=<>!~;\[]", req, maxsplit=1)[0]).lower()
+        provided |= owners.get(name, {name.replace("-", "_")})
+    local = (
+        {p.stem for p in _code_files(root)}
+        | {p.name for p in (root / layout.CODE_DIR).iterdir() if p.is_dir()}
+        if (root / layout.CODE_DIR).is_dir()
+        else set()
+    )
+    stdlib = set(sys.stdlib_module_names)
+    found = []
+    for file in _code_files(root):
+        try:
+            tree = ast.parse(file.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module.split(".")[0]]
+            for top in names:
+                if (
+                    top in stdlib
+                    or top in local
+                    or top in provided
+                    or top in ("tiffin", "__future__")
+                ):
+                    continue
+                found.append(Finding(
+                    "TL003", "error", file.relative_to(root).as_posix(), getattr(node, "lineno", None),
+                    f"imports {top!r}, which no requirement provides",
+                    f"add the distribution that provides {top!r} to the requirements (pinned)",
+                ))  # fmt: skip
+    return found
+
+
+def check_data(root: Path) -> list[Finding]:
+    found = []
+    for rel in _package_files(root):
+        path = root / rel
+        if rel.startswith(layout.EXAMPLES_DIR + "/"):
+            continue
+        suffix = path.suffix.lower()
+        size = path.stat().st_size
+        if suffix in DATA_SUFFIXES or (
+            rel.startswith(layout.CODE_DIR + "/") and size > LARGE_TABLE_BYTES
+        ):
+            found.append(Finding(
+                "TL004", "warning", rel, None, f"looks like data ({suffix or 'large file'}, {size:,} bytes)",
+                "keep data sets out of model packages; ship only what inference reads",
+            ))  # fmt: skip
+    return found
+
+
+def check_pins(root: Path) -> list[Finding]:
+    found = []
+    for line, req in _requirements(root):
+        if not _PIN.match(req) or "latest" in req.lower():
+            found.append(Finding(
+                "TL005", "error", layout.REQUIREMENTS, line, f"{req!r} is not pinned to one version",
+                "pin it exactly, e.g. name==1.2.3",
+            ))  # fmt: skip
+    return found
+
+
+def check_pickle(root: Path) -> list[Finding]:
+    from .security.sniff import sniff
+
+    found = []
+    for rel in _package_files(root):
+        if not rel.startswith(layout.ARTIFACTS_DIR + "/"):
+            continue
+        verdict = sniff(root / rel)
+        if verdict.carries_code:
+            found.append(Finding(
+                "TL006", "warning", rel, None, f"{verdict.kind}: {verdict.detail}",
+                "save the model in its framework's pickle-free format (tiffin's default flavors do)",
+            ))  # fmt: skip
+    return found
+
+
+def check_example(root: Path) -> list[Finding]:
+    found = []
+    if not (root / layout.EXAMPLE_INPUT).is_file():
+        found.append(Finding("TL007", "warning", layout.EXAMPLES_DIR, None, "no recorded example",
+                             "pack with example= so verify can replay it"))  # fmt: skip
+    try:
+        sig = json.loads((root / layout.SCHEMA).read_text())
+        empty = not sig.get("inputs")
+    except (OSError, ValueError):
+        empty = True
+    if empty:
+        found.append(
+            Finding(
+                "TL007",
+                "warning",
+                layout.SCHEMA,
+                None,
+                "no signature",
+                "pack with example= or signature=",
+            )
+        )
+    return found
+
+
+def _package_files(root: Path) -> list[str]:
+    from .integrity import walk_files
+
+    return [r for r in walk_files(root) if r not in layout.UNINDEXED]
+
+
+CHECKS = (
+    check_paths,
+    check_training_deps,
+    check_implicit_deps,
+    check_data,
+    check_pins,
+    check_pickle,
+    check_example,
+)
+
+
+def lint(path: str | Path) -> list[Finding]:
+    """Every finding for the package (or package folder being written) at ``path``."""
+    root = Path(path)
+    findings: list[Finding] = []
+    for check in CHECKS:
+        findings.extend(check(root))
+    return findings
+
+
+def lint_package(root: Path, *, strict: bool = False, report: bool = True) -> list[Finding]:
+    """What pack runs: print findings as warnings; under ``strict`` any finding fails."""
+    findings = lint(root)
+    if report and findings:
+        for f in findings:
+            sys.stderr.write(f"tiffin lint: {f.render()}\n")
+    if strict and findings:
+        raise VerificationError(
+            f"{len(findings)} lint finding(s) under --strict: "
+            + "; ".join(f"{f.rule} {f.file}" for f in findings),
+            fix="fix the findings above, or pack without --strict",
+        )
+    return findings
+
+
+def as_json(findings: list[Finding]) -> str:
+    return json.dumps([asdict(f) for f in findings], indent=2)
+
+
+def has_errors(findings: list[Finding]) -> bool:
+    return any(f.severity == "error" for f in findings)
+
+
+def summarize(findings: list[Finding]) -> dict[str, Any]:
+    return {
+        "errors": sum(f.severity == "error" for f in findings),
+        "warnings": sum(f.severity == "warning" for f in findings),
+    }

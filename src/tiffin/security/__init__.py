@@ -1,0 +1,1 @@
+"""Trust: artifact sniffing, the allow-list unpickler, package signatures."""
