@@ -1,0 +1,122 @@
+"""Each lint rule fires on a crafted package and stays quiet on a clean one."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tiffin
+from tiffin.lint import lint
+
+
+def rules(path: Path) -> set[str]:
+    return {f.rule for f in lint(path)}
+
+
+def _folder(tmp_path: Path, packed_iris: Path) -> Path:
+    """A writable copy of a clean package to craft bad variants from (lint reads folders)."""
+    import shutil
+
+    dest = tmp_path / "crafted"
+    shutil.copytree(packed_iris, dest)
+    return dest
+
+
+def test_clean_package_has_no_findings(packed_iris: Path) -> None:
+    assert lint(packed_iris) == []
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "lint", str(packed_iris)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and "no findings" in proc.stdout
+
+
+def test_absolute_path(tmp_path: Path, packed_iris: Path) -> None:
+    pkg = _folder(tmp_path, packed_iris)
+    (pkg / "code").mkdir()
+    (pkg / "code" / "m.py").write_text("import numpy\nWEIGHTS = '/home/alice/models/w.bin'\n")
+    found = [f for f in lint(pkg) if f.rule == "TL001"]
+    assert (
+        found
+        and found[0].line == 2
+        and found[0].severity == "error"
+        and "/home/alice" in found[0].message
+    )
+
+
+def test_training_dependency(tmp_path: Path, packed_iris: Path) -> None:
+    pkg = _folder(tmp_path, packed_iris)
+    with open(pkg / "env/requirements.txt", "a") as fh:
+        fh.write("matplotlib==3.9.0\nwandb==0.17.0\n")
+    found = [f for f in lint(pkg) if f.rule == "TL002"]
+    assert {f.line for f in found} == {5, 6}
+
+
+def test_implicit_dependency(tmp_path: Path, packed_iris: Path) -> None:
+    pkg = _folder(tmp_path, packed_iris)
+    (pkg / "code").mkdir()
+    (pkg / "code" / "m.py").write_text(
+        "import os\nimport numpy\nfrom sklearn import base\nimport yaml\nimport helper\n"
+    )
+    (pkg / "code" / "helper.py").write_text("x = 1\n")
+    found = [f for f in lint(pkg) if f.rule == "TL003"]
+    assert [(f.line, "yaml" in f.message) for f in found] == [(4, True)]
+
+
+def test_data_in_package(tmp_path: Path, packed_iris: Path) -> None:
+    pkg = _folder(tmp_path, packed_iris)
+    (pkg / "artifacts" / "train.csv").write_text("a,b\n1,2\n")
+    assert "TL004" in rules(pkg)
+
+
+def test_unpinned(tmp_path: Path, packed_iris: Path) -> None:
+    pkg = _folder(tmp_path, packed_iris)
+    with open(pkg / "env/requirements.txt", "a") as fh:
+        fh.write("requests>=2\npandas\n")
+    assert {f.line for f in lint(pkg) if f.rule == "TL005"} == {5, 6}
+
+
+def test_pickle_artifact_by_bytes(tmp_path: Path, packed_iris: Path) -> None:
+    pkg = _folder(tmp_path, packed_iris)
+    (pkg / "artifacts" / "innocent.json").write_bytes(pickle.dumps({"a": 1}))
+    found = [f for f in lint(pkg) if f.rule == "TL006"]
+    assert found and found[0].file == "artifacts/innocent.json"
+
+
+def test_missing_example(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+    model, X = iris_pipeline
+    sig = {"inputs": [{"name": "input", "dtype": "float64", "shape": [-1, 4]}]}
+    pkg = tiffin.pack(model, tmp_path / "p", name="i", version="1", signature=sig)
+    assert rules(pkg.path) == {"TL007"}
+
+
+def test_json_and_exit_code(tmp_path: Path, packed_iris: Path) -> None:
+    pkg = _folder(tmp_path, packed_iris)
+    with open(pkg / "env/requirements.txt", "a") as fh:
+        fh.write("pandas\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "lint", str(pkg), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 10
+    data = json.loads(proc.stdout)
+    assert data[0]["rule"] == "TL005" and data[0]["fix"]
+
+
+def test_pack_strict_fails_on_findings(
+    tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]
+) -> None:
+    model, X = iris_pipeline
+    with pytest.raises(tiffin.VerificationError, match="TL002"):
+        tiffin.pack(model, tmp_path / "p", name="i", version="1", example=X[:2],
+                    requirements=["scikit-learn==1.9.1", "matplotlib==3.9.0"], strict=True)  # fmt: skip
+    assert not (tmp_path / "p").exists()
