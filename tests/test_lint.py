@@ -92,7 +92,7 @@ def test_pickle_artifact_by_bytes(tmp_path: Path, packed_iris: Path) -> None:
 
 
 def test_missing_example(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
-    model, X = iris_pipeline
+    model, _X = iris_pipeline
     sig = {"inputs": [{"name": "input", "dtype": "float64", "shape": [-1, 4]}]}
     pkg = tiffin.pack(model, tmp_path / "p", name="i", version="1", signature=sig)
     assert rules(pkg.path) == {"TL007"}

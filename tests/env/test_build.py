@@ -32,7 +32,7 @@ def test_build_then_cache_hit(packed_env_iris: Path) -> None:
     out = subprocess.run([str(python), "-c", "import sklearn, tiffin, sys; print('torch' in sys.modules)"],
                          capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 0, out.stderr
-    site = list(python.parent.parent.glob("lib/python*/site-packages"))[0]
+    site = next(iter(python.parent.parent.glob("lib/python*/site-packages")))
     for heavy in ("click", "starlette", "uvicorn", "torch", "rich"):
         assert not (site / heavy).exists(), heavy
 

@@ -1,0 +1,85 @@
+"""Time to a ready environment for a scikit-learn package.
+
+- tiffin, fresh: ``uv venv`` + ``uv pip sync --require-hashes`` from the package lock
+  into an empty environment cache (uv's download cache warm, as on any CI runner that
+  caches it);
+- tiffin, cached: the same call again (a lookup in the content-addressed cache);
+- venv + pip: ``python -m venv`` + ``pip install --require-hashes -r`` of the same lock
+  (pip's cache warm too).
+
+Median of TIFFIN_BENCH_RUNS runs (default 3). Prints a table, writes bench-results/env_build.json.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import median, table, write_json
+
+RUNS = int(os.environ.get("TIFFIN_BENCH_RUNS", "3"))
+
+
+def main() -> None:
+    os.environ["TIFFIN_ENV_CAPTURE"] = "on"
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import tiffin
+    from tiffin.env import build
+
+    work = Path(tempfile.mkdtemp(prefix="tiffin-env-bench-"))
+    X, y = make_classification(n_samples=200, n_features=20, random_state=0)
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    pkg = tiffin.pack(model, work / "sk", name="sk", version="1", example=X[:3]).path
+    lock = pkg / "env" / "requirements.lock"
+
+    fresh, cached, pip = [], [], []
+    for i in range(RUNS):
+        os.environ["TIFFIN_CACHE_DIR"] = str(work / f"cache-{i}")
+        t = time.perf_counter()
+        build.ensure_environment(pkg)
+        fresh.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        build.ensure_environment(pkg)
+        cached.append(time.perf_counter() - t)
+        venv = work / f"pip-venv-{i}"
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", "--require-hashes", "-r", str(lock)],
+            check=True,
+        )
+        pip.append(time.perf_counter() - t)
+        shutil.rmtree(venv, ignore_errors=True)
+
+    rows = [
+        [
+            "tiffin, fresh build (uv, warm download cache)",
+            f"{median(fresh):.2f} s",
+            f"{median(pip) / median(fresh):.1f}x faster",
+        ],
+        [
+            "tiffin, from the environment cache",
+            f"{median(cached) * 1000:.1f} ms",
+            f"{median(pip) / median(cached):.0f}x faster",
+        ],
+        ["python -m venv + pip install -r (same lock)", f"{median(pip):.2f} s", "-"],
+    ]
+    print(table(["how", "median", "vs venv + pip"], rows))
+    path = write_json("env_build", {"runs": RUNS, "fresh_s": fresh, "cached_s": cached, "venv_pip_s": pip,
+                                    "median": {"fresh": median(fresh), "cached": median(cached), "venv_pip": median(pip)}})  # fmt: skip
+    print(f"\nwrote {path}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
