@@ -15,6 +15,7 @@ from . import flavors, layout
 from .errors import FlavorError, ManifestError, SignatureError, TiffinError
 from .integrity import verify_tree
 from .manifest import Manifest
+from .security.sniff import check_artifacts
 from .signature import Signature
 
 
@@ -106,6 +107,7 @@ def load(
         root = open_archive(root)
     manifest = verify_tree(root)
     _check_trust(root, manifest, trusted_keys, require_signature)
+    check_artifacts(root, allow_pickle=allow_pickle)
     signature = read_signature(root)
     options = manifest.runtime.get("options", {})
     if not isinstance(options, dict):

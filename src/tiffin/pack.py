@@ -23,6 +23,7 @@ from .errors import ConflictError, FlavorError, TiffinError, UnsafeArtifactError
 from .integrity import index_files
 from .manifest import Manifest, pretty_json, validate_name, validate_version
 from .modelcard import render
+from .security.sniff import check_artifacts
 from .signature import Signature
 
 
@@ -169,6 +170,7 @@ def _write(
         trusted_types=trusted_types, options={**dict(options or {}), "artifacts": dict(artifacts or {})},
     )  # fmt: skip
     runtime_options = flavor.save(model, ctx)
+    check_artifacts(root, allow_pickle=allow_pickle)
     if code:
         from .flavors.custom import copy_code
 

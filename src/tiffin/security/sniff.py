@@ -158,3 +158,24 @@ def sniff(path: str | Path) -> Verdict:
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return _zip(path, head)
     return _classify(head, path.name, path)
+
+
+def check_artifacts(root: Path, *, allow_pickle: bool) -> None:
+    """Refuse a package whose artifacts carry code (or cannot be classified).
+
+    Runs at pack and at load, after integrity and before any flavor touches a file.
+    """
+    from ..errors import UnsafeArtifactError
+
+    folder = root / "artifacts"
+    if allow_pickle or not folder.is_dir():
+        return
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        verdict = sniff(path)
+        if verdict.carries_code:
+            rel = path.relative_to(root).as_posix()
+            raise UnsafeArtifactError(
+                f"{rel} is {verdict.kind}: {verdict.detail}",
+                where=str(root),
+                fix="save it in a pickle-free format; only if you trust its source, pass allow_pickle=True",
+            )
