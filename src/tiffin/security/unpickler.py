@@ -37,6 +37,7 @@ SAFE_GLOBALS = frozenset({
     "builtins.bool",
     "collections.OrderedDict", "collections.defaultdict", "collections.Counter", "collections.deque",
     "copyreg._reconstructor", "copyreg.__newobj__",
+    "_codecs.encode",  # protocol 0-2 write bytes as _codecs.encode(text, "latin1")
     "numpy.ndarray", "numpy.dtype",
     "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
     "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",

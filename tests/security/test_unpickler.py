@@ -1,0 +1,201 @@
+"""A corpus of malicious pickles, built here: each is refused before any of its code runs.
+
+Every payload would create a tripwire file; after each refusal the file must not exist,
+and the error must name the global the pickle asked for.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tiffin
+from tiffin.security.sniff import classify_bytes, sniff
+from tiffin.security.unpickler import safe_loads
+
+PROTOCOLS = range(0, pickle.HIGHEST_PROTOCOL + 1)
+
+
+def _reduce_payload(func: Any, args: tuple[Any, ...], protocol: int) -> bytes:
+    class Evil:
+        def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+            return func, args
+
+    return pickle.dumps(Evil(), protocol=protocol)
+
+
+def _global(module: str, name: str, arg: str) -> bytes:
+    """Protocol 0 GLOBAL + REDUCE, written by hand: no need for the module to exist here."""
+    return f"c{module}\n{name}\n(S'{arg}'\ntR.".encode()
+
+
+def corpus(trip: Path) -> list[tuple[str, bytes, str]]:
+    import builtins
+    import importlib
+    import marshal
+    import os
+    import pkgutil
+    import subprocess
+
+    cmd = f"touch {trip}"
+    code = f"open({str(trip)!r}, 'w').write('x')"
+    samples: list[tuple[str, bytes, str]] = []
+    for p in PROTOCOLS:
+        samples.append((f"os.system p{p}", _reduce_payload(os.system, (cmd,), p), "system"))
+        samples.append(
+            (
+                f"subprocess.Popen p{p}",
+                _reduce_payload(subprocess.Popen, (["touch", str(trip)],), p),
+                "Popen",
+            )
+        )
+        samples.append((f"builtins.exec p{p}", _reduce_payload(builtins.exec, (code,), p), "exec"))
+        samples.append((f"builtins.eval p{p}", _reduce_payload(builtins.eval, (code,), p), "eval"))
+        samples.append(
+            (
+                f"importlib.import_module p{p}",
+                _reduce_payload(importlib.import_module, ("os",), p),
+                "import_module",
+            )
+        )
+        samples.append(
+            (
+                f"pkgutil.resolve_name p{p}",
+                _reduce_payload(pkgutil.resolve_name, ("os:system",), p),
+                "resolve_name",
+            )
+        )
+        samples.append(
+            (f"marshal.loads p{p}", _reduce_payload(marshal.loads, (b"\xe3",), p), "marshal.loads")
+        )
+    samples += [
+        (
+            "distutils.spawn.spawn (hand-built)",
+            _global("distutils.spawn", "spawn", cmd),
+            "distutils.spawn.spawn",
+        ),
+        ("posix.system (hand-built)", _global("posix", "system", cmd), "posix.system"),
+        ("INST opcode", f"(S'{cmd}'\nios\nsystem\n.".encode(), "os.system"),
+        ("OBJ opcode", f"(cos\nsystem\nS'{cmd}'\no.".encode(), "os.system"),
+        ("runpy._run_code (hand-built)", _global("runpy", "_run_code", code), "runpy._run_code"),
+        (
+            "shutil.rmtree (hand-built)",
+            _global("shutil", "rmtree", str(trip.parent)),
+            "shutil.rmtree",
+        ),
+        ("ctypes.CDLL (hand-built)", _global("ctypes", "CDLL", "libc.so.6"), "ctypes.CDLL"),
+        (
+            "webbrowser.open (hand-built)",
+            _global("webbrowser", "open", "http://x"),
+            "webbrowser.open",
+        ),
+        (
+            "numpy.memmap (a NumPy class that writes files)",
+            _global("numpy", "memmap", str(trip)),
+            "numpy.memmap",
+        ),
+        (
+            "sklearn function, not class",
+            _global("sklearn.utils", "check_array", "x"),
+            "sklearn.utils.check_array",
+        ),
+        (
+            "builtins.getattr chain",
+            b"cbuiltins\ngetattr\n(cbuiltins\n__import__\n(S'os'\ntRS'system'\ntR(S'"
+            + cmd.encode()
+            + b"'\ntR.",
+            "getattr",
+        ),
+    ]
+    return samples
+
+
+def test_corpus_refused_before_any_code_runs(tmp_path: Path) -> None:
+    trip = tmp_path / "TRIPWIRE"
+    samples = corpus(trip)
+    refused = 0
+    for label, data, name in samples:
+        with pytest.raises(tiffin.UnsafeArtifactError, match="not on the allow-list") as info:
+            safe_loads(data)
+        assert name in info.value.message, (label, info.value.message)
+        assert not trip.exists(), f"{label} ran code"
+        assert sniff_bytes(data), label
+        refused += 1
+    assert refused == len(samples) >= 50
+    print(f"malicious pickles refused: {refused}/{len(samples)}")
+
+
+def sniff_bytes(data: bytes) -> bool:
+    return classify_bytes(data).carries_code
+
+
+def test_pickles_in_containers_are_caught_whatever_the_extension(tmp_path: Path) -> None:
+    import os
+
+    import joblib
+    import torch
+
+    trip = tmp_path / "TRIPWIRE"
+    payload = _reduce_payload(os.system, (f"touch {trip}",), 2)
+
+    class Evil:
+        def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+            return os.system, (f"touch {trip}",)
+
+    files: dict[str, Path] = {}
+    z = tmp_path / "weights.safetensors"  # a zip with a pickle, named like something safe
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("archive/data.pkl", payload)
+    files["zip"] = z
+    torch.save({"w": torch.zeros(2)}, tmp_path / "model.pt")
+    (tmp_path / "model.bin").write_bytes((tmp_path / "model.pt").read_bytes())
+    files["pt renamed .bin"] = tmp_path / "model.bin"
+    joblib.dump(Evil(), tmp_path / "m.joblib", compress=3)
+    (tmp_path / "m.json").write_bytes((tmp_path / "m.joblib").read_bytes())
+    files["joblib renamed .json"] = tmp_path / "m.json"
+    arr = np.empty(1, dtype=object)
+    arr[0] = Evil()
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=True)
+    (tmp_path / "arr.txt").write_bytes(buf.getvalue())
+    files["object .npy renamed .txt"] = tmp_path / "arr.txt"
+    for label, path in files.items():
+        verdict = sniff(path)
+        assert verdict.carries_code, (label, verdict)
+    assert not trip.exists()
+    with pytest.raises(tiffin.UnsafeArtifactError, match="os.system|posix.system"):
+        with zipfile.ZipFile(z) as zf:
+            safe_loads(zf.read("archive/data.pkl"))
+    assert not trip.exists()
+
+
+def test_benign_numpy_and_sklearn_pickles_load() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    for p in PROTOCOLS:
+        arr = np.arange(6, dtype=np.float32).reshape(2, 3)
+        np.testing.assert_array_equal(safe_loads(pickle.dumps(arr, protocol=p)), arr)
+        assert safe_loads(pickle.dumps({"a": [1, 2.5, "x"], "b": (1,)}, protocol=p)) == {
+            "a": [1, 2.5, "x"],
+            "b": (1,),
+        }
+    clf = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    again = safe_loads(pickle.dumps(clf, protocol=5))
+    assert again.predict([[1.0]]).tolist() == [1]
+
+
+def test_declared_types_and_malformed_streams() -> None:
+    import datetime
+
+    data = pickle.dumps(datetime.date(2024, 1, 2), protocol=2)
+    with pytest.raises(tiffin.UnsafeArtifactError, match="datetime.date"):
+        safe_loads(data)
+    assert safe_loads(data, trusted=["datetime.date"]) == datetime.date(2024, 1, 2)
+    with pytest.raises(tiffin.UnsafeArtifactError):
+        safe_loads(b"\x80\x05\x95garbage")
