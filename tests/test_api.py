@@ -24,9 +24,15 @@ PUBLIC = [
     "UsageError",
     "VerificationError",
     "__version__",
+    "archive",
     "inspect",
+    "keygen",
+    "lint",
     "load",
     "pack",
+    "sign",
+    "unpack",
+    "verify",
 ]
 
 
@@ -40,11 +46,16 @@ def test_every_public_name_resolves() -> None:
 
 
 def test_verbs_survive_submodule_imports() -> None:
+    import tiffin.archive
+    import tiffin.lint
     import tiffin.load
     import tiffin.pack
+    import tiffin.verify
 
     assert callable(tiffin.pack) and tiffin.pack.__module__ == "tiffin"
     assert callable(tiffin.load) and tiffin.load.__module__ == "tiffin"
+    for verb in ("archive", "lint", "verify"):
+        assert getattr(tiffin, verb).__module__ == "tiffin", verb
 
 
 def test_errors_have_distinct_exit_codes() -> None:

@@ -53,9 +53,15 @@ __all__ = [
     "UsageError",
     "VerificationError",
     "__version__",
+    "archive",
     "inspect",
+    "keygen",
+    "lint",
     "load",
     "pack",
+    "sign",
+    "unpack",
+    "verify",
 ]
 
 
@@ -78,6 +84,48 @@ def inspect(path: Any) -> Manifest:
     from .integrity import verify_tree
 
     return verify_tree(path)
+
+
+def verify(path: Any, **kwargs: Any) -> Any:
+    """Integrity, a clean environment from the lock, replayed examples; see :mod:`tiffin.verify`."""
+    from .verify import verify as _verify
+
+    return _verify(path, **kwargs)
+
+
+def lint(path: Any) -> Any:
+    """The packaging anti-pattern findings for a package; see :mod:`tiffin.lint`."""
+    from .lint import lint as _lint
+
+    return _lint(path)
+
+
+def sign(path: Any, key: Any) -> Any:
+    """Sign a package's digest with an Ed25519 private key; writes ``tiffin.sig``."""
+    from .security.signing import sign_package
+
+    return sign_package(path, key)
+
+
+def keygen(private_path: Any, public_path: Any = None) -> Any:
+    """Make an Ed25519 key pair (PEM files) for signing packages."""
+    from .security.signing import keygen as _keygen
+
+    return _keygen(private_path, public_path)
+
+
+def archive(path: Any, out: Any, **kwargs: Any) -> Any:
+    """Write a package as one reproducible archive file; see :mod:`tiffin.archive`."""
+    from .archive import archive as _archive
+
+    return _archive(path, out, **kwargs)
+
+
+def unpack(path: Any, dest: Any, **kwargs: Any) -> Any:
+    """Unpack an archive into a new folder, refusing anything hostile; see :mod:`tiffin.archive`."""
+    from .archive import unpack as _unpack
+
+    return _unpack(path, dest, **kwargs)
 
 
 _LAZY_CLASSES = {

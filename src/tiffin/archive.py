@@ -1,0 +1,174 @@
+"""One-file packages: ``tiffin archive`` writes a reproducible tar (optionally zstd), and
+``tiffin unpack`` / ``tiffin.load("x.tiffin")`` read one back, refusing anything hostile.
+
+Writing: entries sorted, times, owners and modes fixed, so the same package gives the
+same archive bytes. Reading: only regular files with plain relative names (no ``..``,
+no absolute paths, no links, devices or setuid bits, no duplicates), only into a new
+empty folder, and at most ``max_bytes`` of decompressed data is ever read, so a zstd or
+tar bomb stops at the cap. The result is then verified like any package folder.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import ArchiveError, UsageError
+from .integrity import verify_tree, walk_files
+from .manifest import is_safe_relpath
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+DEFAULT_MAX_BYTES = int(os.environ.get("TIFFIN_ARCHIVE_MAX_BYTES", str(16 << 30)))
+MAX_ENTRIES = 100_000
+
+
+def archive(package: str | os.PathLike[str], out: str | os.PathLike[str], *, compression: str | None = "zstd", force: bool = False) -> Path:
+    """Write the (verified) package folder as one reproducible archive file."""
+    root = Path(package)
+    verify_tree(root)
+    out = Path(out)
+    if out.exists() and not force:
+        raise UsageError(f"{out} already exists", fix="choose another name or pass force=True")
+    if compression not in (None, "zstd"):
+        raise UsageError(f"unknown compression {compression!r}", fix="use 'zstd' or None")
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as raw:
+            sink: Any = raw
+            writer = None
+            if compression == "zstd":
+                import zstandard
+
+                writer = zstandard.ZstdCompressor(level=10).stream_writer(raw, closefd=False)
+                sink = writer
+            with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                for rel in walk_files(root):
+                    info = tarfile.TarInfo(rel)
+                    full = root / rel
+                    info.size = full.stat().st_size
+                    info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, 0, "", ""
+                    with open(full, "rb") as fh:
+                        tar.addfile(info, fh)
+            if writer is not None:
+                writer.close()  # type: ignore[no-untyped-call]
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out
+
+
+class _Capped(io.RawIOBase):
+    """A reader that fails once more than ``limit`` bytes have come through."""
+
+    def __init__(self, inner: IO[bytes], limit: int) -> None:
+        self.inner, self.limit, self.count = inner, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.inner.read(len(buffer))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise ArchiveError(
+                f"the archive expands past {self.limit:,} bytes; stopped reading",
+                fix="raise max_bytes (TIFFIN_ARCHIVE_MAX_BYTES) only if you trust the archive",
+            )
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _open_stream(path: Path, max_bytes: int) -> tuple[Any, list[Any]]:
+    raw = open(path, "rb")
+    closers: list[Any] = [raw]
+    head = raw.read(4)
+    raw.seek(0)
+    stream: Any = raw
+    if head == ZSTD_MAGIC:
+        import zstandard
+
+        stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        closers.insert(0, stream)
+    return io.BufferedReader(_Capped(stream, max_bytes), buffer_size=1 << 16), closers
+
+
+def _extract(path: Path, dest: Path, max_bytes: int) -> None:
+    """Extract into ``dest`` (an existing empty folder), refusing hostile entries."""
+    stream, closers = _open_stream(path, max_bytes)
+    seen: set[str] = set()
+    try:
+        try:
+            tar = tarfile.open(fileobj=stream, mode="r|")
+        except tarfile.TarError as exc:
+            raise ArchiveError(f"{path} is not a tiffin archive: {exc}") from None
+        with tar:
+            for count, member in enumerate(tar, 1):
+                name = member.name
+                if count > MAX_ENTRIES:
+                    raise ArchiveError(f"more than {MAX_ENTRIES} entries", where=str(path))
+                if not is_safe_relpath(name):
+                    raise ArchiveError(f"entry {name!r} has an unsafe path", where=str(path))
+                if name in seen:
+                    raise ArchiveError(f"entry {name!r} appears twice", where=str(path))
+                seen.add(name)
+                if member.issym() or member.islnk():
+                    raise ArchiveError(f"entry {name!r} is a link", where=str(path))
+                if member.isdir():
+                    continue
+                if not member.isreg():
+                    raise ArchiveError(f"entry {name!r} is a device, FIFO or other special file", where=str(path))
+                if member.mode & (stat.S_ISUID | stat.S_ISGID):
+                    raise ArchiveError(f"entry {name!r} has the setuid or setgid bit", where=str(path))
+                target = dest / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tar.extractfile(member)
+                assert src is not None
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+                with os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+    except tarfile.TarError as exc:
+        raise ArchiveError(f"{path} is damaged: {exc}") from None
+    except OSError as exc:
+        raise ArchiveError(f"{path} could not be read: {exc}") from None
+    finally:
+        for c in closers:
+            c.close()
+
+
+def unpack(path: str | os.PathLike[str], dest: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
+    """Unpack an archive into ``dest``, which must not exist or be an empty folder."""
+    src, dest = Path(path), Path(dest)
+    if not src.is_file():
+        raise UsageError(f"archive {src} does not exist")
+    if dest.exists() and (not dest.is_dir() or dest.is_symlink() or any(dest.iterdir())):
+        raise UsageError(f"{dest} exists and is not an empty folder", fix="unpack into a new folder")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=dest.parent))
+    try:
+        _extract(src, tmp, max_bytes)
+        verify_tree(tmp)
+        if dest.exists():
+            dest.rmdir()
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def open_archive(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
+    """Extract an archive into a private temporary folder (removed at exit) for loading."""
+    tmp = Path(tempfile.mkdtemp(prefix="tiffin-archive-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    _extract(Path(path), tmp, max_bytes)
+    return tmp
