@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+
+import tiffin
+from tiffin.archive import open_archive
+
+
+@pytest.mark.parametrize("compression", ["zstd", None])
+def test_round_trip_and_reproducible(
+    packed_iris: Path, tmp_path: Path, compression: str | None
+) -> None:
+    a = tiffin.archive(packed_iris, tmp_path / "a.tiffin", compression=compression)
+    b = tiffin.archive(packed_iris, tmp_path / "b.tiffin", compression=compression)
+    assert a.read_bytes() == b.read_bytes()
+    out = tiffin.unpack(a, tmp_path / "out")
+    assert tiffin.inspect(out).digest == tiffin.inspect(packed_iris).digest
+    m = tiffin.load(a)  # load straight from the file
+    assert m.predict(np.zeros((1, 4))).shape == (1,)
+
+
+def _tar(
+    entries: list[tarfile.TarInfo], data: dict[str, bytes] | None = None, zstd: bool = False
+) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for info in entries:
+            payload = (data or {}).get(info.name, b"")
+            if info.isreg():
+                info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload) if info.isreg() else None)
+    raw = buf.getvalue()
+    return zstandard.ZstdCompressor().compress(raw) if zstd else raw
+
+
+def _entry(
+    name: str, kind: bytes = tarfile.REGTYPE, mode: int = 0o644, link: str = ""
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.linkname = kind, mode, link
+    return info
+
+
+HOSTILE = {
+    "traversal": ([_entry("../evil.txt")], "unsafe path"),
+    "nested traversal": ([_entry("a/../../evil.txt")], "unsafe path"),
+    "absolute": ([_entry("/tmp/evil.txt")], "unsafe path"),
+    "symlink": ([_entry("link", tarfile.SYMTYPE, link="/etc/passwd")], "is a link"),
+    "hardlink": ([_entry("a.txt"), _entry("b.txt", tarfile.LNKTYPE, link="a.txt")], "is a link"),
+    "device": ([_entry("dev", tarfile.CHRTYPE)], "device"),
+    "fifo": ([_entry("fifo", tarfile.FIFOTYPE)], "device, FIFO"),
+    "setuid": ([_entry("run.sh", mode=0o4755)], "setuid"),
+    "duplicate": ([_entry("a.txt"), _entry("a.txt")], "appears twice"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_archives_refused(tmp_path: Path, case: str) -> None:
+    entries, message = HOSTILE[case]
+    path = tmp_path / "x.tiffin"
+    path.write_bytes(_tar(entries, {"a.txt": b"a"}))
+    with pytest.raises(tiffin.ArchiveError, match=message):
+        tiffin.unpack(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/evil.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["x.tiffin"]  # nothing half-written
+
+
+def test_zstd_bomb_stopped_at_cap(tmp_path: Path) -> None:
+    """A 1 GB tar of zeros squeezed into a small zstd file: reading stops at the cap."""
+    cctx = zstandard.ZstdCompressor(level=3)
+    path = tmp_path / "bomb.tiffin"
+    info = _entry("zeros.bin")
+    info.size = 1 << 30
+    header = info.tobuf(format=tarfile.GNU_FORMAT)
+    with open(path, "wb") as fh, cctx.stream_writer(fh) as w:
+        w.write(header)
+        chunk = b"\0" * (1 << 20)
+        for _ in range(1024):
+            w.write(chunk)
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(tiffin.ArchiveError, match="expands past"):
+        tiffin.unpack(path, tmp_path / "out", max_bytes=10 << 20)
+    assert not (tmp_path / "out").exists()
+
+
+def test_tar_bomb_many_files_capped(tmp_path: Path) -> None:
+    entries = [_entry(f"f{i}.bin") for i in range(200)]
+    path = tmp_path / "many.tiffin"
+    path.write_bytes(_tar(entries, {f"f{i}.bin": b"x" * 10_000 for i in range(200)}))
+    with pytest.raises(tiffin.ArchiveError, match="expands past"):
+        tiffin.unpack(path, tmp_path / "out", max_bytes=500_000)
+
+
+def test_only_into_a_new_empty_folder(packed_iris: Path, tmp_path: Path) -> None:
+    a = tiffin.archive(packed_iris, tmp_path / "a.tiffin")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("x")
+    with pytest.raises(tiffin.UsageError, match="not an empty folder"):
+        tiffin.unpack(a, full)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert tiffin.inspect(tiffin.unpack(a, empty)).name == "iris"
+
+
+def test_garbage_and_tampered_archives(packed_iris: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tiffin"
+    bad.write_bytes(os.urandom(2048))
+    with pytest.raises(tiffin.ArchiveError):
+        tiffin.unpack(bad, tmp_path / "o1")
+    plain = tiffin.archive(packed_iris, tmp_path / "p.tar", compression=None)
+    data = bytearray(plain.read_bytes())
+    idx = data.find(b'"name": "iris"')
+    assert idx > 0
+    data[idx + 10] = ord("x")  # "iris" -> "ixis": still a valid name, but the seal breaks
+    plain.write_bytes(bytes(data))
+    with pytest.raises(tiffin.IntegrityError):
+        tiffin.unpack(plain, tmp_path / "o2")
+    assert not (tmp_path / "o2").exists()
+    with pytest.raises(tiffin.IntegrityError):
+        tiffin.load(plain)
+    assert open_archive  # the loader's extraction path is the same hardened one
