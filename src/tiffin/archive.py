@@ -29,7 +29,13 @@ DEFAULT_MAX_BYTES = int(os.environ.get("TIFFIN_ARCHIVE_MAX_BYTES", str(16 << 30)
 MAX_ENTRIES = 100_000
 
 
-def archive(package: str | os.PathLike[str], out: str | os.PathLike[str], *, compression: str | None = "zstd", force: bool = False) -> Path:
+def archive(
+    package: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    compression: str | None = "zstd",
+    force: bool = False,
+) -> Path:
     """Write the (verified) package folder as one reproducible archive file."""
     root = Path(package)
     verify_tree(root)
@@ -53,7 +59,14 @@ def archive(package: str | os.PathLike[str], out: str | os.PathLike[str], *, com
                     info = tarfile.TarInfo(rel)
                     full = root / rel
                     info.size = full.stat().st_size
-                    info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, 0, "", ""
+                    info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = (
+                        0o644,
+                        0,
+                        0,
+                        0,
+                        "",
+                        "",
+                    )
                     with open(full, "rb") as fh:
                         tar.addfile(info, fh)
             if writer is not None:
@@ -89,7 +102,7 @@ class _Capped(io.RawIOBase):
 
 
 def _open_stream(path: Path, max_bytes: int) -> tuple[Any, list[Any]]:
-    raw = open(path, "rb")
+    raw = open(path, "rb")  # noqa: SIM115 - closed by the caller through `closers`
     closers: list[Any] = [raw]
     head = raw.read(4)
     raw.seek(0)
@@ -108,7 +121,7 @@ def _extract(path: Path, dest: Path, max_bytes: int) -> None:
     seen: set[str] = set()
     try:
         try:
-            tar = tarfile.open(fileobj=stream, mode="r|")
+            tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - used in `with` below
         except tarfile.TarError as exc:
             raise ArchiveError(f"{path} is not a tiffin archive: {exc}") from None
         with tar:
@@ -126,9 +139,13 @@ def _extract(path: Path, dest: Path, max_bytes: int) -> None:
                 if member.isdir():
                     continue
                 if not member.isreg():
-                    raise ArchiveError(f"entry {name!r} is a device, FIFO or other special file", where=str(path))
+                    raise ArchiveError(
+                        f"entry {name!r} is a device, FIFO or other special file", where=str(path)
+                    )
                 if member.mode & (stat.S_ISUID | stat.S_ISGID):
-                    raise ArchiveError(f"entry {name!r} has the setuid or setgid bit", where=str(path))
+                    raise ArchiveError(
+                        f"entry {name!r} has the setuid or setgid bit", where=str(path)
+                    )
                 target = dest / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 src = tar.extractfile(member)
@@ -145,13 +162,20 @@ def _extract(path: Path, dest: Path, max_bytes: int) -> None:
             c.close()
 
 
-def unpack(path: str | os.PathLike[str], dest: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
+def unpack(
+    path: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Path:
     """Unpack an archive into ``dest``, which must not exist or be an empty folder."""
     src, dest = Path(path), Path(dest)
     if not src.is_file():
         raise UsageError(f"archive {src} does not exist")
     if dest.exists() and (not dest.is_dir() or dest.is_symlink() or any(dest.iterdir())):
-        raise UsageError(f"{dest} exists and is not an empty folder", fix="unpack into a new folder")
+        raise UsageError(
+            f"{dest} exists and is not an empty folder", fix="unpack into a new folder"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=dest.parent))
     try:
