@@ -84,3 +84,17 @@ def test_env_current(tmp_path: Path, custom_source: Path) -> None:
     pkg = pack_custom(custom_source, tmp_path / "p")
     report = verify(pkg.path, env="current")
     assert report.ok, report.render()
+
+
+def test_predict_isolated(tmp_path: Path, custom_source: Path) -> None:
+    pkg = pack_custom(custom_source, tmp_path / "p")
+    (tmp_path / "in.json").write_text("[[1.0, 2.0]]")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "predict", str(pkg.path), "--input", str(tmp_path / "in.json"), "--isolated"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    import packaging
+
+    major = int(packaging.__version__.split(".")[0])
+    assert json.loads(proc.stdout) == [[1.0 * major, 2.0 * major]]

@@ -71,7 +71,24 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     multi = tiffin.pack(
         f"{src}:Multi", root / "multi-1", name="multi", version="1.0", example=example
     ).path
-    return {"iris": iris, "iris2": iris2, "multi": multi}
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame(
+        {"city": ["paris", "lyon", "nice", "paris"], "age": [20.0, 30.0, 40.0, 50.0]}
+    )
+    pipe = make_pipeline(
+        ColumnTransformer(
+            [("c", OneHotEncoder(handle_unknown="ignore"), ["city"])], remainder="passthrough"
+        ),
+        LogisticRegression(),
+    ).fit(frame, [0, 1, 0, 1])
+    table = tiffin.pack(
+        pipe, root / "table-1", name="table", version="1", example=frame.head(2)
+    ).path
+    return {"iris": iris, "iris2": iris2, "multi": multi, "table": table, "root": root}
 
 
 class Served:

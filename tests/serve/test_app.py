@@ -124,3 +124,29 @@ def test_sigterm_finishes_in_flight_and_exits_zero(packages: dict[str, Path]) ->
     assert result == [200]
     assert served.proc.wait(20) == 0
     stop(served)
+
+
+def test_repository_and_dataframe_columns(packages: dict[str, Path]) -> None:
+    served = start(["--repository", str(packages["root"])])
+    try:
+        with served.client() as c:
+            assert c.get("/v2/models/iris/versions/1/ready").json()["ready"] is True
+            assert c.get("/v2/models/iris/versions/2").json()["versions"] == ["2"]
+            meta = c.get("/v2/models/table").json()
+            assert meta["inputs"] == [
+                {"name": "city", "datatype": "BYTES", "shape": [-1]},
+                {"name": "age", "datatype": "FP64", "shape": [-1]},
+            ]
+            body = {"inputs": [
+                {"name": "city", "datatype": "BYTES", "shape": [2], "data": ["paris", "nice"]},
+                {"name": "age", "datatype": "FP64", "shape": [2], "data": [20.0, 40.0]},
+            ]}  # fmt: skip
+            r = c.post("/v2/models/table/infer", json=body)
+            assert r.status_code == 200, r.text
+            assert r.json()["outputs"][0]["shape"] == [2]
+            body["inputs"][1]["datatype"] = "BYTES"
+            body["inputs"][1]["data"] = ["x", "y"]
+            r = c.post("/v2/models/table/infer", json=body)
+            assert r.status_code == 400 and "age" in r.json()["error"]
+    finally:
+        stop(served)
