@@ -9,7 +9,13 @@ import click
 
 @click.command()
 @click.argument("package", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Archive file to write (e.g. model.tiffin).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Archive file to write (e.g. model.tiffin).",
+)
 @click.option("--no-compress", is_flag=True, help="Plain tar instead of tar + zstd.")
 @click.option("--force", is_flag=True, help="Replace an existing archive file.")
 def archive(package: Path, output: Path, no_compress: bool, force: bool) -> None:

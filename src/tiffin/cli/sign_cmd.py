@@ -9,18 +9,30 @@ import click
 
 @click.command()
 @click.argument("private_key", type=click.Path(path_type=Path))
-@click.option("--public", "public_key", type=click.Path(path_type=Path), help="Public key file (default: PRIVATE_KEY with .pub).")
+@click.option(
+    "--public",
+    "public_key",
+    type=click.Path(path_type=Path),
+    help="Public key file (default: PRIVATE_KEY with .pub).",
+)
 def keygen(private_key: Path, public_key: Path | None) -> None:
     """Make an Ed25519 key pair for signing packages."""
     from ..security.signing import keygen as make
 
     private, public = make(private_key, public_key)
-    click.echo(f"private key {private} (keep it secret)\npublic key  {public} (give it to verifiers)")
+    click.echo(
+        f"private key {private} (keep it secret)\npublic key  {public} (give it to verifiers)"
+    )
 
 
 @click.command()
 @click.argument("package", type=click.Path(path_type=Path))
-@click.option("--key", required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False), help="Private key (PEM).")
+@click.option(
+    "--key",
+    required=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Private key (PEM).",
+)
 def sign(package: Path, key: Path) -> None:
     """Sign PACKAGE's digest; writes tiffin.sig beside its manifest."""
     from ..security.signing import sign_package

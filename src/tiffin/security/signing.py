@@ -38,21 +38,29 @@ def _crypto() -> Any:
     return serialization, ed25519
 
 
-def keygen(private_path: str | os.PathLike[str], public_path: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
+def keygen(
+    private_path: str | os.PathLike[str], public_path: str | os.PathLike[str] | None = None
+) -> tuple[Path, Path]:
     """Write a new Ed25519 key pair as PEM files (the private one readable by its owner only)."""
     serialization, ed25519 = _crypto()
     private = Path(private_path)
     public = Path(public_path) if public_path else private.with_suffix(".pub")
     for path in (private, public):
         if path.exists():
-            raise UsageError(f"{path} already exists", fix="choose another name; keys are never overwritten")
+            raise UsageError(
+                f"{path} already exists", fix="choose another name; keys are never overwritten"
+            )
     key = ed25519.Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
     public.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
     return private, public
 
@@ -65,7 +73,9 @@ def _load_private(key: Any) -> Any:
     try:
         loaded = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise UsageError(f"not an unencrypted PEM private key: {exc}", where=str(key)[:200]) from None
+        raise UsageError(
+            f"not an unencrypted PEM private key: {exc}", where=str(key)[:200]
+        ) from None
     if not isinstance(loaded, ed25519.Ed25519PrivateKey):
         raise UsageError("the key is not an Ed25519 key", fix="make one with `tiffin keygen`")
     return loaded
@@ -79,7 +89,11 @@ def load_public(key: Any) -> Any:
         return key.public_key()
     data = Path(key).read_bytes() if isinstance(key, (str, os.PathLike)) else bytes(key)
     try:
-        loaded = serialization.load_pem_public_key(data) if data.startswith(b"-----") else ed25519.Ed25519PublicKey.from_public_bytes(data)
+        loaded = (
+            serialization.load_pem_public_key(data)
+            if data.startswith(b"-----")
+            else ed25519.Ed25519PublicKey.from_public_bytes(data)
+        )
     except (ValueError, TypeError) as exc:
         raise UsageError(f"not an Ed25519 public key: {exc}") from None
     if not isinstance(loaded, ed25519.Ed25519PublicKey):
@@ -89,7 +103,9 @@ def load_public(key: Any) -> Any:
 
 def _raw(public_key: Any) -> bytes:
     serialization, _ = _crypto()
-    return bytes(public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    return bytes(
+        public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
 
 
 def sign_package(path: str | os.PathLike[str], key: Any) -> Path:
@@ -113,7 +129,9 @@ def sign_package(path: str | os.PathLike[str], key: Any) -> Path:
     return out
 
 
-def verify_signature(root: Path, manifest: Manifest, trusted_keys: Sequence[Any], *, required: bool = True) -> str | None:
+def verify_signature(
+    root: Path, manifest: Manifest, trusted_keys: Sequence[Any], *, required: bool = True
+) -> str | None:
     """Check ``tiffin.sig`` against the manifest digest and the trusted keys.
 
     Returns the base64 public key that signed, or None when unsigned and not required.
@@ -134,7 +152,9 @@ def verify_signature(root: Path, manifest: Manifest, trusted_keys: Sequence[Any]
             raise ValueError("unknown signature format")
         signature = base64.b64decode(sig_b64, validate=True)
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise SignatureVerificationError(f"tiffin.sig is malformed: {exc}", where=str(path)) from None
+        raise SignatureVerificationError(
+            f"tiffin.sig is malformed: {exc}", where=str(path)
+        ) from None
     if digest != manifest.digest:
         raise SignatureVerificationError(
             "the signature is for another package digest (the package changed after signing)",
@@ -142,7 +162,9 @@ def verify_signature(root: Path, manifest: Manifest, trusted_keys: Sequence[Any]
             fix="sign the package again, or fetch the signed version",
         )
     if not trusted_keys:
-        raise SignatureVerificationError("no trusted keys were given to check the signature against")
+        raise SignatureVerificationError(
+            "no trusted keys were given to check the signature against"
+        )
     message = CONTEXT + digest.encode()
     for key in trusted_keys:
         public = load_public(key)
