@@ -41,6 +41,7 @@ pytest: $(VENV)/.test-installed
 test: lint typecheck pytest
 
 bench: $(VENV)/.test-installed
+	command -v wrk >/dev/null || (apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk))
 	$(PY) benchmarks/cold_start.py
 	$(PY) benchmarks/env_build.py
 	$(PY) benchmarks/serve.py

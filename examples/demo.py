@@ -52,7 +52,7 @@ def main() -> None:
     accuracy = float(model.score(X_test, y_test))
     print(f"test accuracy {accuracy:.3f} on {len(X_test)} rows")
 
-    step("2. pack it: skops artifact, inferred signature, recorded example, sealed manifest")
+    step("2. pack it: skops artifact, signature, example, traced requirements, uv lock, seal")
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
     started = time.perf_counter()
@@ -69,7 +69,10 @@ def main() -> None:
     step("3. inspect it (verifies every file; deserializes nothing)")
     run([*TIFFIN, "inspect", str(pkg.path), "--why"])
 
-    step("4. load it in a fresh process and predict three rows")
+    step("4. verify it: a clean environment built from its lock, the example replayed there")
+    run([*TIFFIN, "verify", str(pkg.path)])
+
+    step("5. load it in a fresh process and predict three rows")
     rows = OUT / "rows.json"
     rows.write_text(json.dumps(X_test.head(3).to_dict(orient="records")))
     out = run([*TIFFIN, "predict", str(pkg.path), "--input", str(rows)])
@@ -77,7 +80,7 @@ def main() -> None:
     assert json.loads(out) == expected, (out, expected)
     print(f"matches the in-memory model: {expected}")
 
-    step("5. tamper with one byte: loading refuses, naming the file")
+    step("6. tamper with one byte: loading refuses, naming the file")
     artifact = pkg.path / "artifacts" / "model.skops"
     data = bytearray(artifact.read_bytes())
     data[-1] ^= 1
