@@ -18,7 +18,7 @@ $(PY):
 venv: $(PY)
 
 $(VENV)/.demo-installed: $(PY) pyproject.toml
-	$(UV_PIP) -e ".[cli,sklearn,pack]"
+	$(UV_PIP) -e ".[demo]"
 	touch $@
 
 demo: $(VENV)/.demo-installed

@@ -99,3 +99,15 @@ def test_inspect_why(tmp_path: Path, custom_source: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "packaging==" in proc.stdout and "imported by scaled" in proc.stdout
+
+
+def test_dataframe_signature_needs_pandas(tmp_path: Path) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
+    model = LogisticRegression().fit(frame, [0, 1, 0, 1])
+    pkg = tiffin.pack(model, tmp_path / "p", name="df", version="1", example=frame.head(2))
+    env = pkg.manifest.environment
+    assert f"pandas=={pd.__version__}" in env["requirements"]
+    assert "DataFrame signature" in " ".join(env["why"]["pandas"])

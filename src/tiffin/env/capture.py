@@ -162,6 +162,14 @@ def infer_requirements(
     return pins, reasons
 
 
+def _takes_dataframes(root: Path) -> bool:
+    try:
+        sig = json.loads((root / layout.SCHEMA).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return "dataframe" in (sig.get("input_kind"), sig.get("output_kind"))
+
+
 def accelerator_of(pins: Sequence[str]) -> dict[str, Any] | None:
     """What hardware the pins were built for, from local version labels."""
     for pin in pins:
@@ -242,6 +250,9 @@ def capture(
     why: dict[str, list[str]] = {}
     if enabled:
         imports = trace_imports(root, flavor, options or {})
+        if _takes_dataframes(root):
+            # tiffin itself builds the DataFrame the model takes: pandas is a runtime need.
+            imports.setdefault("pandas", []).append("flavor:tiffin.signature (DataFrame signature)")
         inferred, why = infer_requirements(imports, frameworks)
     else:
         inferred = sorted(f"{d}=={v}" for d in frameworks if (v := dist_version(d)) is not None)
