@@ -3,21 +3,21 @@
 Two things matter here:
 
 - Only audited types are trusted at load: skops lists every type in the file that is
-  not on its own safe list, and tiffin accepts those only from scikit-learn, NumPy and
-  SciPy (the audited families) plus types the packer declared. Anything else is
-  refused and named before skops builds a single object.
-- ``import skops.io`` walks every scikit-learn module to build its trusted list, and
-  that walk imports scikit-learn's array-API shim for torch (5 s when torch is
-  installed, and torch then looks like a requirement). pkgutil's walk skips a module
-  that fails to import, so for the length of that one import a meta-path finder makes
-  the shim's optional backends fail to import. Nothing else is affected.
+  not on its own safe list, and tiffin accepts those only when they are *defined* in
+  scikit-learn, NumPy or SciPy (the audited families), plus types the packer declared.
+  Anything else is refused and named before skops builds a single object.
+- ``import skops.io`` builds its default trust list by walking every scikit-learn
+  module (``sklearn.utils.all_estimators``): seconds of imports, and with torch
+  installed it imports torch through scikit-learn's array-API shim (so MLflow lists
+  torch for every scikit-learn model). tiffin does not need that list, because it
+  audits every type itself, so for the length of that one import ``all_estimators``
+  answers with nothing. skops then reports scikit-learn estimators as untrusted too,
+  and tiffin's own audit decides, importing only the modules the file names.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.machinery
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,36 +32,25 @@ FRAMEWORKS = ("scikit-learn", "skops", "numpy", "scipy")
 FILE = "artifacts/model.skops"
 AUDITED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "scipy.special.")
 AUDITED_TYPES = frozenset({"builtins.slice", "collections.OrderedDict", "collections.defaultdict"})
-_SHIM_BACKENDS = ("torch", "cupy", "dask", "jax", "paddle", "mlx")
-
-
-class _BlockArrayApiBackends(importlib.abc.MetaPathFinder):
-    """Fails imports of scikit-learn's optional array-API backends (see module doc)."""
-
-    prefixes = tuple(f"sklearn.externals.array_api_compat.{b}" for b in _SHIM_BACKENDS)
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname.startswith(self.prefixes):
-            raise ImportError(f"{fullname} is not needed to load a skops file")
-        return None
 
 
 def skops_io() -> ModuleType:
-    """``skops.io``, imported without dragging in torch, jax or cupy."""
+    """``skops.io``, imported without walking every scikit-learn module (see above)."""
     if "skops.io" in sys.modules:
         return sys.modules["skops.io"]
-    blocker = _BlockArrayApiBackends()
-    sys.meta_path.insert(0, blocker)
     try:
-        import skops.io as sio
+        import sklearn.utils
+
+        real = sklearn.utils.all_estimators
+        sklearn.utils.all_estimators = lambda *args, **kwargs: []
+        try:
+            import skops.io as sio
+        finally:
+            sklearn.utils.all_estimators = real
     except ImportError as exc:
         raise FlavorError(
             f"skops is needed for scikit-learn models: {exc}", fix="pip install 'tiffin[sklearn]'"
         ) from None
-    finally:
-        sys.meta_path.remove(blocker)
     return sio  # type: ignore[no-any-return]
 
 
