@@ -9,6 +9,7 @@
 | TL005 unpinned-requirement | error | requirements without an exact ``==`` version, or "latest" |
 | TL006 pickle-artifact | warning | artifacts whose bytes are pickle (whatever their name) |
 | TL007 missing-example | warning | no recorded example, or an empty signature |
+| TL008 unhashed-lock | warning | a lock without hashes (the installed closure of an offline pack) |
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ DATA_SUFFIXES = frozenset(
 )
 LARGE_TABLE_BYTES = 10 << 20
 _ABS_PATH = re.compile(
-    r"^(/(home|Users|tmp|mnt|data|opt|var|srv|root|workspace|content)/|[A-Za-z]:\\\\|~/)"
+    r"^(/(home|Users|tmp|mnt|media|data|datasets|models|opt|var|srv|root|workspace|content"
+    r"|work|app|scratch|nfs|gpfs|dbfs|Volumes|private)/|[A-Za-z]:[\\/]|~/|\\\\[^\\]+\\)"
 )
 _PIN = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?\s*===?\s*[A-Za-z0-9][A-Za-z0-9.+!_-]*\s*(;.*)?$"
@@ -250,6 +252,29 @@ def check_example(root: Path) -> list[Finding]:
     return found
 
 
+def check_lock(root: Path) -> list[Finding]:
+    from .env.lock import UNHASHED_HEADER
+
+    path = root / layout.LOCK
+    try:
+        with open(path, encoding="utf-8") as fh:
+            head = fh.read(len(UNHASHED_HEADER))
+    except OSError:
+        return []
+    if head != UNHASHED_HEADER:
+        return []
+    return [
+        Finding(
+            "TL008",
+            "warning",
+            layout.LOCK,
+            1,
+            "the lock has no hashes: it is the closure of what was installed, not a resolution",
+            "lock it where a package index is reachable: tiffin env lock PKG",
+        )
+    ]
+
+
 def _package_files(root: Path) -> list[str]:
     from .integrity import walk_files
 
@@ -264,6 +289,7 @@ CHECKS = (
     check_pins,
     check_pickle,
     check_example,
+    check_lock,
 )
 
 

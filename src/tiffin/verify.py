@@ -1,11 +1,22 @@
 """``tiffin verify``: prove a package runs in a clean environment before it ships.
 
-Steps, each reported: integrity (every byte against the manifest), the environment
-built from the lock (or the current one with ``env="current"``), the recorded examples
-replayed in a subprocess inside it and compared with the recorded outputs (exact for
-integers and strings; floats within rtol=1e-6, atol=1e-6), and the cold start measured
-there. The first failure stops the run and is named: a missing module, a mismatched
-output with the largest difference, an install error.
+Steps, each timed and reported:
+
+1. ``integrity``: every byte against the manifest (and, with ``trusted_keys``, the
+   signature);
+2. ``environment``: the environment built from the lock in the content-addressed cache
+   (``env="isolated"``, the default), or the current interpreter (``env="current"``);
+3. ``replay``: the recorded examples run in a fresh subprocess of that environment
+   (``python -I``, so nothing from the host's ``PYTHONPATH`` or working folder leaks in)
+   and compared with the recorded outputs: exact for integers, booleans and strings,
+   floats within ``rtol`` and ``atol`` (default 1e-6 each, as ``numpy.isclose``);
+   the cold start (process launch to first prediction) is measured there.
+
+The first failure stops the run and is named: a missing module, a mismatched output
+with the largest difference, an install error. Example::
+
+    report = tiffin.verify("fraud-1.2.0")
+    assert report.ok, report.render()
 """
 
 from __future__ import annotations
@@ -16,12 +27,16 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import TiffinError, VerificationError
+from .errors import TiffinError, UsageError, VerificationError
 from .integrity import verify_tree
+
+RTOL = 1e-6
+ATOL = 1e-6
 
 
 @dataclass
@@ -34,11 +49,16 @@ class Step:
 
 @dataclass
 class Report:
+    """What ``verify`` found: ``ok``, each step, the cold start, the first failure."""
+
     package: str
     ok: bool = True
     steps: list[Step] = field(default_factory=list)
     cold_start_seconds: float | None = None
     error: str | None = None
+    failed: str | None = None
+    fix: str | None = None
+    environment: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,11 +69,17 @@ class Report:
             lines.append(
                 f"  [{'ok' if s.ok else 'FAIL'}] {s.name:<12} {s.detail} ({s.seconds:.2f} s)"
             )
-        lines.append("result: " + ("verified" if self.ok else f"FAILED: {self.error}"))
+        if self.ok:
+            lines.append("result: verified")
+        else:
+            lines.append(f"result: FAILED at {self.failed}: {self.error}")
+            if self.fix:
+                lines.append(f"  fix: {self.fix}")
         return "\n".join(lines)
 
 
-def _missing_module(stderr: str) -> str | None:
+def missing_module(stderr: str) -> str | None:
+    """The module a failed run could not import, from its error output."""
     m = re.search(r"No module named '([^']+)'", stderr)
     return m.group(1) if m else None
 
@@ -63,21 +89,30 @@ def verify(
     *,
     env: str = "isolated",
     trusted_keys: list[Any] | None = None,
+    rtol: float = RTOL,
+    atol: float = ATOL,
 ) -> Report:
-    """Verify the package at ``path``; returns a Report (``report.ok``), never raises for a
-    failing package (the report names the failure)."""
-    root = Path(path).resolve()
-    report = Report(package=str(root))
+    """Verify the package at ``path`` and return a :class:`Report` (``report.ok``).
 
-    def step(name: str, fn: Any) -> Any:
+    A failing package does not raise: the report names the step and the failure. Bad
+    arguments (an unknown ``env``, a negative tolerance) raise :class:`UsageError`.
+    """
+    if env not in ("isolated", "current"):
+        raise UsageError(f"env must be 'isolated' or 'current', not {env!r}", where="env")
+    if rtol < 0 or atol < 0:
+        raise UsageError("rtol and atol must not be negative", where="rtol/atol")
+    root = Path(path).resolve()
+    report = Report(package=str(root), environment=env)
+
+    def step(name: str, fn: Callable[[], tuple[str, Any]]) -> Any:
         started = time.perf_counter()
         try:
             detail, value = fn()
         except TiffinError as exc:
-            report.steps.append(
-                Step(name, False, exc.message.splitlines()[0], time.perf_counter() - started)
-            )
-            report.ok, report.error = False, exc.message
+            first = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+            report.steps.append(Step(name, False, first[:300], time.perf_counter() - started))
+            report.ok, report.error, report.failed = False, exc.message, name
+            report.fix = exc.fix
             return None
         report.steps.append(Step(name, True, detail, time.perf_counter() - started))
         return value
@@ -106,32 +141,63 @@ def verify(
         return report
 
     def replay() -> tuple[str, Any]:
-        env_vars = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-        if env == "current":
-            env_vars["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-        proc = subprocess.run(
-            [str(python), "-m", "tiffin.env.replay", "examples", str(root)],
-            capture_output=True, text=True, timeout=1800, env=env_vars, cwd=str(root.parent),
-        )  # fmt: skip
-        result = None
-        for line in proc.stdout.splitlines():
-            if line.startswith("TIFFIN-REPLAY "):
-                result = json.loads(line[len("TIFFIN-REPLAY ") :])
-        if proc.returncode != 0 or result is None:
-            module = _missing_module(proc.stderr)
-            if module:
-                raise VerificationError(
-                    f"module {module!r} is missing from the package's environment",
-                    fix=f"add the distribution that provides {module!r} to the requirements (or "
-                    "let tiffin infer them), then pack again",
-                )
-            raise VerificationError(f"the package failed to run: {proc.stderr.strip()[-1500:]}")
-        if not result["match"]:
-            raise VerificationError(
-                f"the replayed example does not match the recorded output: {result['difference']}"
-            )
+        result = _replay(root, python, current=env == "current", rtol=rtol, atol=atol)
         report.cold_start_seconds = result["cold_start_seconds"]
-        return f"examples match; cold start {result['cold_start_seconds']:.3f} s", result
+        return (
+            f"examples match (rtol={rtol:g}, atol={atol:g}); "
+            f"cold start {result['cold_start_seconds']:.3f} s",
+            result,
+        )
 
     step("replay", replay)
     return report
+
+
+def _replay(root: Path, python: Path, *, current: bool, rtol: float, atol: float) -> Any:
+    from .env.build import clean_env
+
+    if not (root / "examples" / "input.json").is_file():
+        raise VerificationError(
+            "the package has no recorded example to replay",
+            where=str(root / "examples"),
+            fix="pack it with example= (a few rows of real input)",
+        )
+    env_vars = clean_env()
+    flags = ["-I"]
+    if current:
+        # The current interpreter may run tiffin from a source tree: keep it importable.
+        env_vars["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+        flags = ["-P"] if sys.version_info >= (3, 11) else []
+    argv = [str(python), *flags, "-m", "tiffin.env.replay", "examples", str(root)]
+    launched = time.time()
+    proc = subprocess.run(
+        [*argv, repr(rtol), repr(atol)],
+        capture_output=True, text=True, timeout=1800, env=env_vars, cwd=str(root),
+    )  # fmt: skip
+    result = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("TIFFIN-REPLAY "):
+            result = json.loads(line[len("TIFFIN-REPLAY ") :])
+    if proc.returncode != 0 or result is None:
+        module = missing_module(proc.stderr)
+        if module:
+            raise VerificationError(
+                f"module {module!r} is missing from the package's environment",
+                where=str(root / "env" / "requirements.txt"),
+                fix=f"add the distribution that provides {module!r} to the requirements (or "
+                "let tiffin infer them), then pack again",
+            )
+        raise VerificationError(
+            f"the package failed to run: {proc.stderr.strip()[-1500:]}",
+            where=str(root),
+            fix="run `tiffin predict PKG --isolated` on the example to see the failure",
+        )
+    if not result["match"]:
+        raise VerificationError(
+            f"the replayed example does not match the recorded output: {result['difference']}",
+            where=str(root / "examples" / "output.json"),
+            fix="the environment differs from the one the package was made in: compare "
+            "env/requirements.lock with the versions used at pack time",
+        )
+    result["cold_start_seconds"] = round(max(result["predicted_at"] - launched, 0.0), 4)
+    return result

@@ -1,5 +1,10 @@
+"""Capture: requirements inferred from what the model's load and predict import, with reasons."""
+
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -9,6 +14,13 @@ import pytest
 
 import tiffin
 from tests.env.conftest import pack_custom
+from tiffin.env.capture import Trace, accelerator_of, infer_requirements, merge_requirements
+
+pytestmark = pytest.mark.slow
+
+
+def names(pkg: tiffin.Package) -> set[str]:
+    return {r.split("==")[0] for r in pkg.manifest.environment["requirements"]}
 
 
 def test_import_inside_predict_is_inferred_with_reason(tmp_path: Path, custom_source: Path) -> None:
@@ -17,8 +29,39 @@ def test_import_inside_predict_is_inferred_with_reason(tmp_path: Path, custom_so
     version = metadata.version("packaging")
     assert f"packaging=={version}" in env["requirements"]
     assert any("imported by scaled" in r for r in env["why"]["packaging"])
-    assert "numpy" in {r.split("==")[0] for r in env["requirements"]}
+    assert "numpy" in names(pkg)
     assert (pkg.path / "env/requirements.txt").read_text().splitlines() == env["requirements"]
+    assert env["python"] == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert env["platform"] == "linux/x86_64" and env["accelerator"] is None
+
+
+def test_dynamic_import_module_is_inferred(tmp_path: Path) -> None:
+    src = tmp_path / "dyn.py"
+    src.write_text(textwrap.dedent("""
+        import importlib
+        import numpy as np
+
+        class Dyn:
+            def load(self, context):
+                pass
+
+            def predict(self, inputs):
+                mod = importlib.import_module("packaging.version")
+                return np.asarray(inputs, dtype=np.float64) * mod.Version("2").major
+    """))  # fmt: skip
+    pkg = tiffin.pack(
+        f"{src}:Dyn", tmp_path / "p", name="dyn", version="1", example=np.ones((1, 2))
+    )
+    assert "packaging" in names(pkg)
+
+
+def test_training_session_imports_are_not_captured(tmp_path: Path, custom_source: Path) -> None:
+    import hypothesis  # imported here, as a notebook would; the model never uses it
+    import rich
+
+    assert hypothesis.__version__ and rich
+    pkg = pack_custom(custom_source, tmp_path / "p")
+    assert names(pkg) == {"numpy", "packaging"}
 
 
 def test_sklearn_does_not_pull_torch(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
@@ -27,15 +70,12 @@ def test_sklearn_does_not_pull_torch(tmp_path: Path, iris_pipeline: tuple[Any, n
     assert torch.__version__
     model, X = iris_pipeline
     pkg = tiffin.pack(model, tmp_path / "p", name="iris", version="1", example=X[:3])
-    names = {r.split("==")[0] for r in pkg.manifest.environment["requirements"]}
-    assert names == {"numpy", "scikit-learn", "scipy", "skops"}
+    assert names(pkg) == {"numpy", "scikit-learn", "scipy", "skops"}
     assert "torch" not in (pkg.path / "env/requirements.lock").read_text()
+    assert pkg.manifest.environment["accelerator"] is None
 
 
 def test_local_version_label_is_kept(tmp_path: Path) -> None:
-    import sys
-    import textwrap
-
     src = tmp_path / "net.py"
     src.write_text(textwrap.dedent("""
         from torch import nn
@@ -60,15 +100,25 @@ def test_local_version_label_is_kept(tmp_path: Path) -> None:
         sys.modules.pop("net", None)
     env = pkg.manifest.environment
     torch_pin = next(r for r in env["requirements"] if r.startswith("torch=="))
-    assert torch_pin == f"torch=={metadata.version('torch')}"
+    assert torch_pin == f"torch=={metadata.version('torch')}"  # the label is not dropped
     if "+cpu" in torch_pin:
         assert env["accelerator"]["kind"] == "cpu"
-        assert (
-            "torch==2.13.0+cpu" in (pkg.path / "env/requirements.lock").read_text()
-            or not env["lock"]["hashed"]
-        )
+        assert env["accelerator"]["index"] == "https://download.pytorch.org/whl/cpu"
+        lock = (pkg.path / "env/requirements.lock").read_text()
+        assert torch_pin in lock
+        assert "nvidia" not in lock  # no CUDA runtime wheels dragged in
     assert "packaging==24.0" in env["requirements"]  # "+" extends
     assert env["difference"] == {"added": ["packaging"], "dropped": []}
+
+
+def test_accelerator_from_labels() -> None:
+    assert accelerator_of(["numpy==2.0"]) is None
+    cpu = accelerator_of(["torch==2.13.0+cpu"])
+    assert cpu is not None and cpu["kind"] == "cpu"
+    cuda = accelerator_of(["torch==2.13.0+cu128"])
+    assert cuda is not None and cuda["kind"] == "cuda" and cuda["cuda"] == "12.8"
+    plain = accelerator_of(["torch==2.13.0"])  # PyPI's Linux torch is a CUDA build
+    assert plain is not None and plain["kind"] == "cuda"
 
 
 def test_user_requirements_replace_and_report(
@@ -81,16 +131,63 @@ def test_user_requirements_replace_and_report(
     assert "left out ['packaging']" in capfd.readouterr().err
 
 
-def test_mixed_requirement_syntax_refused(tmp_path: Path, custom_source: Path) -> None:
+def test_replacing_keeps_the_runtime_numpy() -> None:
+    final, diff = merge_requirements(["numpy==2.4.6", "packaging==26.3"], ["requests==2.32.0"])
+    assert final == ["numpy==2.4.6", "requests==2.32.0"]
+    assert diff == {"added": ["requests"], "dropped": ["packaging"]}
+
+
+def test_bad_requirements_refused(tmp_path: Path, custom_source: Path) -> None:
     with pytest.raises(tiffin.UsageError, match="mix"):
         pack_custom(custom_source, tmp_path / "p", requirements=["+a==1", "b==2"])
     assert not (tmp_path / "p").exists()
+    with pytest.raises(tiffin.UsageError, match="list of requirement strings"):
+        merge_requirements([], "numpy==2.0")
+    with pytest.raises(tiffin.UsageError, match="not a requirement string"):
+        merge_requirements([], ["--index-url=http://x"])
+
+
+def test_namespace_package_resolved_by_file() -> None:
+    import zope.interface
+
+    trace = Trace(imports={"zope": ["code:m"]}, files={"zope": [zope.interface.__file__]})
+    found = infer_requirements(trace, ())
+    pinned = {p.split("==")[0] for p in found.pins}
+    assert "zope-interface" in pinned and "zope-event" not in pinned
+
+
+def test_module_from_no_distribution_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    side = tmp_path / "side"
+    side.mkdir()
+    (side / "sidecar.py").write_text("FACTOR = 3\n")
+    monkeypatch.syspath_prepend(str(side))
+    monkeypatch.setenv("PYTHONPATH", str(side))
+    src = tmp_path / "uses_sidecar.py"
+    src.write_text(textwrap.dedent("""
+        import numpy as np
+
+        class M:
+            def load(self, context):
+                pass
+
+            def predict(self, inputs):
+                import sidecar
+
+                return np.asarray(inputs, dtype=np.float64) * sidecar.FACTOR
+    """))  # fmt: skip
+    try:
+        pkg = tiffin.pack(
+            f"{src}:M", tmp_path / "p", name="m", version="1", example=np.ones((1, 2))
+        )
+    finally:
+        sys.modules.pop("sidecar", None)
+    assert pkg.manifest.environment["unresolved"] == {"sidecar": ["uses_sidecar"]}
+    assert "module 'sidecar'" in capfd.readouterr().err
 
 
 def test_inspect_why(tmp_path: Path, custom_source: Path) -> None:
-    import subprocess
-    import sys
-
     pkg = pack_custom(custom_source, tmp_path / "p")
     proc = subprocess.run(
         [sys.executable, "-m", "tiffin.cli", "inspect", str(pkg.path), "--why"],

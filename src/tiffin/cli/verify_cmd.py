@@ -20,12 +20,19 @@ import click
     type=click.Path(path_type=Path),
     help="Trusted public key (repeatable): the package must be signed by one.",
 )
+@click.option("--rtol", default=1e-6, show_default=True, help="Relative tolerance for floats.")
+@click.option("--atol", default=1e-6, show_default=True, help="Absolute tolerance for floats.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify(package: Path, env: str, keys: tuple[Path, ...], as_json: bool) -> None:
-    """Prove PACKAGE runs: integrity, a clean environment from its lock, replayed examples."""
+def verify(
+    package: Path, env: str, keys: tuple[Path, ...], rtol: float, atol: float, as_json: bool
+) -> None:
+    """Prove PACKAGE runs: integrity, a clean environment from its lock, replayed examples.
+
+    Exits 0 when verified, 10 when a step failed (the report names it).
+    """
     from ..verify import verify as run
 
-    report = run(package, env=env, trusted_keys=list(keys) or None)
+    report = run(package, env=env, trusted_keys=list(keys) or None, rtol=rtol, atol=atol)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
     if not report.ok:
         sys.exit(10)

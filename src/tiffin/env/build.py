@@ -1,12 +1,17 @@
 """Build a package's environment from its lock, into a content-addressed cache.
 
-The cache key is the sha256 of the lock, the Python version and the tiffin runtime's
-own sources, so every package with the same lock shares one environment and the
-second build is a lookup. Builds happen in a temporary folder beside the cache entry,
-under a file lock, and are renamed into place: two processes building the same
-environment at once end with one good environment. The tiffin runtime goes in as its
-pure-Python sources (standard library + NumPy, which the lock always pins); no packing
-or serving dependencies are installed.
+The cache lives in ``$TIFFIN_CACHE_DIR/envs`` (default ``~/.cache/tiffin/envs``, or
+``$XDG_CACHE_HOME/tiffin/envs``). The key is the sha256 of the lock, the Python version
+and the tiffin runtime's own sources, so every package with the same lock shares one
+environment and the second build is a lookup (a folder with a ``.tiffin-ready`` mark).
+
+A build runs ``uv venv`` + ``uv pip sync --require-hashes`` (no hashes only for a lock
+marked unhashed) in a temporary folder beside the cache entry, under an exclusive file
+lock on the key, and is renamed into place: two processes building the same environment
+at once end with one good environment, the second waiting and then finding it ready; a
+killed build leaves only a temporary folder, removed by the next builder. The tiffin
+runtime goes in as its pure-Python sources (standard library + NumPy, which every lock
+pins); no packing or serving dependencies are installed.
 """
 
 from __future__ import annotations
@@ -15,30 +20,38 @@ import fcntl
 import hashlib
 import json
 import os
+import platform as _platform
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .. import layout
 from ..errors import EnvironmentBuildError, PackageNotFoundError
 from ..integrity import verify_tree
-from .lock import pip_index_args, uv_binary
+from .lock import UNHASHED_HEADER, pip_index_args, uv_binary
 
 READY = ".tiffin-ready"
+_TMP = ".tmp-"
 
 
 def cache_root() -> Path:
+    """Where environments are cached: ``$TIFFIN_CACHE_DIR/envs`` or ``~/.cache/tiffin/envs``."""
     base = os.environ.get("TIFFIN_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tiffin"
     )
     return Path(base) / "envs"
 
 
+def _runtime_source() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
 def _runtime_digest() -> str:
     """Digest of the tiffin sources that go into every environment."""
-    src = Path(__file__).resolve().parent.parent
+    src = _runtime_source()
     h = hashlib.sha256()
     for path in sorted(src.rglob("*.py")):
         h.update(path.relative_to(src).as_posix().encode())
@@ -47,6 +60,7 @@ def _runtime_digest() -> str:
 
 
 def env_key(lock_text: str, python: str) -> str:
+    """The cache key of an environment: lock, Python version, tiffin runtime."""
     h = hashlib.sha256()
     for part in (lock_text, python, _runtime_digest()):
         h.update(part.encode())
@@ -54,111 +68,195 @@ def env_key(lock_text: str, python: str) -> str:
     return h.hexdigest()[:32]
 
 
-def _python_of(env: Path) -> Path:
+def python_of(env: Path) -> Path:
+    """The interpreter of the environment folder ``env``."""
     return env / "bin" / "python"
 
 
 def _run(argv: list[str], what: str) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
-        raise EnvironmentBuildError(f"{what} failed: {proc.stderr.strip()[-2000:]}")
+        raise EnvironmentBuildError(
+            f"{what} failed: {proc.stderr.strip()[-2000:]}",
+            fix="check that every pin in env/requirements.lock exists for this platform and "
+            "that its index is reachable (pip's find-links and index URLs are passed to uv)",
+        )
+
+
+def _this_platform() -> str:
+    return f"{sys.platform}/{_platform.machine()}".lower()
+
+
+def _same_platform(target: str) -> bool:
+    from .lock import uv_platform
+
+    return uv_platform(target.lower()) == uv_platform(_this_platform())
 
 
 def ensure_environment(package: str | os.PathLike[str]) -> Path:
-    """The Python of the package's environment, built from its lock if not cached."""
+    """The Python of the package's environment, built from its lock if not cached.
+
+    Verifies the package first. Example::
+
+        python = ensure_environment("fraud-1.2.0")   # ~/.cache/tiffin/envs/<key>/bin/python
+    """
     root = Path(package)
     manifest = verify_tree(root)
-    lock_path = root / layout.LOCK
-    if not lock_path.is_file():
-        raise PackageNotFoundError(
-            f"{root} has no {layout.LOCK}", fix="pack it again with the environment capture on"
+    env = manifest.environment
+    target = str(env.get("platform") or _this_platform())
+    if not _same_platform(target):
+        raise EnvironmentBuildError(
+            f"the package's lock is for {target}, and this machine is {_this_platform()}",
+            where=str(root / layout.LOCK),
+            fix="build it on a machine of that platform, lock it for this one with "
+            "`tiffin env lock PKG --platform ...`, or use --env current",
         )
-    lock_text = lock_path.read_text(encoding="utf-8")
-    python = str(
-        manifest.environment.get("python") or f"{sys.version_info.major}.{sys.version_info.minor}"
+    python = str(env.get("python") or f"{sys.version_info.major}.{sys.version_info.minor}")
+    lock_path = root / layout.LOCK
+    if lock_path.is_file():
+        text = lock_path.read_text(encoding="utf-8")
+        hashed = bool((env.get("lock") or {}).get("hashed")) and not text.startswith(
+            UNHASHED_HEADER
+        )
+        return build_environment(text, python=python, hashed=hashed)
+    reqs = root / layout.REQUIREMENTS
+    if not reqs.is_file():
+        raise PackageNotFoundError(
+            f"{root} has neither {layout.LOCK} nor {layout.REQUIREMENTS}",
+            fix="pack it again with the environment capture on (TIFFIN_ENV_CAPTURE unset)",
+        )
+    sys.stderr.write(
+        f"tiffin: warning: {root} has no lock (packed with TIFFIN_ENV_CAPTURE=off); "
+        "resolving its requirements.txt now, without hashes\n"
     )
-    hashed = bool((manifest.environment.get("lock") or {}).get("hashed"))
-    return build_environment(lock_text, python=python, hashed=hashed)
+    return build_environment(
+        reqs.read_text(encoding="utf-8"), python=python, hashed=False, resolve=True
+    )
 
 
-def build_environment(lock_text: str, *, python: str, hashed: bool) -> Path:
+def build_environment(
+    lock_text: str, *, python: str, hashed: bool = True, resolve: bool = False
+) -> Path:
+    """Build (or find) the environment for ``lock_text``; returns its Python.
+
+    ``resolve=True`` treats the text as requirements to resolve (``uv pip install``)
+    rather than a complete lock to sync.
+    """
     cache = cache_root()
     cache.mkdir(parents=True, exist_ok=True)
-    key = env_key(lock_text, python)
+    key = env_key(lock_text + ("\0resolve" if resolve else ""), python)
     final = cache / key
     if (final / READY).is_file():
-        return _python_of(final)
+        return python_of(final)
     with open(cache / f"{key}.lock", "w") as lock_fh:
         fcntl.flock(lock_fh, fcntl.LOCK_EX)  # a concurrent builder of this key waits here
         if (final / READY).is_file():
-            return _python_of(final)
+            return python_of(final)
+        # Under the lock, anything left for this key is from a builder that died.
         shutil.rmtree(final, ignore_errors=True)
-        tmp = cache / f".{key}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        for stale in cache.glob(f".{key}{_TMP}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = cache / f".{key}{_TMP}{os.getpid()}"
+        if sys.stderr.isatty():
+            sys.stderr.write(f"tiffin: building environment {key} (first use of this lock)\n")
         started = time.perf_counter()
         try:
-            uv = uv_binary()
-            _run(
-                [uv, "venv", "--quiet", "--python", python, str(tmp)],
-                "creating the virtual environment",
-            )
-            lock_file = tmp / "requirements.lock"
-            lock_file.write_text(lock_text, encoding="utf-8")
-            sync = [
-                uv,
-                "pip",
-                "sync",
-                "--quiet",
-                "--python",
-                str(_python_of(tmp)),
-                *pip_index_args(),
-                str(lock_file),
-            ]
-            if hashed:
-                sync.insert(4, "--require-hashes")
-            _run(sync, "installing the locked requirements")
-            _install_runtime(tmp)
+            _create(tmp, lock_text, python=python, hashed=hashed, resolve=resolve)
             (tmp / READY).write_text(
-                json.dumps({"seconds": round(time.perf_counter() - started, 3)})
+                json.dumps({"seconds": round(time.perf_counter() - started, 3), "python": python})
             )
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    return _python_of(final)
+    return python_of(final)
+
+
+def _create(tmp: Path, lock_text: str, *, python: str, hashed: bool, resolve: bool) -> None:
+    uv = uv_binary()
+    _run(
+        [uv, "venv", "--quiet", "--no-python-downloads", "--python", python, str(tmp)],
+        f"creating a Python {python} virtual environment",
+    )
+    lock_file = tmp / "requirements.lock"
+    lock_file.write_text(lock_text, encoding="utf-8")
+    verb: Sequence[str] = ("install", "-r") if resolve else ("sync",)
+    argv = [uv, "pip", *verb[:1], "--quiet", "--python", str(python_of(tmp)), *pip_index_args()]
+    if hashed:
+        argv.append("--require-hashes")
+    argv += [*verb[1:], str(lock_file)]
+    _run(argv, "installing the locked requirements")
+    _install_runtime(tmp)
 
 
 def _install_runtime(env: Path) -> None:
+    """Copy the running tiffin's sources into the environment (no extras, no deps)."""
     site = subprocess.run(
-        [str(_python_of(env)), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        [str(python_of(env)), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    src = Path(__file__).resolve().parent.parent
     shutil.copytree(
-        src, Path(site) / "tiffin", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        _runtime_source(),
+        Path(site) / "tiffin",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment minus what would leak the host's packages into a child."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE")
+    }
 
 
 def run_isolated(
     package: str | os.PathLike[str],
     input_file: str | os.PathLike[str],
     output_file: str | os.PathLike[str] | None,
+    *,
+    fmt: str | None = None,
 ) -> None:
-    """``tiffin predict --isolated``: predict in the package's own environment."""
-    python = ensure_environment(package)
-    argv = [
-        str(python),
-        "-m",
-        "tiffin.env.replay",
-        "predict",
-        str(Path(package).resolve()),
-        str(Path(input_file).resolve()),
-    ]
-    if output_file:
-        argv.append(str(Path(output_file).resolve()))
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    sys.stdout.write(proc.stdout)
-    if proc.returncode != 0:
-        raise EnvironmentBuildError(
-            f"predict failed in the package's environment: {proc.stderr.strip()[-2000:]}"
+    """``tiffin predict --isolated``: predict in the package's own environment.
+
+    Builds (or finds) the environment; reads the input file here (any format ``tiffin
+    predict`` reads), runs the prediction in a subprocess of the package's environment
+    (``python -I -m tiffin.env.replay predict``), and writes the output to
+    ``output_file`` or, without one, JSON to stdout.
+    """
+    import json
+    import tempfile
+
+    from .. import datafiles, examples
+    from ..signature import Signature
+
+    root = Path(package).resolve()
+    python = ensure_environment(root)
+    schema = json.loads((root / layout.SCHEMA).read_text(encoding="utf-8"))
+    inputs = datafiles.read_input(Path(input_file), Signature.from_dict(schema), fmt)
+    with tempfile.TemporaryDirectory(prefix="tiffin-isolated-") as tmp:
+        sent, got = Path(tmp) / "input.json", Path(tmp) / "output.json"
+        sent.write_bytes(examples.dumps(inputs))
+        argv = [str(python), "-I", "-m", "tiffin.env.replay", "predict", str(root), str(sent)]
+        proc = subprocess.run(
+            [*argv, str(got)], capture_output=True, text=True, env=clean_env(), cwd=tmp
         )
+        if proc.returncode != 0:
+            from ..verify import missing_module
+
+            module = missing_module(proc.stderr)
+            raise EnvironmentBuildError(
+                f"module {module!r} is missing from the package's environment"
+                if module
+                else f"predict failed in the package's environment: {proc.stderr.strip()[-2000:]}",
+                where=str(root),
+                fix="add the distribution that provides it to the requirements and pack again"
+                if module
+                else "run `tiffin verify PKG` for a full report",
+            )
+        output = examples.loads(got.read_bytes())
+    body = datafiles.write_output(output, Path(output_file) if output_file else None)
+    if body is not None:
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()

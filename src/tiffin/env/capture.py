@@ -1,13 +1,27 @@
 """Capture the model's direct requirements by watching what its load and predict import.
 
-The package (still in its temporary folder) is loaded and run on its example in a fresh
-subprocess with an import hook that notes, for every third-party top-level module
-imported, *who* imported it. A distribution is a direct requirement when its modules
-are imported by the package's own code (``code/``) or by tiffin's flavor for the
-framework; the flavor's framework distributions are pinned too when they were imported.
-A module that a library imports only to probe for an optional integration (scikit-learn
-touching torch, say) is imported by that library, not by the model, and is left out:
-it is not among the library's declared dependencies, so no lock would carry it either.
+The package (still in its temporary folder) is loaded through its flavor and run on its
+example in a fresh subprocess, with an import hook that notes, for every top-level
+module imported, *who* imported it and which file it came from. A fresh interpreter
+means nothing the training or notebook session had imported leaks in.
+
+A distribution is a direct requirement when one of its modules is imported
+
+- by the package's own code (``code/``), whether or not something loaded it first, or
+- by tiffin's flavor, or
+- (for the flavor's declared frameworks) by anything, since the flavor needs them.
+
+Any other import is a dependency of a dependency (the lock's job) or a library probing
+for an optional integration: scikit-learn's array-API shim touching torch, say. Such a
+probe is imported by the library, not by the model, and is left out; it is not among
+the library's declared dependencies, so the lock does not carry it either. Comparing
+against a baseline run that only imports the framework would miss probes that happen
+at predict time; attributing each import to its importer does not.
+
+Modules the code imports that no installed distribution provides (a sibling folder on
+``sys.path``, say) are reported as ``unresolved``: the package would not find them
+anywhere else. Namespace packages (``google.*``) are resolved by the imported file,
+not by the top-level name alone.
 
 Local version labels are kept (``torch==2.13.0+cpu``): dropping the label, as MLflow
 does, makes a rebuild pull the multi-GB CUDA build from PyPI. The label also records the
@@ -27,6 +41,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -35,11 +50,10 @@ from .. import layout
 from ..errors import EnvironmentBuildError, UsageError
 from ..provenance import dist_version
 
-# Imported by tiffin itself to pack, serve or render; never a model requirement unless
-# the model's own code imports them.
+# Imported by tiffin itself to pack, serve or render; a requirement only when the
+# model's own code imports them.
 TIFFIN_OWN = frozenset(
     {
-        "tiffin",
         "click",
         "rich",
         "uv",
@@ -51,59 +65,89 @@ TIFFIN_OWN = frozenset(
         "zstandard",
     }
 )
+# What the tiffin runtime itself needs in every environment.
+RUNTIME = ("numpy",)
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 _TRACER = textwrap.dedent(
     r"""
-    import builtins, json, sys
+    import builtins, importlib, json, os, sys
     root, flavor_name, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     import numpy  # the tiffin runtime's own dependency
     import tiffin.examples, tiffin.flavors
     from tiffin.flavors import LoadContext, get
     flavor = get(flavor_name)
-    code_dir = root + "/code"
-    seen = {}
-    real_import = builtins.__import__
+    code_dirs = tuple({os.path.join(root, "code") + os.sep,
+                       os.path.join(os.path.realpath(root), "code") + os.sep})
+    seen, files = {}, {}
+    real_import, real_import_module = builtins.__import__, importlib.import_module
 
     def importer_of(globals_):
         name = (globals_ or {}).get("__name__") or "?"
         file = (globals_ or {}).get("__file__") or ""
-        if file.startswith(code_dir):
+        if file.startswith(code_dirs):
             return "code:" + name
         if name.startswith("tiffin.flavors"):
             return "flavor:" + name
         return name
 
+    def note(name, globals_, fresh):
+        top = name.split(".")[0]
+        if top not in sys.modules:
+            return
+        who = importer_of(globals_)
+        # Every import by the model's code or the flavor counts, even of a module
+        # something else loaded first; other importers only on first load.
+        if fresh or who.startswith(("code:", "flavor:")):
+            importers = seen.setdefault(top, [])
+            if who not in importers:
+                importers.append(who)
+            module = sys.modules.get(name) or sys.modules[top]
+            file = getattr(module, "__file__", None)
+            if file and file not in files.setdefault(top, []):
+                files[top].append(file)
+
     def tracing_import(name, globals=None, locals=None, fromlist=(), level=0):
-        top = name.split(".")[0] if level == 0 else None
-        fresh = top is not None and top not in sys.modules
+        fresh = level == 0 and name.split(".")[0] not in sys.modules
         module = real_import(name, globals, locals, fromlist, level)
-        if top is not None and top in sys.modules:
-            who = importer_of(globals)
-            # Every import by the model's code or the flavor counts, even of a module
-            # something else loaded first; other importers only on first load.
-            if fresh or who.startswith(("code:", "flavor:")):
-                importers = seen.setdefault(top, [])
-                if who not in importers:
-                    importers.append(who)
+        if level == 0:
+            note(name, globals, fresh)
+        return module
+
+    def tracing_import_module(name, package=None):
+        fresh = not name.startswith(".") and name.split(".")[0] not in sys.modules
+        module = real_import_module(name, package)
+        if not name.startswith("."):
+            note(name, sys._getframe(1).f_globals, fresh)
         return module
 
     builtins.__import__ = tracing_import
-    sys.path.insert(0, code_dir)
+    importlib.import_module = tracing_import_module
+    sys.path.insert(0, os.path.join(root, "code"))
     model = flavor.load(LoadContext(path=__import__("pathlib").Path(root), options=options))
-    example = root + "/examples/input.json"
-    import os
+    example = os.path.join(root, "examples", "input.json")
     if os.path.exists(example):
         with open(example, "rb") as fh:
             model.predict(tiffin.examples.loads(fh.read()))
-    builtins.__import__ = real_import
-    print("TIFFIN-CAPTURE " + json.dumps(seen))
+    builtins.__import__, importlib.import_module = real_import, real_import_module
+    print("TIFFIN-CAPTURE " + json.dumps({"imports": seen, "files": files}))
     """
 )
 
 
-def _top_level_to_dists() -> dict[str, list[str]]:
-    return {k: list(v) for k, v in metadata.packages_distributions().items()}
+@dataclass
+class Trace:
+    """Top-level module -> its importers (``code:mod``, ``flavor:mod`` or a library)."""
+
+    imports: dict[str, list[str]]
+    files: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Inferred:
+    pins: list[str]
+    why: dict[str, list[str]]
+    unresolved: dict[str, list[str]]
 
 
 def _canonical(name: str) -> str:
@@ -111,19 +155,22 @@ def _canonical(name: str) -> str:
 
 
 def requirement_name(req: str) -> str:
+    """The canonical distribution name of a requirement string (``"Foo_Bar>=1"`` -> foo-bar)."""
     m = _REQ_NAME.match(req)
     return _canonical(m.group(1)) if m else _canonical(req)
 
 
-def trace_imports(root: Path, flavor: str, options: dict[str, Any]) -> dict[str, list[str]]:
-    """Top-level module -> its importers, for a load and predict of the package at ``root``."""
+def trace_imports(root: Path, flavor: str, options: dict[str, Any]) -> Trace:
+    """Load and predict the package at ``root`` in a fresh interpreter, noting every import."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONSTARTUP"}
     proc = subprocess.run(
         [sys.executable, "-c", _TRACER, str(root), flavor, json.dumps(options)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     for line in proc.stdout.splitlines():
         if line.startswith("TIFFIN-CAPTURE "):
-            return dict(json.loads(line[len("TIFFIN-CAPTURE ") :]))
+            raw = json.loads(line[len("TIFFIN-CAPTURE ") :])
+            return Trace(imports=dict(raw["imports"]), files=dict(raw.get("files", {})))
     raise EnvironmentBuildError(
         "could not trace the model's imports: its load or predict failed in a fresh process",
         where=str(root),
@@ -131,20 +178,47 @@ def trace_imports(root: Path, flavor: str, options: dict[str, Any]) -> dict[str,
     )
 
 
-def infer_requirements(
-    imports: dict[str, list[str]], frameworks: tuple[str, ...]
-) -> tuple[list[str], dict[str, list[str]]]:
-    """Pinned direct requirements and, for each, the modules that needed it."""
-    stdlib = set(sys.stdlib_module_names)
-    owners = _top_level_to_dists()
-    wanted_frameworks = {_canonical(f) for f in frameworks}
-    why: dict[str, set[str]] = {"numpy": {"numpy (the tiffin runtime)"}}
-    for module, importers in imports.items():
-        if module in stdlib or module in TIFFIN_OWN or module.startswith("_"):
+def _owners_by_file(candidates: list[str], files: list[str]) -> list[str]:
+    """Of the distributions sharing a top-level name, those that installed these files."""
+    wanted = {os.path.realpath(f) for f in files}
+    found = []
+    for dist_name in candidates:
+        try:
+            dist = metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
             continue
-        for dist in owners.get(module, []):
+        for f in dist.files or []:
+            if os.path.realpath(str(dist.locate_file(f))) in wanted:
+                found.append(dist_name)
+                break
+    return found or candidates
+
+
+def infer_requirements(trace: Trace, frameworks: tuple[str, ...]) -> Inferred:
+    """Pinned direct requirements, the modules that needed each, and unresolved imports."""
+    stdlib = set(sys.stdlib_module_names)
+    owners = {k: list(v) for k, v in metadata.packages_distributions().items()}
+    wanted_frameworks = {_canonical(f) for f in frameworks}
+    why: dict[str, set[str]] = {r: {f"{r} (the tiffin runtime)"} for r in RUNTIME}
+    unresolved: dict[str, list[str]] = {}
+    for module, importers in trace.imports.items():
+        if module in stdlib or module == "tiffin" or module.startswith("_"):
+            continue
+        direct = [i.split(":", 1)[1] for i in importers if i.startswith(("code:", "flavor:"))]
+        by_code = any(i.startswith("code:") for i in importers)
+        if module in TIFFIN_OWN and not by_code:
+            continue
+        candidates = owners.get(module, [])
+        if len(candidates) > 1:
+            candidates = _owners_by_file(candidates, trace.files.get(module, []))
+        if not candidates:
+            if by_code:
+                unresolved[module] = sorted(
+                    i.split(":", 1)[1] for i in importers if i.startswith("code:")
+                )
+            continue
+        for dist in candidates:
             key = _canonical(dist)
-            direct = [i.split(":", 1)[1] for i in importers if i.startswith(("code:", "flavor:"))]
             if direct:
                 why.setdefault(key, set()).update(f"{module} (imported by {i})" for i in direct)
             elif key in wanted_frameworks:
@@ -159,7 +233,7 @@ def infer_requirements(
             continue
         pins.append(f"{key}=={version}")
         reasons[key] = sorted(why[key])
-    return pins, reasons
+    return Inferred(pins=pins, why=reasons, unresolved=unresolved)
 
 
 def _takes_dataframes(root: Path) -> bool:
@@ -171,9 +245,15 @@ def _takes_dataframes(root: Path) -> bool:
 
 
 def accelerator_of(pins: Sequence[str]) -> dict[str, Any] | None:
-    """What hardware the pins were built for, from local version labels."""
+    """What hardware the pins were built for, from local version labels.
+
+    ``{"kind": "cpu", "package": "torch==2.13.0+cpu", "index": ...}`` for a CPU build
+    (the index is where a rebuild finds it), ``{"kind": "cuda", "cuda": "12.8", ...}``
+    for a CUDA build; None when no pinned package is hardware-specific.
+    """
     for pin in pins:
         name, _, version = pin.partition("==")
+        name = _canonical(name)
         if name in ("torch", "torchvision", "torchaudio", "jax", "jaxlib"):
             label = version.partition("+")[2]
             if label == "cpu":
@@ -182,7 +262,7 @@ def accelerator_of(pins: Sequence[str]) -> dict[str, Any] | None:
                     "package": pin,
                     "index": "https://download.pytorch.org/whl/cpu",
                 }
-            if label.startswith("cu"):
+            if label.startswith("cu") and label[2:].isdigit() and len(label) > 3:
                 return {"kind": "cuda", "cuda": f"{label[2:-1]}.{label[-1]}", "package": pin,
                         "index": f"https://download.pytorch.org/whl/{label}"}  # fmt: skip
             if name == "torch" and sys.platform == "linux":
@@ -191,15 +271,29 @@ def accelerator_of(pins: Sequence[str]) -> dict[str, Any] | None:
                     "package": pin,
                     "note": "PyPI's Linux torch wheels are CUDA builds",
                 }
+        if name.startswith("nvidia-") or name in ("cupy", "tensorrt") or "-cuda" in name:
+            return {"kind": "cuda", "package": pin}
     return None
 
 
 def merge_requirements(
     inferred: list[str], given: Sequence[str] | None
 ) -> tuple[list[str], dict[str, list[str]]]:
-    """User requirements: entries starting with "+" extend the inferred list, others replace it."""
+    """Apply the user's ``requirements=`` to the inferred list.
+
+    Entries written ``+name==1.0`` extend the inferred list (replacing an inferred pin of
+    the same name); plain entries replace the whole list. The tiffin runtime's own
+    requirement (NumPy) is kept in either case. The difference is printed on stderr and
+    returned as ``{"added": [...], "dropped": [...]}``.
+    """
     if given is None:
         return inferred, {}
+    if isinstance(given, str):
+        raise UsageError(
+            f"requirements= must be a list of requirement strings, not the string {given!r}",
+            where="requirements=",
+            fix=f"write requirements=[{given!r}]",
+        )
     given = [str(g).strip() for g in given if str(g).strip()]
     extend = [g[1:].strip() for g in given if g.startswith("+")]
     replace = [g for g in given if not g.startswith("+")]
@@ -210,15 +304,24 @@ def merge_requirements(
             fix="prefix every entry with '+' to extend the inferred list, or none to replace it",
         )
     for req in extend or replace:
-        if not _REQ_NAME.match(req):
+        if not _REQ_NAME.match(req) or req.startswith("-"):
             raise UsageError(
-                f"requirement {req!r} is not a requirement string", where="requirements="
+                f"requirement {req!r} is not a requirement string",
+                where="requirements=",
+                fix="write a requirement like 'name==1.2.3'",
             )
     if extend:
         names = {requirement_name(r) for r in extend}
         final = sorted([r for r in inferred if requirement_name(r) not in names] + extend)
     else:
-        final = sorted(replace)
+        final = list(replace)
+        names = {requirement_name(r) for r in final}
+        final += [
+            r
+            for r in inferred
+            if requirement_name(r) in RUNTIME and requirement_name(r) not in names
+        ]
+        final = sorted(final)
     inferred_names = {requirement_name(r) for r in inferred}
     final_names = {requirement_name(r) for r in final}
     diff = {
@@ -243,17 +346,33 @@ def capture(
     platform: str | None = None,
     options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write env/requirements.txt (and the lock) and return the manifest's environment."""
+    """Write env/requirements.txt and env/requirements.lock; return the manifest's environment.
+
+    The result holds ``requirements`` (pinned, direct), ``why`` (requirement -> the modules
+    that needed it), ``python``, ``platform``, ``accelerator``, ``lock`` (status, hashed,
+    sha256, target), and with user ``requirements=`` the ``inferred`` list and the
+    ``difference``.
+    """
     target_python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
     target_platform = platform or f"{sys.platform}/{_platform.machine()}"
     enabled = os.environ.get("TIFFIN_ENV_CAPTURE", "on").lower() not in ("off", "0", "false", "no")
     why: dict[str, list[str]] = {}
+    unresolved: dict[str, list[str]] = {}
     if enabled:
-        imports = trace_imports(root, flavor, options or {})
+        trace = trace_imports(root, flavor, options or {})
         if _takes_dataframes(root):
             # tiffin itself builds the DataFrame the model takes: pandas is a runtime need.
-            imports.setdefault("pandas", []).append("flavor:tiffin.signature (DataFrame signature)")
-        inferred, why = infer_requirements(imports, frameworks)
+            trace.imports.setdefault("pandas", []).append(
+                "flavor:tiffin.signature (DataFrame signature)"
+            )
+        found = infer_requirements(trace, frameworks)
+        inferred, why, unresolved = found.pins, found.why, found.unresolved
+        for module, importers in sorted(unresolved.items()):
+            sys.stderr.write(
+                f"tiffin: warning: module {module!r} (imported by {', '.join(importers)}) comes "
+                "from no installed distribution and is not in the package's code/; another "
+                "machine will not find it (ship it with code= or install it as a package)\n"
+            )
     else:
         inferred = sorted(f"{d}=={v}" for d in frameworks if (v := dist_version(d)) is not None)
     reqs, diff = merge_requirements(inferred, requirements)
@@ -267,6 +386,8 @@ def capture(
         "why": why,
         "accelerator": accelerator_of(reqs),
     }
+    if unresolved:
+        env["unresolved"] = unresolved
     if requirements is not None:
         env["inferred"] = inferred
         env["difference"] = diff
@@ -275,5 +396,5 @@ def capture(
 
         env["lock"] = write_lock(root, reqs, python=target_python, platform=target_platform)
     else:
-        env["lock"] = {"status": "skipped"}
+        env["lock"] = {"status": "skipped", "hashed": False}
     return env

@@ -1,16 +1,26 @@
 """Lock the direct requirements into a full, hashed, transitive set for the target platform.
 
 uv resolves (``uv pip compile --generate-hashes``) for ``--python-version`` and
-``--python-platform``. uv does not read pip's configuration, so the package indexes and
-wheel folders pip is configured with (``pip config list``) are passed on, and
-``UV_INDEX_URL``/``UV_EXTRA_INDEX_URL``/``UV_FIND_LINKS`` work as usual. With no index
-reachable, the lock falls back to the closure of what is installed, marked unhashed,
-with a warning: never a silent failure, never a lock that claims hashes it lacks.
+``--python-platform`` (``--python 3.11 --platform linux/x86_64`` at pack time). uv does
+not read pip's configuration, so the indexes, wheel folders and constraint files pip is
+configured with (``pip config list``: pip.conf and ``PIP_*`` variables) are passed on;
+uv's own ``UV_INDEX_URL``/``UV_EXTRA_INDEX_URL``/``UV_FIND_LINKS`` work as usual. A pin
+with a local label (``torch==2.13.0+cpu``) that no configured source carries is retried
+with the accelerator's index (the PyTorch CPU or CUDA index).
+
+When uv cannot lock (no index reachable, or a requirement that no index has), the lock
+falls back to the closure of what is installed, marked unhashed and headed ``# UNHASHED``
+with uv's reason, and a warning: never a silent failure, never a lock that claims
+hashes it lacks. Requirements that are not installed stay in that closure as written,
+so building the environment fails naming them rather than leaving them out.
+``tiffin env lock PKG`` locks such a package again where an index is reachable.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -29,10 +39,19 @@ _PLATFORMS = {
     "linux/aarch64": "aarch64-unknown-linux-gnu",
     "linux/arm64": "aarch64-unknown-linux-gnu",
     "darwin/arm64": "aarch64-apple-darwin",
+    "darwin/aarch64": "aarch64-apple-darwin",
     "darwin/x86_64": "x86_64-apple-darwin",
     "win32/amd64": "x86_64-pc-windows-msvc",
+    "win32/x86_64": "x86_64-pc-windows-msvc",
     "windows/amd64": "x86_64-pc-windows-msvc",
+    "windows/x86_64": "x86_64-pc-windows-msvc",
 }
+_NETWORK = re.compile(
+    r"Failed to fetch|error sending request|network was disabled|dns error|tcp connect"
+    r"|Connection refused|timed out|Could not connect|offline",
+    re.IGNORECASE,
+)
+UNHASHED_HEADER = "# UNHASHED"
 
 
 def uv_binary() -> str:
@@ -53,105 +72,217 @@ def uv_binary() -> str:
         ) from None
 
 
-def pip_index_args() -> list[str]:
-    """pip's configured indexes and wheel folders, as uv arguments."""
+def pip_config() -> dict[str, list[str]]:
+    """pip's settings that matter for finding packages: option -> values, in pip's order."""
     try:
         out = subprocess.run(
             [sys.executable, "-m", "pip", "config", "list"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout
+            capture_output=True, text=True, timeout=30,
+        ).stdout  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
         out = ""
-    args: list[str] = []
+    found: dict[str, list[str]] = {}
     for line in out.splitlines():
-        key, _, value = line.partition("=")
-        value = value.strip().strip("'\"")
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
         option = key.split(".")[-1]
-        if option == "find-links":
-            for v in value.split():
-                if not v.startswith("file:") and not Path(v).exists():
-                    continue
-                args += ["--find-links", v]
-        elif option == "extra-index-url":
-            for v in value.split():
-                if v.startswith("file://") and not Path(v[7:]).exists():
-                    continue
-                args += ["--extra-index-url", v]
-        elif option == "index-url":
-            args += ["--index-url", value]
+        for v in value.strip().strip("'\"").split():
+            if v not in found.setdefault(option, []):
+                found[option].append(v)
+    return found
+
+
+def pip_index_args(config: dict[str, list[str]] | None = None) -> list[str]:
+    """pip's configured indexes and wheel folders, as uv arguments (missing folders skipped)."""
+    config = pip_config() if config is None else config
+    args: list[str] = []
+    for v in config.get("find-links", []):
+        if v.startswith(("http://", "https://", "file:")) or Path(v).exists():
+            args += ["--find-links", v]
+    for v in config.get("index-url", [])[:1]:
+        args += ["--index-url", v]
+    for v in config.get("extra-index-url", []):
+        if v.startswith("file://") and not Path(v[7:]).exists():
+            continue
+        args += ["--extra-index-url", v]
     if args:
+        # pip looks at every index for the best version; uv's default stops at the first.
         args += ["--index-strategy", "unsafe-best-match"]
-    seen: list[str] = []
-    for i in range(0, len(args), 2):
-        pair = args[i : i + 2]
-        if " ".join(pair) not in [" ".join(seen[j : j + 2]) for j in range(0, len(seen), 2)]:
-            seen += pair
-    return seen
+    return args
+
+
+def pip_constraint_args(config: dict[str, list[str]] | None = None) -> list[str]:
+    """pip's configured constraint files, as uv arguments (missing files skipped)."""
+    config = pip_config() if config is None else config
+    args: list[str] = []
+    for v in config.get("constraint", []):
+        if Path(v).is_file():
+            args += ["--constraint", v]
+    return args
 
 
 def uv_platform(platform: str) -> str:
+    """``linux/x86_64`` -> ``x86_64-unknown-linux-gnu``; uv's own names pass through."""
     return _PLATFORMS.get(platform.lower(), platform)
 
 
-def compile_lock(requirements: Sequence[str], *, python: str, platform: str) -> str:
+def compile_lock(
+    requirements: Sequence[str], *, python: str, platform: str, extra: Sequence[str] = ()
+) -> str:
+    """``uv pip compile --generate-hashes`` for the target; raises with uv's reason."""
+    config = pip_config()
+    argv = [
+        uv_binary(), "pip", "compile", "-", "--generate-hashes", "--quiet", "--no-header",
+        "--python-version", python, "--python-platform", uv_platform(platform),
+        *pip_index_args(config), *pip_constraint_args(config), *extra,
+    ]  # fmt: skip
     proc = subprocess.run(
-        [uv_binary(), "pip", "compile", "-", "--generate-hashes", "--quiet", "--no-header",
-         "--python-version", python, "--python-platform", uv_platform(platform), *pip_index_args()],
-        input="".join(f"{r}\n" for r in requirements), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        argv,
+        input="".join(f"{r}\n" for r in requirements),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if proc.returncode != 0:
         raise EnvironmentBuildError(
-            f"uv could not lock the requirements: {proc.stderr.strip()[-1500:]}"
+            f"uv could not lock the requirements: {proc.stderr.strip()[-1500:]}",
+            fix="check the pins, and that a package index (or --find-links folder) is reachable",
         )
     return proc.stdout
 
 
-def installed_closure(requirements: Sequence[str]) -> str:
-    """Pins of the requirements and everything they need, as installed here (no hashes)."""
+def installed_closure(requirements: Sequence[str], reason: str = "") -> str:
+    """Pins of the requirements and everything they need, as installed here (no hashes).
+
+    A requirement that is not installed here is kept as written, so that a build from
+    this lock fails naming it instead of quietly leaving it out.
+    """
     from .capture import requirement_name
 
-    todo = [requirement_name(r) for r in requirements]
     pins: dict[str, str] = {}
+    missing: list[str] = []
+    todo = [(requirement_name(r), r) for r in requirements]
     while todo:
-        name = todo.pop()
+        name, original = todo.pop()
         if name in pins:
             continue
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
+            if original:
+                missing.append(original)
             continue
         pins[name] = dist.version
         for req in dist.requires or []:
-            if "extra ==" in req or "extra==" in req:
+            if re.search(r"extra\s*==", req):
                 continue
             m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
             if m:
-                todo.append(re.sub(r"[-_.]+", "-", m.group(1)).lower())
-    header = (
-        "# UNHASHED: no package index was reachable, so this is the closure of what was\n"
-        "# installed where the package was made. `tiffin env lock PKG` can replace it.\n"
-    )
-    return header + "".join(f"{n}=={v}\n" for n, v in sorted(pins.items()))
+                todo.append((re.sub(r"[-_.]+", "-", m.group(1)).lower(), ""))
+    lines = [
+        f"{UNHASHED_HEADER}: uv could not lock, so this is the closure of what was installed",
+        "# where the package was made. `tiffin env lock PKG` locks it again with hashes.",
+    ]
+    if reason:
+        lines.append("# uv said: " + " ".join(reason.split())[:300])
+    if missing:
+        lines.append("# not installed when packed (kept as given): " + ", ".join(sorted(missing)))
+    text = "\n".join(lines) + "\n"
+    text += "".join(f"{n}=={v}\n" for n, v in sorted(pins.items()))
+    text += "".join(f"{r}\n" for r in sorted(set(missing)))
+    return text
+
+
+def _accelerator_indexes(requirements: Sequence[str]) -> list[str]:
+    from .capture import accelerator_of
+
+    acc = accelerator_of(requirements)
+    if acc and acc.get("index") and "+" in str(acc.get("package", "")):
+        return ["--extra-index-url", str(acc["index"]), "--index-strategy", "unsafe-best-match"]
+    return []
+
+
+def lock_text(
+    requirements: Sequence[str], *, python: str, platform: str
+) -> tuple[str, dict[str, Any]]:
+    """The lock's text and its description for the manifest (``status``, ``hashed``...)."""
+    try:
+        try:
+            text = compile_lock(requirements, python=python, platform=platform)
+        except EnvironmentBuildError:
+            extra = _accelerator_indexes(requirements)
+            if not extra:
+                raise
+            text = compile_lock(requirements, python=python, platform=platform, extra=extra)
+        info: dict[str, Any] = {"status": "locked", "hashed": True, "tool": "uv pip compile"}
+    except EnvironmentBuildError as exc:
+        cause = exc.message.partition(": ")[2] or exc.message
+        kind = "no package index reachable" if _NETWORK.search(cause) else "unresolvable"
+        short = " ".join(cause.split())[-300:]
+        sys.stderr.write(
+            f"tiffin: warning: uv could not lock the requirements ({kind}: {short}); "
+            "writing the UNHASHED closure of the installed packages instead\n"
+        )
+        text = installed_closure(requirements, reason=short)
+        info = {"status": "installed-closure", "hashed": False, "tool": "installed", "reason": kind}
+    info["sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    info["python"], info["platform"] = python, platform
+    return text, info
 
 
 def write_lock(
     root: Path, requirements: Sequence[str], *, python: str, platform: str
 ) -> dict[str, Any]:
-    """Write env/requirements.lock and describe it for the manifest."""
-    try:
-        text = compile_lock(requirements, python=python, platform=platform)
-        info: dict[str, Any] = {"status": "locked", "hashed": True, "tool": "uv pip compile"}
-    except EnvironmentBuildError as exc:
-        sys.stderr.write(
-            f"tiffin: warning: could not lock with uv ({exc.message.splitlines()[0][:200]}); "
-            "writing the UNHASHED closure of the installed packages instead\n"
-        )
-        text = installed_closure(requirements)
-        info = {"status": "installed-closure", "hashed": False, "tool": "installed"}
+    """Write env/requirements.lock under ``root`` and describe it for the manifest."""
+    text, info = lock_text(requirements, python=python, platform=platform)
     path = root / layout.LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
-    info["sha256"] = hashlib.sha256(text.encode()).hexdigest()
-    info["python"], info["platform"] = python, platform
     return info
+
+
+def relock(
+    package: str | os.PathLike[str],
+    *,
+    dest: str | os.PathLike[str] | None = None,
+    python: str | None = None,
+    platform: str | None = None,
+) -> Any:
+    """Lock a package's requirements again (a new target, or hashes after an offline pack).
+
+    Writes the package again, atomically, at ``dest`` (default: in place) with the new
+    lock and a new seal. A detached signature no longer matches and is dropped. Returns
+    the new :class:`~tiffin.manifest.Manifest`.
+    """
+    from ..atomic import destination_lock, make_temp_dir, publish
+    from ..integrity import index_files, verify_tree
+
+    src = Path(package)
+    manifest = verify_tree(src)
+    target = Path(dest) if dest is not None else src
+    env = dict(manifest.environment)
+    new_python = python or str(env.get("python") or f"{sys.version_info[0]}.{sys.version_info[1]}")
+    new_platform = platform or str(env.get("platform") or "linux/x86_64")
+    requirements = [str(r) for r in env.get("requirements", [])]
+    with destination_lock(target):
+        tmp = make_temp_dir(target)
+        try:
+            shutil.copytree(
+                src, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(layout.SIGNATURE)
+            )
+            if (src / layout.SIGNATURE).exists():
+                sys.stderr.write(
+                    "tiffin: the package's signature covers the old lock; sign it again\n"
+                )
+            env["lock"] = write_lock(tmp, requirements, python=new_python, platform=new_platform)
+            env["python"], env["platform"] = new_python, new_platform
+            sealed = dataclasses.replace(
+                manifest, environment=env, files=index_files(tmp), digest=None
+            ).seal()
+            (tmp / layout.MANIFEST).write_bytes(sealed.to_bytes())
+            publish(tmp, target, replace=target.resolve() == src.resolve())
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return sealed

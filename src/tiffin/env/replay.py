@@ -1,8 +1,11 @@
 """Runs inside a package's own environment (standard library + NumPy + the lock only).
 
-``python -m tiffin.env.replay examples PKG``: replay the recorded examples, print a JSON
-report (match, largest difference, cold start). ``... predict PKG IN [OUT]``: predict
-an input file.
+``python -m tiffin.env.replay examples PKG [RTOL ATOL]``: replay the recorded examples
+and print one ``TIFFIN-REPLAY {json}`` line: match, the difference (largest first named),
+load and predict times, and the wall-clock time of the first prediction, from which the
+parent measures the cold start. ``... predict PKG IN.json OUT.json``: predict inputs
+written with the example codec (the caller reads and writes the user's file formats, so
+the environment needs no pandas or pyarrow the model itself does not).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import time
 _START = time.perf_counter()
 
 
-def replay_examples(path: str) -> dict[str, object]:
+def replay_examples(path: str, rtol: float = 1e-6, atol: float = 1e-6) -> dict[str, object]:
+    """Load the package, predict its recorded input, compare with its recorded output."""
     import tiffin
     from tiffin import examples
 
@@ -26,34 +30,40 @@ def replay_examples(path: str) -> dict[str, object]:
         expected = examples.loads(fh.read())
     actual = model.predict(inputs)
     done = time.perf_counter()
-    problem = examples.compare(expected, actual)
+    predicted_at = time.time()
+    problem = examples.compare(expected, actual, rtol=rtol, atol=atol)
     return {
         "match": problem is None,
         "difference": problem,
+        "rtol": rtol,
+        "atol": atol,
         "load_seconds": round(loaded - _START, 4),
-        "cold_start_seconds": round(done - _START, 4),
+        "predict_seconds": round(done - loaded, 4),
+        "predicted_at": predicted_at,
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
     }
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["examples"]:
-        print("TIFFIN-REPLAY " + json.dumps(replay_examples(argv[1])))
+    if argv[:1] == ["examples"] and len(argv) in (2, 4):
+        tol = [float(a) for a in argv[2:4]] or [1e-6, 1e-6]
+        print("TIFFIN-REPLAY " + json.dumps(replay_examples(argv[1], *tol)), flush=True)
         return 0
-    if argv[:1] == ["predict"]:
-        from pathlib import Path
-
+    if argv[:1] == ["predict"] and len(argv) == 4:
         import tiffin
-        from tiffin import datafiles
+        from tiffin import examples
 
         model = tiffin.load(argv[1])
-        inputs = datafiles.read_input(Path(argv[2]), model.signature)
-        body = datafiles.write_output(
-            model.predict(inputs), Path(argv[3]) if len(argv) > 3 else None
-        )
-        if body is not None:
-            sys.stdout.buffer.write(body)
+        with open(argv[2], "rb") as fh:
+            inputs = examples.loads(fh.read())
+        output = examples.dumps(model.predict(inputs))
+        with open(argv[3], "wb") as fh:
+            fh.write(output)
         return 0
-    sys.stderr.write("usage: python -m tiffin.env.replay examples PKG | predict PKG IN [OUT]\n")
+    sys.stderr.write(
+        "usage: python -m tiffin.env.replay examples PKG [RTOL ATOL] | predict PKG IN.json OUT.json\n"
+    )
     return 2
 
 
