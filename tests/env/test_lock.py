@@ -1,0 +1,130 @@
+"""Lock: uv's hashed resolution for the target, pip's sources passed on, an honest fallback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tiffin
+from tests.env.conftest import pack_custom
+from tiffin.env.lock import installed_closure, pip_config, pip_constraint_args, pip_index_args
+from tiffin.lint import lint
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def no_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No package source at all: pip's config off, uv pointed at a closed local port."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "UV_FIND_LINKS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("UV_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("UV_NO_CACHE", "1")
+    monkeypatch.setenv("UV_HTTP_RETRIES", "0")
+
+
+def test_lock_is_hashed_and_for_the_platform(packed_env_iris: Path) -> None:
+    lock = (packed_env_iris / "env/requirements.lock").read_text()
+    assert "--hash=sha256:" in lock
+    for pin in ("scikit-learn==", "numpy==", "scipy==", "joblib==", "threadpoolctl=="):
+        assert pin in lock  # transitive dependencies are locked too
+    info = tiffin.inspect(packed_env_iris).environment["lock"]
+    assert info["hashed"] is True and info["status"] == "locked"
+    assert info["platform"] == "linux/x86_64"
+    assert info["python"] == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert len(info["sha256"]) == 64
+    assert "TL008" not in {f.rule for f in lint(packed_env_iris)}
+
+
+def test_pip_configuration_is_passed_to_uv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    index = tmp_path / "simple"
+    index.mkdir()
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("torch<=2.14.1\n")
+    conf = tmp_path / "pip.conf"
+    conf.write_text(
+        "[global]\n"
+        f"find-links = {wheels}\n"
+        f"extra-index-url = file://{index} file://{tmp_path}/missing\n"
+        f"constraint = {constraints}\n"
+    )
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    config = pip_config()
+    args = pip_index_args(config)
+    assert ["--find-links", str(wheels)] == args[
+        args.index(str(wheels)) - 1 : args.index(str(wheels)) + 1
+    ]
+    assert f"file://{index}" in args and f"file://{tmp_path}/missing" not in args
+    assert args[-2:] == ["--index-strategy", "unsafe-best-match"]
+    assert ["--constraint", str(constraints)] == pip_constraint_args(config)[-2:]
+
+
+def test_no_index_falls_back_to_unhashed_closure(
+    tmp_path: Path, custom_source: Path, no_index: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    pkg = pack_custom(custom_source, tmp_path / "p")
+    info = pkg.manifest.environment["lock"]
+    assert info["hashed"] is False and info["status"] == "installed-closure"
+    assert info["reason"] == "no package index reachable"
+    err = capfd.readouterr().err
+    assert "UNHASHED" in err and "no package index reachable" in err
+    lock = (pkg.path / "env/requirements.lock").read_text()
+    assert lock.startswith("# UNHASHED") and "--hash" not in lock
+    assert f"packaging=={__import__('packaging').__version__}" in lock
+    # lint says so, and `tiffin env lock` makes it a real lock once an index is back
+    assert "TL008" in {f.rule for f in lint(pkg.path)}
+
+
+@pytest.fixture
+def saved_environ() -> dict[str, str]:
+    return dict(os.environ)
+
+
+def test_relock_restores_hashes(
+    tmp_path: Path, custom_source: Path, saved_environ: dict[str, str], no_index: None
+) -> None:
+    pkg = pack_custom(custom_source, tmp_path / "p")  # packed with no index reachable
+    assert pkg.manifest.environment["lock"]["hashed"] is False
+    # lock again with the indexes back, through the CLI
+    env = saved_environ
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "env", "lock", str(pkg.path)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "locked" in proc.stdout and "hashed" in proc.stdout
+    manifest = tiffin.inspect(pkg.path)  # still verifies: the seal was renewed
+    assert manifest.environment["lock"]["hashed"] is True
+    assert manifest.digest != pkg.manifest.digest
+    assert "--hash=sha256:" in (pkg.path / "env/requirements.lock").read_text()
+    assert "TL008" not in {f.rule for f in lint(pkg.path)}
+
+
+def test_lock_for_another_platform_is_recorded_and_not_built_here(
+    tmp_path: Path, packed_env_iris: Path
+) -> None:
+    from tiffin.env.build import ensure_environment
+    from tiffin.env.lock import relock
+
+    manifest = relock(packed_env_iris, dest=tmp_path / "arm", platform="linux/aarch64")
+    assert manifest.environment["platform"] == "linux/aarch64"
+    assert manifest.environment["lock"]["platform"] == "linux/aarch64"
+    with pytest.raises(tiffin.EnvironmentBuildError, match="linux/aarch64"):
+        ensure_environment(tmp_path / "arm")
+    # the original is untouched
+    assert tiffin.inspect(packed_env_iris).environment["platform"] == "linux/x86_64"
+
+
+def test_installed_closure() -> None:
+    text = installed_closure(["scikit-learn", "not-installed-anywhere==1.0"], reason="offline")
+    assert text.startswith("# UNHASHED")
+    assert "scikit-learn==" in text and "numpy==" in text and "--hash" not in text
+    # what is not installed is kept as written, so a build fails naming it
+    assert "\nnot-installed-anywhere==1.0\n" in text
