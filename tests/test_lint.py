@@ -43,13 +43,13 @@ def test_absolute_path(tmp_path: Path, packed_iris: Path) -> None:
     pkg = _folder(tmp_path, packed_iris)
     (pkg / "code").mkdir()
     (pkg / "code" / "m.py").write_text("import numpy\nWEIGHTS = '/home/alice/models/w.bin'\n")
-    found = [f for f in lint(pkg) if f.rule == "TL001"]
-    assert (
-        found
-        and found[0].line == 2
-        and found[0].severity == "error"
-        and "/home/alice" in found[0].message
-    )
+    (pkg / "code" / "w.py").write_text("ROUTE = '/api/v1'\nDATA = r'C:\\data\\train'\n")
+    found = sorted((f for f in lint(pkg) if f.rule == "TL001"), key=lambda f: f.file)
+    assert [(f.file, f.line, f.severity) for f in found] == [
+        ("code/m.py", 2, "error"),
+        ("code/w.py", 2, "error"),
+    ]
+    assert "/home/alice" in found[0].message and found[0].fix
 
 
 def test_training_dependency(tmp_path: Path, packed_iris: Path) -> None:
@@ -96,6 +96,40 @@ def test_missing_example(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) 
     sig = {"inputs": [{"name": "input", "dtype": "float64", "shape": [-1, 4]}]}
     pkg = tiffin.pack(model, tmp_path / "p", name="i", version="1", signature=sig)
     assert rules(pkg.path) == {"TL007"}
+
+
+def test_unhashed_lock(tmp_path: Path, packed_iris: Path) -> None:
+    pkg = _folder(tmp_path, packed_iris)
+    from tiffin.env.lock import installed_closure
+
+    (pkg / "env" / "requirements.lock").write_text(installed_closure(["numpy"]))
+    found = [f for f in lint(pkg) if f.rule == "TL008"]
+    assert found and found[0].file == "env/requirements.lock" and "tiffin env lock" in found[0].fix
+
+
+def test_every_rule_has_severity_place_and_fix(tmp_path: Path, packed_iris: Path) -> None:
+    pkg = _folder(tmp_path, packed_iris)
+    (pkg / "code").mkdir()
+    (pkg / "code" / "m.py").write_text("import yaml\nP = '/data/x.csv'\n")
+    (pkg / "artifacts" / "t.parquet").write_bytes(b"PAR1")
+    (pkg / "artifacts" / "p.bin").write_bytes(pickle.dumps([1]))
+    (pkg / "examples" / "input.json").unlink()
+    with open(pkg / "env/requirements.txt", "a") as fh:
+        fh.write("seaborn\n")
+    found = lint(pkg)
+    assert {f.rule for f in found} == {f"TL00{i}" for i in range(1, 8)}
+    for f in found:
+        assert f.severity in ("error", "warning") and f.file and f.fix and f.message
+
+
+def test_pack_prints_findings_as_warnings(
+    tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], capfd: pytest.CaptureFixture[str]
+) -> None:
+    model, X = iris_pipeline
+    tiffin.pack(model, tmp_path / "p", name="i", version="1", example=X[:2],
+                requirements=["scikit-learn==1.9.1", "matplotlib==3.9.0"])  # fmt: skip
+    err = capfd.readouterr().err
+    assert "TL002" in err and "matplotlib" in err
 
 
 def test_json_and_exit_code(tmp_path: Path, packed_iris: Path) -> None:

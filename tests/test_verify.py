@@ -10,91 +10,140 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.env.conftest import pack_custom
+import tiffin
+from tests.env.conftest import (  # noqa: F401  (fixtures shared with tests/env)
+    custom_source,
+    env_cache,
+    pack_custom,
+    real_capture,
+    scale_installed,
+    scale_wheels,
+)
+from tiffin.lint import lint
 from tiffin.verify import verify
 
-pytestmark = pytest.mark.usefixtures("real_capture")
+pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def real_capture(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    monkeypatch.setenv("TIFFIN_ENV_CAPTURE", "on")
-    monkeypatch.setenv("TIFFIN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "verify-cache"))
+def pack_scale(src: Path, dest: Path, **kwargs: object) -> tiffin.Package:
+    return tiffin.pack(
+        f"{src}:Scaled", dest, name="scale", version="1", example=np.arange(4.0).reshape(2, 2),
+        **kwargs,
+    )  # type: ignore[arg-type]  # fmt: skip
 
 
-@pytest.fixture
-def custom_source(tmp_path: Path) -> Path:
-    from tests.env.conftest import PREDICT_IMPORT
-
-    src = tmp_path / "scaled.py"
-    src.write_text(PREDICT_IMPORT)
-    return src
-
-
-def test_verified_in_a_clean_environment(tmp_path: Path, custom_source: Path) -> None:
+def test_verified_in_a_clean_environment(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
     pkg = pack_custom(custom_source, tmp_path / "p")
     report = verify(pkg.path)
     assert report.ok, report.render()
     assert [s.name for s in report.steps] == ["integrity", "environment", "replay"]
-    assert report.cold_start_seconds is not None and report.cold_start_seconds > 0
+    assert report.cold_start_seconds is not None and 0 < report.cold_start_seconds < 60
+    assert "verified" in report.render()
     proc = subprocess.run(
         [sys.executable, "-m", "tiffin.cli", "verify", str(pkg.path), "--json"],
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["ok"] is True
+    data = json.loads(proc.stdout)
+    assert data["ok"] is True and data["failed"] is None and data["cold_start_seconds"] > 0
 
 
-def test_missing_requirement_is_named(tmp_path: Path, custom_source: Path) -> None:
+def test_missing_requirement_is_named(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
     pkg = pack_custom(custom_source, tmp_path / "p", requirements=["numpy==" + np.__version__])
     report = verify(pkg.path)
-    assert not report.ok
+    assert not report.ok and report.failed == "replay"
     assert "module 'packaging' is missing" in (report.error or "")
     proc = subprocess.run(
         [sys.executable, "-m", "tiffin.cli", "verify", str(pkg.path)],
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 10 and "FAIL" in proc.stdout and "packaging" in proc.stdout
+    assert proc.returncode == 10 and "FAIL" in proc.stdout and "'packaging'" in proc.stdout
     # lint sees the same hole statically
-    from tiffin.lint import lint
-
     assert any(f.rule == "TL003" and "packaging" in f.message for f in lint(pkg.path))
 
 
-def test_other_library_version_changes_outputs(tmp_path: Path, custom_source: Path) -> None:
-    """Built with the installed packaging (major >= 24), verified against a lock of 21.3."""
-    pkg = pack_custom(custom_source, tmp_path / "p", requirements=["+packaging==21.3"])
+def test_other_library_version_changes_outputs(
+    tmp_path: Path,
+    scale_installed: Path,  # noqa: F811
+) -> None:
+    """Packed with tiffin-scale 1.0 installed, locked (and so verified) against 2.0."""
+    good = pack_scale(scale_installed, tmp_path / "good")
+    assert "tiffin-scale==1.0" in good.manifest.environment["requirements"]
+    assert verify(good.path).ok
+
+    pkg = pack_scale(scale_installed, tmp_path / "p", requirements=["+tiffin-scale==2.0"])
+    assert "tiffin-scale==2.0" in (pkg.path / "env/requirements.lock").read_text()
     report = verify(pkg.path)
-    assert not report.ok
+    assert not report.ok and report.failed == "replay"
     assert "does not match the recorded output" in (report.error or "")
-    assert "largest difference" in (report.error or "")
+    assert "largest difference 3" in (report.error or "")  # 3.0 * 2 - 3.0 * 1
+    # a tolerance wide enough lets it through, and says which one was used
+    loose = verify(pkg.path, atol=10.0)
+    assert loose.ok and "atol=10" in loose.render()
 
 
-def test_tampered_package_fails_integrity_first(tmp_path: Path, custom_source: Path) -> None:
+def test_install_error_is_named(tmp_path: Path, scale_installed: Path) -> None:  # noqa: F811
+    pkg = pack_scale(scale_installed, tmp_path / "p", requirements=["+tiffin-scale==9.9"])
+    assert pkg.manifest.environment["lock"]["hashed"] is False  # uv could not resolve it
+    report = verify(pkg.path)
+    assert not report.ok and report.failed == "environment"
+    assert "installing the locked requirements failed" in (report.error or "")
+    assert "tiffin-scale" in (report.error or "")
+
+
+def test_tampered_package_fails_integrity_first(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
     pkg = pack_custom(custom_source, tmp_path / "p")
     (pkg.path / "code" / "scaled.py").write_text("raise SystemExit\n")
     report = verify(pkg.path, env="current")
     assert not report.ok and report.steps[0].name == "integrity" and not report.steps[0].ok
-    assert "code/scaled.py" in (report.error or "")
+    assert report.failed == "integrity" and "code/scaled.py" in (report.error or "")
 
 
-def test_env_current(tmp_path: Path, custom_source: Path) -> None:
+def test_env_current(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
     pkg = pack_custom(custom_source, tmp_path / "p")
     report = verify(pkg.path, env="current")
     assert report.ok, report.render()
+    assert "current interpreter" in report.steps[1].detail
 
 
-def test_predict_isolated(tmp_path: Path, custom_source: Path) -> None:
+def test_bad_arguments(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
+    with pytest.raises(tiffin.UsageError):
+        verify(tmp_path, env="docker")
+    with pytest.raises(tiffin.UsageError):
+        verify(tmp_path, rtol=-1)
+    report = verify(tmp_path / "missing")
+    assert not report.ok and report.failed == "integrity"
+
+
+def test_predict_isolated(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
     pkg = pack_custom(custom_source, tmp_path / "p")
+    import packaging
+
+    major = int(packaging.__version__.split(".")[0])
     (tmp_path / "in.json").write_text("[[1.0, 2.0]]")
     proc = subprocess.run(
         [sys.executable, "-m", "tiffin.cli", "predict", str(pkg.path), "--input", str(tmp_path / "in.json"), "--isolated"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    import packaging
-
-    major = int(packaging.__version__.split(".")[0])
     assert json.loads(proc.stdout) == [[1.0 * major, 2.0 * major]]
+    # formats are read on the host: a CSV input needs no pandas in the package's environment
+    from tiffin.env.build import run_isolated
+
+    (tmp_path / "in.csv").write_text("a,b\n1.0,2.0\n3.0,4.0\n")
+    run_isolated(pkg.path, tmp_path / "in.csv", tmp_path / "out.npy")
+    assert np.load(tmp_path / "out.npy").tolist() == [
+        [major, 2.0 * major],
+        [3.0 * major, 4.0 * major],
+    ]
+
+
+def test_predict_isolated_names_missing_module(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
+    from tiffin.env.build import run_isolated
+
+    pkg = pack_custom(custom_source, tmp_path / "p", requirements=["numpy==" + np.__version__])
+    (tmp_path / "in.json").write_text("[[1.0, 2.0]]")
+    with pytest.raises(tiffin.EnvironmentBuildError, match="'packaging' is missing"):
+        run_isolated(pkg.path, tmp_path / "in.json", None)

@@ -163,11 +163,12 @@ def _replay(root: Path, python: Path, *, current: bool, rtol: float, atol: float
             fix="pack it with example= (a few rows of real input)",
         )
     env_vars = clean_env()
-    flags = ["-I"]
+    # -B: importing code/ must not write __pycache__ into the sealed package.
+    flags = ["-I", "-B"]
     if current:
         # The current interpreter may run tiffin from a source tree: keep it importable.
         env_vars["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-        flags = ["-P"] if sys.version_info >= (3, 11) else []
+        flags = ["-B", "-P"] if sys.version_info >= (3, 11) else ["-B"]
     argv = [str(python), *flags, "-m", "tiffin.env.replay", "examples", str(root)]
     launched = time.time()
     proc = subprocess.run(

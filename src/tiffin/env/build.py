@@ -222,7 +222,7 @@ def run_isolated(
 
     Builds (or finds) the environment; reads the input file here (any format ``tiffin
     predict`` reads), runs the prediction in a subprocess of the package's environment
-    (``python -I -m tiffin.env.replay predict``), and writes the output to
+    (``python -I -B -m tiffin.env.replay predict``), and writes the output to
     ``output_file`` or, without one, JSON to stdout.
     """
     import json
@@ -238,7 +238,7 @@ def run_isolated(
     with tempfile.TemporaryDirectory(prefix="tiffin-isolated-") as tmp:
         sent, got = Path(tmp) / "input.json", Path(tmp) / "output.json"
         sent.write_bytes(examples.dumps(inputs))
-        argv = [str(python), "-I", "-m", "tiffin.env.replay", "predict", str(root), str(sent)]
+        argv = [str(python), "-I", "-B", "-m", "tiffin.env.replay", "predict", str(root), str(sent)]
         proc = subprocess.run(
             [*argv, str(got)], capture_output=True, text=True, env=clean_env(), cwd=tmp
         )

@@ -164,7 +164,8 @@ def trace_imports(root: Path, flavor: str, options: dict[str, Any]) -> Trace:
     """Load and predict the package at ``root`` in a fresh interpreter, noting every import."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONSTARTUP"}
     proc = subprocess.run(
-        [sys.executable, "-c", _TRACER, str(root), flavor, json.dumps(options)],
+        # -B: the package is indexed after this; no __pycache__ may appear in code/.
+        [sys.executable, "-B", "-c", _TRACER, str(root), flavor, json.dumps(options)],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     for line in proc.stdout.splitlines():

@@ -3,8 +3,9 @@
 uv resolves (``uv pip compile --generate-hashes``) for ``--python-version`` and
 ``--python-platform`` (``--python 3.11 --platform linux/x86_64`` at pack time). uv does
 not read pip's configuration, so the indexes, wheel folders and constraint files pip is
-configured with (``pip config list``: pip.conf and ``PIP_*`` variables) are passed on;
-uv's own ``UV_INDEX_URL``/``UV_EXTRA_INDEX_URL``/``UV_FIND_LINKS`` work as usual. A pin
+configured with (``pip config list``: pip.conf and ``PIP_*`` variables) are passed on,
+together with uv's own ``UV_FIND_LINKS`` and ``UV_EXTRA_INDEX_URL``; ``UV_INDEX_URL``
+(or ``UV_DEFAULT_INDEX``) replaces pip's ``index-url``. A pin
 with a local label (``torch==2.13.0+cpu``) that no configured source carries is retried
 with the accelerator's index (the PyTorch CPU or CUDA index).
 
@@ -94,15 +95,25 @@ def pip_config() -> dict[str, list[str]]:
 
 
 def pip_index_args(config: dict[str, list[str]] | None = None) -> list[str]:
-    """pip's configured indexes and wheel folders, as uv arguments (missing folders skipped)."""
+    """pip's configured indexes and wheel folders, as uv arguments (missing folders skipped).
+
+    uv's own ``UV_FIND_LINKS`` and ``UV_EXTRA_INDEX_URL`` are merged in (a command-line
+    option would otherwise hide them); ``UV_INDEX_URL``/``UV_DEFAULT_INDEX`` win over
+    pip's ``index-url``.
+    """
     config = pip_config() if config is None else config
+    find_links = config.get("find-links", []) + re.split(
+        r"[,\s]+", os.environ.get("UV_FIND_LINKS", "").strip()
+    )
+    extra = config.get("extra-index-url", []) + os.environ.get("UV_EXTRA_INDEX_URL", "").split()
     args: list[str] = []
-    for v in config.get("find-links", []):
+    for v in dict.fromkeys(v for v in find_links if v):
         if v.startswith(("http://", "https://", "file:")) or Path(v).exists():
             args += ["--find-links", v]
-    for v in config.get("index-url", [])[:1]:
-        args += ["--index-url", v]
-    for v in config.get("extra-index-url", []):
+    if not (os.environ.get("UV_INDEX_URL") or os.environ.get("UV_DEFAULT_INDEX")):
+        for v in config.get("index-url", [])[:1]:
+            args += ["--index-url", v]
+    for v in dict.fromkeys(extra):
         if v.startswith("file://") and not Path(v[7:]).exists():
             continue
         args += ["--extra-index-url", v]
@@ -155,8 +166,9 @@ def compile_lock(
 def installed_closure(requirements: Sequence[str], reason: str = "") -> str:
     """Pins of the requirements and everything they need, as installed here (no hashes).
 
-    A requirement that is not installed here is kept as written, so that a build from
-    this lock fails naming it instead of quietly leaving it out.
+    A requirement that is not installed here (or is pinned to another version than the
+    installed one) is kept as written, so that a build from this lock fails naming it
+    instead of quietly leaving it out or swapping the version.
     """
     from .capture import requirement_name
 
@@ -173,6 +185,10 @@ def installed_closure(requirements: Sequence[str], reason: str = "") -> str:
             if original:
                 missing.append(original)
             continue
+        wanted = re.search(r"===?\s*([^\s;,]+)", original)
+        if wanted and wanted.group(1) != dist.version:
+            missing.append(original)  # pinned to a version other than the installed one
+            continue
         pins[name] = dist.version
         for req in dist.requires or []:
             if re.search(r"extra\s*==", req):
@@ -187,7 +203,7 @@ def installed_closure(requirements: Sequence[str], reason: str = "") -> str:
     if reason:
         lines.append("# uv said: " + " ".join(reason.split())[:300])
     if missing:
-        lines.append("# not installed when packed (kept as given): " + ", ".join(sorted(missing)))
+        lines.append("# not installed as pinned (kept as given): " + ", ".join(sorted(missing)))
     text = "\n".join(lines) + "\n"
     text += "".join(f"{n}=={v}\n" for n, v in sorted(pins.items()))
     text += "".join(f"{r}\n" for r in sorted(set(missing)))
