@@ -1,13 +1,22 @@
 """XGBoost Boosters and the scikit-learn wrappers, saved in XGBoost's native UBJ format.
 
-A wrapper (XGBClassifier, XGBRegressor, ...) is rebuilt from the booster file with its
-class name; ``load_model`` restores the wrapper's own attributes (classes, objective)
-that XGBoost keeps in the model file, so no pickle is needed.
+UBJ (binary JSON) is XGBoost's own pickle-free format; its bytes are the same for the
+same model. A wrapper (XGBClassifier, XGBRegressor, XGBRanker, ...) is rebuilt at load
+as the same class from its name: ``load_model`` restores what the wrapper needs (the
+estimator type and number of classes that XGBoost keeps inside the model file), so
+``predict`` gives labels and ``method="predict_proba"`` probabilities, without pickle.
+
+A model file (``.ubj`` or ``.json``, recognised by its bytes) written by a wrapper's
+``save_model`` records its estimator type and is reloaded as that wrapper; a plain
+Booster file stays a Booster. A Booster predicts on a ``DMatrix`` built from the input
+(a NumPy array or a pandas DataFrame). String columns of categorical features become
+pandas categoricals, which XGBoost re-codes with the categories stored in the model.
 """
 
 from __future__ import annotations
 
-import sys
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +27,27 @@ NAME = "xgboost"
 FRAMEWORKS = ("xgboost", "numpy", "scipy")
 FILE = "artifacts/model.ubj"
 WRAPPERS = ("XGBClassifier", "XGBRegressor", "XGBRanker", "XGBRFClassifier", "XGBRFRegressor")
+BOOSTER_METHODS = ("predict", "predict_margin")
+# The class a wrapper-written model file is rebuilt as, by its recorded estimator type.
+_BY_TYPE = {"classifier": "XGBClassifier", "regressor": "XGBRegressor", "ranker": "XGBRanker"}
+
+# UBJSON: an object ("{"), then the first key's length marker (int8/uint8/int16/int32/
+# int64) and the key. JSON: the document opens with the "learner" (or "version") key.
+_UBJ_HEAD = re.compile(rb"^\{[iUIlL].{1,8}(learner|version)", re.S)
+_JSON_HEAD = re.compile(rb'^\s*\{\s*"(learner|version)"\s*:')
 
 
 def detect(obj: Any) -> bool:
-    return any(m.startswith("xgboost") for m in mro_modules(obj))
+    return any(m == "xgboost" or m.startswith("xgboost.") for m in mro_modules(obj))
 
 
 def detect_file(path: Any) -> bool:
     path = Path(path)
-    if not path.is_file() or path.suffix not in (".ubj", ".json", ".xgb", ".model"):
+    if not path.is_file():
         return False
     with open(path, "rb") as fh:
         head = fh.read(64)
-    # UBJSON object start, or a JSON booster document.
-    return head.startswith(b"{L") or head.startswith(b"{i") or b'"learner"' in head
+    return bool(_UBJ_HEAD.match(head) or _JSON_HEAD.match(head))
 
 
 def _xgb() -> Any:
@@ -42,31 +58,101 @@ def _xgb() -> Any:
     return xgboost
 
 
+def _file_wrapper(booster: Any) -> str | None:
+    """The wrapper class a model file was written by, from its ``scikit_learn`` attribute."""
+    raw = booster.attr("scikit_learn")
+    if not raw:
+        return None
+    try:
+        kind = json.loads(raw).get("_estimator_type")
+    except (ValueError, AttributeError):
+        return None
+    return _BY_TYPE.get(kind)
+
+
 def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
     xgb = _xgb()
-    dest = ctx.artifacts / "model.ubj"
     if isinstance(model, (str, Path)):
-        booster = xgb.Booster()
-        booster.load_model(str(model))
-        booster.save_model(str(dest))
-        return {"file": FILE, "format": "ubj", "wrapper": None, "method": ctx.method}
+        model = _read_file(xgb, Path(model))
     wrapper = type(model).__name__ if type(model).__name__ in WRAPPERS else None
     if wrapper is None and not isinstance(model, xgb.Booster):
-        raise FlavorError(f"unsupported XGBoost object {type(model).__name__}")
+        raise FlavorError(
+            f"unsupported XGBoost object {type(model).__name__}",
+            fix=f"pack a Booster or one of {', '.join(WRAPPERS)}",
+        )
     if wrapper:
         method_caller(model, ctx.method)
-    model.save_model(str(dest))
+        if getattr(model, "_Booster", None) is None:
+            raise FlavorError(f"the {wrapper} is not fitted", fix="call fit() before packing")
+    elif ctx.method not in BOOSTER_METHODS:
+        raise FlavorError(
+            f"method {ctx.method!r} is not available for an XGBoost Booster",
+            fix="use method='predict' (probabilities for a classification objective) or "
+            "'predict_margin', or pack the XGBClassifier to get predict_proba",
+        )
+    model.save_model(str(ctx.artifacts / "model.ubj"))
     return {"file": FILE, "format": "ubj", "wrapper": wrapper, "method": ctx.method}
+
+
+def _read_file(xgb: Any, path: Path) -> Any:
+    """A model file as the object that wrote it: a wrapper if it records one, else a Booster."""
+    # From the bytes, not the path: XGBoost guesses a file's format by its suffix.
+    raw = bytearray(path.read_bytes())
+    booster = xgb.Booster()
+    try:
+        booster.load_model(raw)
+        wrapper = _file_wrapper(booster)
+        if wrapper is None:
+            return booster
+        model = getattr(xgb, wrapper)()
+        model.load_model(raw)
+    except xgb.core.XGBoostError as exc:
+        raise FlavorError(f"XGBoost cannot read the model file: {exc}", where=str(path)) from None
+    return model
+
+
+def _categorical_frame(inputs: Any, categorical: list[str]) -> Any:
+    """String columns of categorical features as pandas categoricals (XGBoost re-codes them)."""
+    if not categorical or type(inputs).__name__ != "DataFrame":
+        return inputs
+    import pandas as pd
+
+    cast = [c for c in categorical if c in inputs.columns and inputs[c].dtype.kind in "OUS"]
+    if not cast:
+        return inputs
+    frame = inputs.copy()
+    for col in cast:
+        frame[col] = pd.Categorical(frame[col])
+    return frame
 
 
 class _BoosterModel:
     def __init__(self, booster: Any, xgb: Any, method: str) -> None:
-        self.booster, self.xgb, self.method = booster, xgb, method
+        self.booster, self.xgb = booster, xgb
+        self.margin = method == "predict_margin"
+        self.categorical = _categorical_features(booster)
 
     def predict(self, inputs: Any) -> Any:
-        data = inputs if isinstance(inputs, self.xgb.DMatrix) else self.xgb.DMatrix(inputs)
-        margin = self.method == "predict_margin"
-        return self.booster.predict(data, output_margin=margin)
+        if not isinstance(inputs, self.xgb.DMatrix):
+            inputs = _categorical_frame(inputs, self.categorical)
+            inputs = self.xgb.DMatrix(inputs, enable_categorical=bool(self.categorical))
+        return self.booster.predict(inputs, output_margin=self.margin)
+
+
+class _WrapperModel:
+    def __init__(self, model: Any, method: str) -> None:
+        self.model = model
+        self.call = method_caller(model, method)
+        self.categorical = _categorical_features(model.get_booster())
+
+    def predict(self, inputs: Any) -> Any:
+        return self.call(_categorical_frame(inputs, self.categorical))
+
+
+def _categorical_features(booster: Any) -> list[str]:
+    names = booster.feature_names or []
+    types = booster.feature_types or []
+    return [n for n, t in zip(names, types) if t == "c"]
 
 
 def load(ctx: LoadContext) -> Any:
@@ -74,23 +160,19 @@ def load(ctx: LoadContext) -> Any:
     path = str(ctx.file())
     wrapper = ctx.options.get("wrapper")
     method = str(ctx.options.get("method", "predict"))
+    if wrapper is not None and wrapper not in WRAPPERS:
+        raise FlavorError(
+            f"unknown XGBoost wrapper {wrapper!r}",
+            where="tiffin.json: runtime.options.wrapper",
+            fix=f"one of {', '.join(WRAPPERS)}",
+        )
     try:
         if wrapper:
-            if wrapper not in WRAPPERS:
-                raise FlavorError(f"unknown XGBoost wrapper {wrapper!r}", where="runtime.options")
             model = getattr(xgb, wrapper)()
             model.load_model(path)
-            return _Method(model, method)
+            return _WrapperModel(model, method)
         booster = xgb.Booster()
         booster.load_model(path)
     except xgb.core.XGBoostError as exc:
         raise FlavorError(f"XGBoost could not load the model: {exc}", where=path) from None
-    if "xgboost" not in sys.modules:  # pragma: no cover
-        raise FlavorError("xgboost import failed")
     return _BoosterModel(booster, xgb, method)
-
-
-class _Method:
-    def __init__(self, model: Any, method: str) -> None:
-        self.model = model
-        self.predict = method_caller(model, method)
