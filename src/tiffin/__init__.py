@@ -101,17 +101,17 @@ def lint(path: Any) -> Any:
 
 
 def sign(path: Any, key: Any) -> Any:
-    """Sign a package's digest with an Ed25519 private key; writes ``tiffin.sig``."""
+    """Sign a package (every file's sha256) with a private key; writes ``tiffin.sig``."""
     from .security.signing import sign_package
 
     return sign_package(path, key)
 
 
-def keygen(private_path: Any, public_path: Any = None) -> Any:
-    """Make an Ed25519 key pair (PEM files) for signing packages."""
+def keygen(private_path: Any, public_path: Any = None, **kwargs: Any) -> Any:
+    """Make a key pair (PEM files; Ed25519 unless ``algorithm=``) for signing packages."""
     from .security.signing import keygen as _keygen
 
-    return _keygen(private_path, public_path)
+    return _keygen(private_path, public_path, **kwargs)
 
 
 def archive(path: Any, out: Any, **kwargs: Any) -> Any:

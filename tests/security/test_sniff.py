@@ -71,3 +71,74 @@ def test_pickle_artifact_refused_at_pack_and_load(tmp_path: Path) -> None:
     with pytest.raises(tiffin.UnsafeArtifactError, match="table.csv"):
         tiffin.load(pkg.path)
     assert tiffin.load(pkg.path, allow_pickle=True).predict(np.ones((1, 2))).shape == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (b"0.5,1.25\n2,3\n", "text"),  # "0." parses as POP STOP; still a CSV
+        (b"import os\nimport sys\n", "text"),  # "i" is INST, with no importable name
+        (b"class M:\n    def predict(self, x):\n        return x\n", "text"),
+        (b"Random forest, 100 trees\n", "text"),
+        (b"N.", "pickle"),
+        (b"cos\nsystem\n(S'touch x'\ntR\xff\xfe", "pickle"),  # broken after the call
+        (b")0cos\nsystem\n(S'touch x'\ntR.", "pickle"),  # starts unlike any pickler output
+        (b"hello\x00world\x00" * 10, "unknown"),  # NUL bytes are not text
+        (b"\x93\x00\x01binary" * 20, "unknown"),
+    ],
+)
+def test_text_is_not_mistaken_for_pickle_and_back(data: bytes, kind: str) -> None:
+    verdict = classify_bytes(data, name="looks-safe.json")
+    assert verdict.kind == kind, verdict
+    assert verdict.carries_code == (kind != "text")
+
+
+def _tar_bytes(members: dict[str, bytes]) -> bytes:
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_containers_inside_containers(tmp_path: Path) -> None:
+    import gzip
+    import zipfile
+
+    evil = pickle.dumps({"a": 1}, protocol=0)
+    tar = _tar_bytes({"notes.txt": b"fine\n", "deep/x.bin": evil})
+    assert classify_bytes(tar).kind == "tar" and classify_bytes(tar).carries_code
+    assert classify_bytes(gzip.compress(tar)).carries_code  # .tar.gz
+    assert not classify_bytes(_tar_bytes({"a.txt": b"fine\n"})).carries_code
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.writestr("w.pkl", evil)
+    outer = tmp_path / "outer.dat"
+    with zipfile.ZipFile(outer, "w") as zf:
+        zf.writestr("inner.zip", inner.getvalue())
+        zf.writestr("readme.txt", "fine")
+    verdict = sniff(outer)
+    assert verdict.carries_code and "inner.zip" in verdict.detail
+    # nesting deeper than tiffin looks fails closed instead of recursing forever
+    data = b"fine"
+    for level in range(8):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr(f"level{level}.zip", data)
+        data = buf.getvalue()
+    assert classify_bytes(data).carries_code
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    assert sniff(tmp_path / "broken.zip").carries_code
+
+
+def test_skops_and_framework_files_are_not_code(tmp_path: Path, iris_pipeline: tuple) -> None:  # type: ignore[type-arg]
+    import skops.io
+
+    model, _X = iris_pipeline
+    skops.io.dump(model, tmp_path / "m.skops")
+    assert sniff(tmp_path / "m.skops").kind == "zip"
+    assert not sniff(tmp_path / "m.skops").carries_code

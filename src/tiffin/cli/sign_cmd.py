@@ -15,11 +15,18 @@ import click
     type=click.Path(path_type=Path),
     help="Public key file (default: PRIVATE_KEY with .pub).",
 )
-def keygen(private_key: Path, public_key: Path | None) -> None:
-    """Make an Ed25519 key pair for signing packages."""
+@click.option(
+    "--algorithm",
+    type=click.Choice(["ed25519", "ecdsa-p256", "ecdsa-p384", "ecdsa-p521"]),
+    default="ed25519",
+    show_default=True,
+    help="Key kind; ECDSA keys also verify with OpenSSF `model_signing verify key`.",
+)
+def keygen(private_key: Path, public_key: Path | None, algorithm: str) -> None:
+    """Make a key pair for signing packages."""
     from ..security.signing import keygen as make
 
-    private, public = make(private_key, public_key)
+    private, public = make(private_key, public_key, algorithm=algorithm)
     click.echo(
         f"private key {private} (keep it secret)\npublic key  {public} (give it to verifiers)"
     )
@@ -34,7 +41,7 @@ def keygen(private_key: Path, public_key: Path | None) -> None:
     help="Private key (PEM).",
 )
 def sign(package: Path, key: Path) -> None:
-    """Sign PACKAGE's digest; writes tiffin.sig beside its manifest."""
+    """Sign PACKAGE (every file's sha256); writes tiffin.sig beside its manifest."""
     from ..security.signing import sign_package
 
     out = sign_package(package, key)

@@ -2,8 +2,10 @@
 
 Code-carrying formats are pickle and anything that wraps one: PyTorch ``.pt`` zips
 (``data.pkl``), joblib files (pickle, often zlib/gzip/lz4-compressed), object-dtype
-``.npy`` arrays, pickles inside other zips. A file tiffin cannot classify fails closed:
-it is reported as possibly code-carrying.
+``.npy`` arrays, pickles inside other zips or tars. A file tiffin cannot classify fails
+closed: it is reported as possibly code-carrying. So does a stream that starts like a
+pickle and makes a call before it stops parsing: :mod:`pickle` runs opcodes as it reads
+them, so a broken tail does not make the head harmless.
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ import io
 import lzma
 import pickletools
 import struct
+import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 _SCAN_BYTES = 4 << 20  # how much of a file (or of a decompressed stream) is examined
+_MAX_MEMBERS = 10_000  # members of a zip or tar examined before giving up (fails closed)
+_MAX_DEPTH = 4  # containers inside containers
+_GLOBALS = frozenset({"STACK_GLOBAL", "EXT1", "EXT2", "EXT4"})
+_PICKLE_STARTS = b"(cSKIJLFGTUVX]})NM\x8c\x95ip"  # how protocol 0 and 1 streams begin
+_TEXT_CONTROLS = frozenset(range(32)) - {9, 10, 12, 13}
 
 
 @dataclass(frozen=True)
@@ -30,21 +39,40 @@ class Verdict:
     detail: str
 
 
+_PICKLE = Verdict("pickle", True, "pickle data (runs code when loaded)")
+
+
+def _dotted(text: str) -> bool:
+    return all(part.isidentifier() for part in text.split("."))
+
+
 def _is_pickle(data: bytes) -> bool:
-    """True when ``data`` parses as a pickle opcode stream (any protocol)."""
+    """True when ``data`` parses as a pickle opcode stream (any protocol).
+
+    Protocol 2+ streams announce themselves (``\\x80`` and the protocol number);
+    protocols 0 and 1 have no magic, so the opcodes are parsed. A stream that names an
+    importable-looking global (GLOBAL, INST, STACK_GLOBAL, EXT) counts even if it
+    breaks afterwards: the unpickler imports it before reading on. Callables only ever
+    come from globals, so a stream without one cannot call anything.
+    """
     if not data:
         return False
     if data[0] == 0x80 and len(data) > 1 and 2 <= data[1] <= 5:
         return True
-    if data[:1] not in b"(cSKIJLFGTUVX]}NM\x8c\x95.ip":
-        return False
+    names = False
     try:
-        for ops, (opcode, _arg, _pos) in enumerate(pickletools.genops(io.BytesIO(data)), 1):
+        for ops, (opcode, arg, _pos) in enumerate(pickletools.genops(io.BytesIO(data)), 1):
+            if opcode.name in ("GLOBAL", "INST"):
+                module, _, name = str(arg).partition(" ")
+                names = names or (_dotted(module) and _dotted(name))
+            elif opcode.name in _GLOBALS and ops > 2:
+                names = True  # (a STACK_GLOBAL needs two strings pushed before it)
             if opcode.name == "STOP":
-                return ops > 1  # a lone STOP is not a pickle of anything
+                # a lone STOP, or "0." at the start of a CSV, is not a pickle of anything
+                return ops > 1 and (names or data[:1] in _PICKLE_STARTS)
     except (ValueError, EOFError, struct.error, UnicodeDecodeError, KeyError, IndexError):
-        return False
-    return False
+        return names
+    return names
 
 
 def _npy(data: bytes) -> Verdict:
@@ -57,26 +85,55 @@ def _npy(data: bytes) -> Verdict:
             (hlen,) = struct.unpack("<I", data[8:12])
             header = data[12 : 12 + hlen]
         descr = ast.literal_eval(header.decode("latin1")).get("descr")
-    except (IndexError, struct.error, ValueError, SyntaxError, AttributeError):
+    except (IndexError, struct.error, ValueError, SyntaxError, AttributeError, MemoryError):
         return Verdict("npy", True, "malformed .npy header (fails closed)")
     if "O" in str(descr):
         return Verdict("npy", True, "object-dtype .npy array: its data is a pickle")
     return Verdict("npy", False, f"numpy array ({descr})")
 
 
-def _zip(path: Path | None, data: bytes) -> Verdict:
+def _zip(source: Path | bytes, depth: int) -> Verdict:
     try:
-        zf = zipfile.ZipFile(path if path is not None else io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError) as exc:
+        zf = zipfile.ZipFile(source if isinstance(source, Path) else io.BytesIO(source))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         return Verdict("zip", True, f"unreadable zip ({exc}); fails closed")
-    with zf:
-        for info in zf.infolist():
-            with zf.open(info) as member:
-                head = member.read(_SCAN_BYTES)
-            inner = classify_bytes(head, name=info.filename)
-            if inner.carries_code:
-                return Verdict("zip", True, f"member {info.filename}: {inner.detail}")
+    try:
+        with zf:
+            members = zf.infolist()
+            if len(members) > _MAX_MEMBERS:
+                return Verdict("zip", True, f"{len(members)} members, too many to examine")
+            for info in members:
+                with zf.open(info) as member:
+                    head = member.read(_SCAN_BYTES)
+                inner = _classify(head, info.filename, depth + 1)
+                if inner.carries_code:
+                    return Verdict("zip", True, f"member {info.filename}: {inner.detail}")
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        return Verdict("zip", True, f"unreadable zip member ({exc}); fails closed")
     return Verdict("zip", False, "zip archive with no code-carrying members")
+
+
+def _is_tar(data: bytes) -> bool:
+    return data[257:262] == b"ustar"
+
+
+def _tar(source: Path | bytes, depth: int) -> Verdict:
+    fileobj: IO[bytes] = open(source, "rb") if isinstance(source, Path) else io.BytesIO(source)  # noqa: SIM115
+    try:
+        with fileobj, tarfile.open(fileobj=fileobj, mode="r:") as tar:
+            for count, member in enumerate(tar, 1):
+                if count > _MAX_MEMBERS:
+                    return Verdict("tar", True, "too many members to examine")
+                if not member.isreg():
+                    continue
+                src = tar.extractfile(member)
+                head = src.read(_SCAN_BYTES) if src is not None else b""
+                inner = _classify(head, member.name, depth + 1)
+                if inner.carries_code:
+                    return Verdict("tar", True, f"member {member.name}: {inner.detail}")
+    except (tarfile.TarError, OSError, ValueError, EOFError) as exc:
+        return Verdict("tar", True, f"unreadable or truncated tar ({exc}); fails closed")
+    return Verdict("tar", False, "tar archive with no code-carrying members")
 
 
 def _decompress(data: bytes) -> tuple[str, bytes] | None:
@@ -84,7 +141,7 @@ def _decompress(data: bytes) -> tuple[str, bytes] | None:
         if data[:2] == b"\x1f\x8b":
             return "gzip", gzip.GzipFile(fileobj=io.BytesIO(data)).read(_SCAN_BYTES)
         if data[:3] == b"BZh":
-            return "bz2", bz2.BZ2Decompressor().decompress(data)[:_SCAN_BYTES]
+            return "bz2", bz2.BZ2Decompressor().decompress(data, _SCAN_BYTES)
         if data[:6] == b"\xfd7zXZ\x00":
             return "xz", lzma.LZMADecompressor().decompress(data, _SCAN_BYTES)
         if data[:1] == b"\x78" and data[1:2] in (b"\x01", b"\x5e", b"\x9c", b"\xda"):
@@ -94,29 +151,44 @@ def _decompress(data: bytes) -> tuple[str, bytes] | None:
         if data[:4] == b"\x28\xb5\x2f\xfd":
             import zstandard
 
-            return "zstd", zstandard.ZstdDecompressor().decompressobj().decompress(data)[
-                :_SCAN_BYTES
-            ]
-    except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError, ImportError):
+            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+            return "zstd", reader.read(_SCAN_BYTES)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError, ImportError) as exc:
+        if isinstance(exc, ImportError):
+            return "zstd", b""
         return None
     return None
 
 
+def _looks_like_text(data: bytes) -> bool:
+    try:
+        text = data[:65536].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut at the end of the sample is still text
+        if exc.start < 65536 - 4 or len(data) <= 65536:
+            return False
+        text = data[: exc.start].decode("utf-8")
+    return not any(ord(ch) in _TEXT_CONTROLS for ch in text)
+
+
 def classify_bytes(data: bytes, name: str = "") -> Verdict:
-    if data[:2] == b"PK":
-        return _zip(None, data)
-    return _classify(data, name, None)
+    """Classify in-memory bytes (the first part of a file, or a whole one)."""
+    return _classify(data, name, 0)
 
 
-def _classify(data: bytes, name: str, path: Path | None) -> Verdict:
+def _classify(data: bytes, name: str, depth: int, path: Path | None = None) -> Verdict:
+    if depth > _MAX_DEPTH:
+        return Verdict("nested", True, "containers nested too deep to examine (fails closed)")
     if not data:
         return Verdict("empty", False, "empty file")
-    if _is_pickle(data):
-        return Verdict("pickle", True, "pickle data (runs code when loaded)")
+    if data[0] == 0x80 and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return _PICKLE
     if data[:6] == b"\x93NUMPY":
         return _npy(data)
-    if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
-        return _zip(path, data)
+    if data[:2] == b"PK":
+        return _zip(path if path is not None else data, depth)
+    if _is_tar(data):
+        return _tar(path if path is not None else data, depth)
     if len(data) >= 9:
         (hlen,) = struct.unpack("<Q", data[:8])
         if 0 < hlen < 100_000_000 and data[8:9] == b"{":
@@ -124,25 +196,24 @@ def _classify(data: bytes, name: str, path: Path | None) -> Verdict:
     unpacked = _decompress(data)
     if unpacked is not None:
         codec, inner = unpacked
-        if codec == "lz4" or not inner:
+        if not inner:
             return Verdict(
                 codec, True, f"{codec}-compressed data tiffin cannot inspect (fails closed)"
             )
-        verdict = _classify(inner, name, None)
+        verdict = _classify(inner, name, depth + 1)
         return Verdict(
             f"{codec}+{verdict.kind}", verdict.carries_code, f"{codec}-compressed {verdict.detail}"
         )
-    if data[:1] in (b"{", b"[") or name.endswith((".json", ".ubj")):
+    if _is_pickle(data):
+        return _PICKLE
+    if data[:1] in (b"{", b"["):
         return Verdict("json/ubjson", False, "JSON or UBJSON document")
     if data.startswith(b"tree\nversion="):
         return Verdict("lightgbm", False, "LightGBM model text")
     if data[:1] == b"\x08" and name.endswith(".onnx"):
         return Verdict("onnx", False, "ONNX protobuf")
-    try:
-        data[:65536].decode("utf-8")
+    if _looks_like_text(data):
         return Verdict("text", False, "UTF-8 text")
-    except UnicodeDecodeError:
-        pass
     return Verdict(
         "unknown",
         True,
@@ -155,9 +226,7 @@ def sniff(path: str | Path) -> Verdict:
     path = Path(path)
     with open(path, "rb") as fh:
         head = fh.read(_SCAN_BYTES)
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return _zip(path, head)
-    return _classify(head, path.name, path)
+    return _classify(head, path.name, 0, path)
 
 
 def check_artifacts(root: Path, *, allow_pickle: bool) -> None:

@@ -11,15 +11,27 @@ resolved only if it is
 - a class defined in the package's own ``code/`` folder;
 - a name the packer declared with ``trusted_types=``.
 
-The whole stream is scanned first (``pickletools.genops``) and every GLOBAL/INST name
-checked, so a refused pickle is refused before any opcode runs; STACK_GLOBAL names
-(protocol 4+) are resolved through ``find_class`` at load time, which refuses the same
-way before the object is built. The error names the global.
+Two gates, both on the allow-list:
+
+1. Before anything runs, the whole stream is parsed (``pickletools.genops``) with the
+   unpickler's stack, mark stack and memo replayed symbolically, so every global is
+   known up front: the text names of GLOBAL and INST, the two strings a STACK_GLOBAL
+   (protocol 4+) takes from the stack, directly or through the memo, and the names an
+   EXT1/2/4 code stands for in :mod:`copyreg`'s registry. A STACK_GLOBAL whose operands
+   are not plain strings, a persistent id, or a stream that does not parse is refused.
+2. While loading, ``find_class`` (which the C unpickler calls for GLOBAL, INST,
+   STACK_GLOBAL and the EXT codes alike; OBJ, REDUCE, NEWOBJ and BUILD can only use
+   what it returned) checks the same list again and resolves the name itself.
+
+Python 2 names (``__builtin__``, ``copy_reg``) are mapped to their Python 3 homes the
+way :mod:`pickle` does, and the mapped name is both the one checked and the one
+resolved. The error names the global.
 """
 
 from __future__ import annotations
 
 import _compat_pickle
+import copyreg
 import importlib
 import io
 import pickle
@@ -44,12 +56,32 @@ SAFE_GLOBALS = frozenset({
     "numpy.core.numeric._frombuffer", "numpy._core.numeric._frombuffer",
     "numpy.random._pickle.__generator_ctor", "numpy.random._pickle.__bit_generator_ctor",
     "numpy.random._pickle.__randomstate_ctor",
+    "numpy.random._pcg64.PCG64", "numpy.random._pcg64.PCG64DXSM", "numpy.random._mt19937.MT19937",
+    "numpy.random._philox.Philox", "numpy.random._sfc64.SFC64",
+    "numpy.random.bit_generator.SeedSequence",
+    "numpy.random.bit_generator.__pyx_unpickle_SeedSequence",
 })  # fmt: skip
 AUDITED_CLASS_PREFIXES = ("sklearn.", "scipy.sparse.")
+# Inside the audited frameworks, these hold test helpers and vendored third-party code
+# that were never audited as model state.
+_NOT_AUDITED = ("sklearn.utils._testing", "sklearn.externals.")
+
+_FIX = (
+    "only NumPy, audited framework classes, the package's own code/ classes and declared "
+    "trusted_types load; if you trust this type, declare it at pack time (trusted_types=)"
+)
 
 
-def _defining_module(obj: Any) -> str:
-    return str(getattr(obj, "__module__", "") or "")
+def canonical(module: str, name: str) -> tuple[str, str]:
+    """The (module, name) :mod:`pickle` would import for a name, Python 2 names mapped."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        mapped: tuple[str, str] = _compat_pickle.NAME_MAPPING[(module, name)]
+        return mapped
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
+def _audited(module: str) -> bool:
+    return module.startswith(AUDITED_CLASS_PREFIXES) and not module.startswith(_NOT_AUDITED)
 
 
 class AllowListUnpickler(pickle.Unpickler):
@@ -61,19 +93,16 @@ class AllowListUnpickler(pickle.Unpickler):
         self.trusted = frozenset(trusted)
 
     def allowed(self, module: str, name: str) -> bool:
-        # Protocol 0-2 pickles may use Python 2 names (__builtin__, copy_reg).
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        module, name = canonical(module, name)
         full = f"{module}.{name}"
         if full in SAFE_GLOBALS or full in self.trusted:
             return True
-        if module.split(".")[0] in self.code_modules or module.startswith(AUDITED_CLASS_PREFIXES):
+        if module.split(".")[0] in self.code_modules or _audited(module):
             obj = _resolve(module, name)
             if not isinstance(obj, type):
                 return False  # only classes: a function would be called with chosen arguments
-            home = _defining_module(obj)
-            return home.split(".")[0] in self.code_modules or home.startswith(
-                AUDITED_CLASS_PREFIXES
-            )
+            home = str(getattr(obj, "__module__", "") or "")
+            return home.split(".")[0] in self.code_modules or _audited(home)
         if module.startswith(("numpy.dtypes", "numpy.dtype")):
             obj = _resolve(module, name)
             import numpy as np
@@ -83,12 +112,22 @@ class AllowListUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if not self.allowed(module, name):
+            raise _refusal(module, name)
+        obj = _resolve(*canonical(module, name))
+        if obj is None:
             raise UnsafeArtifactError(
-                f"pickle refers to {module}.{name}, which is not on the allow-list",
-                fix="only NumPy, audited framework classes, the package's own code/ classes and "
-                "declared trusted_types load; if you trust this type, declare it at pack time",
+                f"pickle refers to {module}.{name}, which does not exist here", fix=_FIX
             )
-        return super().find_class(module, name)
+        return obj
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafeArtifactError("pickle uses a persistent id, which tiffin never resolves")
+
+
+def _refusal(module: str, name: str) -> UnsafeArtifactError:
+    return UnsafeArtifactError(
+        f"pickle refers to {module}.{name}, which is not on the allow-list", fix=_FIX
+    )
 
 
 def _resolve(module: str, name: str) -> Any:
@@ -101,19 +140,102 @@ def _resolve(module: str, name: str) -> Any:
         return None
 
 
-def scan(data: bytes) -> list[str]:
-    """Globals named with GLOBAL/INST (text forms), found without running anything."""
-    names = []
+class _Mark:
+    """Stands for anything the scan does not track (every value but a string)."""
+
+
+_ANY = _Mark()
+_STRING_OPS = frozenset(
+    {"UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"}
+    | {"STRING", "BINSTRING", "SHORT_BINSTRING"}
+)
+
+
+def _malformed(why: str) -> UnsafeArtifactError:
+    return UnsafeArtifactError(f"the pickle stream is malformed: {why}", fix="do not load it")
+
+
+def scan(data: bytes) -> list[tuple[str, str]]:
+    """Every global the pickle would import, in order, found without running anything.
+
+    Replays the unpickler's stack, mark stack and memo with strings as the only values
+    tracked, which is all a STACK_GLOBAL may legally consume. Anything that cannot be
+    resolved this way is refused rather than guessed.
+    """
+    found: list[tuple[str, str]] = []
+    stack: list[Any] = []
+    marks: list[list[Any]] = []
+    memo: dict[int, Any] = {}
+
+    def pop(n: int) -> list[Any]:
+        if n > len(stack):
+            raise _malformed("stack underflow")
+        taken = stack[len(stack) - n :]
+        del stack[len(stack) - n :]
+        return taken
+
     try:
         for opcode, arg, _pos in pickletools.genops(io.BytesIO(data)):
-            if opcode.name in ("GLOBAL", "INST") and isinstance(arg, str):
-                module, _, name = arg.partition(" ")
-                names.append(f"{module}.{name}")
-    except (ValueError, EOFError, UnicodeDecodeError) as exc:
-        raise UnsafeArtifactError(
-            f"the pickle stream is malformed: {exc}", fix="do not load it"
-        ) from None
-    return names
+            op = opcode.name
+            before = opcode.stack_before
+            if op in ("GLOBAL", "INST"):
+                module, _, name = str(arg).partition(" ")
+                found.append((module, name))
+            elif op in ("EXT1", "EXT2", "EXT4"):
+                key = copyreg._inverted_registry.get(arg)  # type: ignore[attr-defined]
+                if key is None:
+                    raise _malformed(f"extension code {arg} is not registered")
+                found.append((str(key[0]), str(key[1])))
+            elif op in ("PERSID", "BINPERSID"):
+                raise UnsafeArtifactError(
+                    "pickle uses a persistent id, which tiffin never resolves"
+                )
+            if op == "MARK":
+                marks.append(stack)
+                stack = []
+                continue
+            slot = arg if isinstance(arg, int) else len(memo)  # MEMOIZE takes the next slot
+            if op in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                if not stack:
+                    raise _malformed("memo store on an empty stack")
+                memo[slot] = stack[-1]
+                continue
+            if op in ("GET", "BINGET", "LONG_BINGET"):
+                if slot not in memo:
+                    raise _malformed(f"memo key {arg} is not set")
+                stack.append(memo[slot])
+                continue
+            if op == "DUP":
+                stack.extend(pop(1) * 2)
+                continue
+            if op == "STACK_GLOBAL":
+                module, name = pop(2)
+                if not (isinstance(module, str) and isinstance(name, str)):
+                    raise UnsafeArtifactError(
+                        "pickle computes a global's name at load time (STACK_GLOBAL on "
+                        "values that are not plain strings); refused",
+                        fix="do not load it",
+                    )
+                found.append((module, name))
+                stack.append(_ANY)
+                continue
+            if pickletools.markobject in before:
+                if not marks:
+                    raise _malformed("no mark to pop to")
+                stack = marks.pop()
+                pop(before.index(pickletools.markobject))
+            else:
+                pop(len(before))
+            after = opcode.stack_after
+            if op in _STRING_OPS and isinstance(arg, str):
+                stack.append(arg)
+            else:
+                stack.extend([_ANY] * len(after))
+    except UnsafeArtifactError:
+        raise
+    except (ValueError, EOFError, UnicodeDecodeError, KeyError, IndexError, TypeError) as exc:
+        raise _malformed(str(exc)) from None
+    return found
 
 
 def safe_loads(
@@ -121,14 +243,9 @@ def safe_loads(
 ) -> Any:
     """Unpickle ``data`` through the allow-list; refuses before running anything unlisted."""
     unpickler = AllowListUnpickler(io.BytesIO(data), code_modules=code_modules, trusted=trusted)
-    for full in scan(data):
-        module, _, name = full.rpartition(".")
+    for module, name in scan(data):
         if not unpickler.allowed(module, name):
-            raise UnsafeArtifactError(
-                f"pickle refers to {full}, which is not on the allow-list",
-                fix="only NumPy, audited framework classes, the package's own code/ classes and "
-                "declared trusted_types load",
-            )
+            raise _refusal(module, name)
     try:
         return unpickler.load()
     except UnsafeArtifactError:
