@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import tiffin
-from tests.conftest import run_python
-from tests.flavors._roundtrip import assert_reproducible
+from tests.conftest import predict_in_fresh_process, run_python
+from tests.flavors._roundtrip import assert_reproducible, fresh_predict
 
 SRC = textwrap.dedent(
     """
@@ -25,6 +25,39 @@ SRC = textwrap.dedent(
 
         def forward(self, x):
             return self.net(x)
+
+
+    class Tied(nn.Module):
+        def __init__(self, vocab=7, dim=4):
+            super().__init__()
+            self.vocab, self.dim = vocab, dim
+            self.embed = nn.Embedding(vocab, dim)
+            self.out = nn.Linear(dim, vocab, bias=False)
+            self.out.weight = self.embed.weight  # tied: one tensor under two names
+            self.register_buffer("scale", torch.arange(dim * 2.0).reshape(2, dim).t()[:, 0])
+
+        def forward(self, ids):
+            return self.out(self.embed(ids) * self.scale)
+
+
+    class Pair(nn.Module):
+        def __init__(self, width=3):
+            super().__init__()
+            self.width = width
+            self.w = nn.Parameter(torch.linspace(-1, 1, width))
+
+        def forward(self, a, b):
+            return {"sum": a + b * self.w, "prod": a * b}
+
+
+    class Doubled(nn.Module):
+        def __init__(self, scale):
+            super().__init__()
+            self.scale = scale * 2  # not what was passed: guessing gets it wrong
+            self.lin = nn.Linear(2, 1)
+
+        def forward(self, x):
+            return self.lin(x) * self.scale
 
 
     class Opaque(nn.Module):
@@ -135,3 +168,75 @@ def test_class_in_main_refused(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert "refused: the source file of class Net cannot be found" in proc.stdout, proc.stderr
+
+
+def test_tied_weights_and_buffers(tmp_path: Path, mlp_module: Any) -> None:
+    import torch
+
+    torch.manual_seed(1)
+    net = mlp_module.Tied()
+    ids = np.array([[0, 3, 6], [1, 1, 2]], dtype=np.int64)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(ids)).numpy()
+    pkg = tiffin.pack(net, tmp_path / "p", name="t", version="1", example=ids)
+    got = fresh_predict(pkg.path, ids, tmp_path)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_dict_inputs_and_outputs(tmp_path: Path, mlp_module: Any) -> None:
+    net = mlp_module.Pair()
+    rng = np.random.default_rng(3)
+    a, b = (rng.normal(size=(4, 3)).astype(np.float32) for _ in range(2))
+    pkg = tiffin.pack(net, tmp_path / "p", name="d", version="1", example={"a": a, "b": b})
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    got = predict_in_fresh_process(pkg.path, "{'a': np.load('a.npy'), 'b': np.load('b.npy')}",
+                                   tmp_path)  # fmt: skip
+    w = np.linspace(-1, 1, 3, dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(got["sum"], np.float32), a + b * w, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got["prod"], np.float32), a * b, atol=1e-6)
+
+
+def test_wrong_guess_caught_at_pack(tmp_path: Path, mlp_module: Any) -> None:
+    net = mlp_module.Doubled(1.5)
+    x = np.ones((2, 2), np.float32)
+    with pytest.raises(tiffin.FlavorError, match="computes something else") as info:
+        tiffin.pack(net, tmp_path / "p", name="d", version="1", example=x)
+    assert "init_kwargs" in (info.value.fix or "")
+    assert not (tmp_path / "p").exists()
+    pkg = tiffin.pack(net, tmp_path / "q", name="d", version="1", example=x,
+                      options={"init_kwargs": {"scale": 1.5}})  # fmt: skip
+    assert pkg.manifest.runtime["options"]["init_kwargs"] == {"scale": 1.5}
+
+
+def test_bad_classes_and_options(tmp_path: Path, mlp_module: Any) -> None:
+    import torch
+
+    x = np.ones((1, 3), np.float32)
+    seq = torch.nn.Sequential(torch.nn.Linear(3, 1))
+    with pytest.raises(tiffin.FlavorError, match="not a class from your own source file"):
+        tiffin.pack(seq, tmp_path / "a", name="s", version="1", example=x)
+    net = mlp_module.Opaque(3)
+    with pytest.raises(tiffin.FlavorError, match="init_kwargs do not fit Opaque"):
+        tiffin.pack(net, tmp_path / "b", name="o", version="1", example=x,
+                    options={"init_kwargs": {"size": 3, "depth": 2}})  # fmt: skip
+    with pytest.raises(tiffin.FlavorError, match="unknown torch device 'tpu'"):
+        tiffin.pack(net, tmp_path / "c", name="o", version="1", example=x,
+                    options={"init_kwargs": {"size": 3}, "device": "tpu"})  # fmt: skip
+    assert not any(p.name in ("a", "b", "c") for p in tmp_path.iterdir())
+
+
+def test_cuda_device_option(tmp_path: Path, mlp_module: Any) -> None:
+    import torch
+
+    net = mlp_module.MLP(4).eval()
+    x = np.random.default_rng(7).normal(size=(3, 4)).astype(np.float32)
+    pkg = tiffin.pack(net, tmp_path / "p", name="m", version="1", example=x,
+                      options={"device": "cuda"})  # fmt: skip
+    assert pkg.manifest.runtime["options"]["device"] == "cuda"
+    m = tiffin.load(pkg.path)
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert next(m._model.module.parameters()).device.type == want
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(m.predict(x), expected, rtol=1e-5, atol=1e-5)
