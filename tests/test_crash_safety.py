@@ -219,7 +219,7 @@ def test_concurrent_packs_one_wins(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for i in (1, 2)
     ]
     for p in procs:
