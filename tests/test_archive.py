@@ -128,3 +128,65 @@ def test_garbage_and_tampered_archives(packed_iris: Path, tmp_path: Path) -> Non
     with pytest.raises(tiffin.IntegrityError):
         tiffin.load(plain)
     assert open_archive  # the loader's extraction path is the same hardened one
+
+
+def test_oversized_extended_header_refused_before_reading(tmp_path: Path) -> None:
+    """A pax header declaring 512 MB (zstd makes it a few KB) is refused, not read."""
+    info = _entry("././@PaxHeader", tarfile.XHDTYPE)
+    info.size = 512 << 20
+    path = tmp_path / "pax.tiffin"
+    cctx = zstandard.ZstdCompressor(level=3)
+    with open(path, "wb") as fh, cctx.stream_writer(fh) as w:
+        w.write(info.tobuf(format=tarfile.USTAR_FORMAT))
+        for _ in range(16):
+            w.write(b"9" * (1 << 20))
+    with pytest.raises(tiffin.ArchiveError, match="extended tar header declares"):
+        tiffin.unpack(path, tmp_path / "out")
+
+
+def test_hostile_archive_refused_by_load_and_temp_removed(tmp_path: Path) -> None:
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("tiffin-archive-*"))
+    path = tmp_path / "x.tiffin"
+    path.write_bytes(_tar([_entry("a.txt"), _entry("../evil.txt")], {"a.txt": b"a"}, zstd=True))
+    with pytest.raises(tiffin.ArchiveError, match="unsafe path"):
+        tiffin.load(path)
+    assert set(Path(tempfile.gettempdir()).glob("tiffin-archive-*")) == before
+    zipped = tmp_path / "model.zip"
+    import zipfile
+
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("tiffin.json", "{}")
+    with pytest.raises(tiffin.ArchiveError, match="not a tiffin archive"):
+        tiffin.load(zipped)
+
+
+def test_signed_package_travels_in_the_archive(packed_iris: Path, tmp_path: Path) -> None:
+    private, public = tiffin.keygen(tmp_path / "k.key")
+    tiffin.sign(packed_iris, private)
+    a = tiffin.archive(packed_iris, tmp_path / "signed.tiffin")
+    assert tiffin.load(a, trusted_keys=[public], require_signature=True).name == "iris"
+    with pytest.raises(tiffin.UsageError, match="inside the package"):
+        tiffin.archive(packed_iris, packed_iris / "x.tiffin")
+    with pytest.raises(tiffin.UsageError, match="already exists"):
+        tiffin.archive(packed_iris, a)
+    with pytest.raises(tiffin.UsageError, match="unknown compression"):
+        tiffin.archive(packed_iris, tmp_path / "g.tiffin", compression="gzip")
+
+
+def test_cli_archive_and_unpack(packed_iris: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tiffin.cli", *args], capture_output=True, text=True
+        )
+
+    out = tmp_path / "iris.tiffin"
+    assert cli("archive", str(packed_iris), "-o", str(out)).returncode == 0
+    assert cli("unpack", str(out), str(tmp_path / "u")).returncode == 0
+    assert tiffin.inspect(tmp_path / "u").digest == tiffin.inspect(packed_iris).digest
+    bomb = cli("unpack", str(out), str(tmp_path / "v"), "--max-bytes", "1000")
+    assert bomb.returncode == 13 and "expands past" in bomb.stdout + bomb.stderr

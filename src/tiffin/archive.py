@@ -27,6 +27,25 @@ from .manifest import is_safe_relpath
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 DEFAULT_MAX_BYTES = int(os.environ.get("TIFFIN_ARCHIVE_MAX_BYTES", str(16 << 30)))
 MAX_ENTRIES = 100_000
+# tarfile reads a pax or GNU long-name header whole into memory: a tiny zstd file could
+# declare one of gigabytes. Real ones hold a path or two.
+MAX_HEADER_BYTES = 1 << 20
+_HEADER_TYPES = frozenset(
+    {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE}
+    | {tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK}
+)
+
+
+class _GuardedTarInfo(tarfile.TarInfo):
+    """Refuses an extended header too large to be a real one, before tarfile reads it."""
+
+    def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _HEADER_TYPES and self.size > MAX_HEADER_BYTES:
+            raise ArchiveError(
+                f"an extended tar header declares {self.size:,} bytes; refused",
+                fix="this is not an archive tiffin wrote; do not use it",
+            )
+        return super()._proc_member(tarfile)  # type: ignore[misc,no-any-return]
 
 
 def archive(
@@ -40,6 +59,10 @@ def archive(
     root = Path(package)
     verify_tree(root)
     out = Path(out)
+    if out.resolve().is_relative_to(root.resolve()):
+        raise UsageError(
+            f"{out} is inside the package it archives", fix="write the archive elsewhere"
+        )
     if out.exists() and not force:
         raise UsageError(f"{out} already exists", fix="choose another name or pass force=True")
     if compression not in (None, "zstd"):
@@ -121,7 +144,7 @@ def _extract(path: Path, dest: Path, max_bytes: int) -> None:
     seen: set[str] = set()
     try:
         try:
-            tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - used in `with` below
+            tar = tarfile.open(fileobj=stream, mode="r|", tarinfo=_GuardedTarInfo)  # noqa: SIM115
         except tarfile.TarError as exc:
             raise ArchiveError(f"{path} is not a tiffin archive: {exc}") from None
         with tar:
@@ -193,6 +216,10 @@ def unpack(
 def open_archive(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
     """Extract an archive into a private temporary folder (removed at exit) for loading."""
     tmp = Path(tempfile.mkdtemp(prefix="tiffin-archive-"))
+    try:
+        _extract(Path(path), tmp, max_bytes)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     atexit.register(shutil.rmtree, tmp, True)
-    _extract(Path(path), tmp, max_bytes)
     return tmp
