@@ -147,13 +147,58 @@ def test_bad_requirements_refused(tmp_path: Path, custom_source: Path) -> None:
         merge_requirements([], ["--index-url=http://x"])
 
 
-def test_namespace_package_resolved_by_file() -> None:
-    import zope.interface
+def test_namespace_package_resolved_by_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two distributions share the top-level name ``tiffinns``; only the imported one counts."""
+    import zipfile
 
-    trace = Trace(imports={"zope": ["code:m"]}, files={"zope": [zope.interface.__file__]})
-    found = infer_requirements(trace, ())
+    from tests.env.conftest import make_wheel
+
+    site = tmp_path / "site"
+    for dist, sub in (("tiffinns-alpha", "alpha"), ("tiffinns-beta", "beta")):
+        wheel = make_wheel(tmp_path / "w", dist, "1.0", {f"tiffinns/{sub}/__init__.py": "X = 1\n"})
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extractall(site)
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        import tiffinns.alpha  # type: ignore[import-not-found]
+
+        trace = Trace(
+            imports={"tiffinns": ["code:m"]}, files={"tiffinns": [tiffinns.alpha.__file__]}
+        )
+        found = infer_requirements(trace, ())
+    finally:
+        for name in ("tiffinns", "tiffinns.alpha"):
+            sys.modules.pop(name, None)
     pinned = {p.split("==")[0] for p in found.pins}
-    assert "zope-interface" in pinned and "zope-event" not in pinned
+    assert "tiffinns-alpha" in pinned and "tiffinns-beta" not in pinned
+    assert found.why["tiffinns-alpha"] == ["tiffinns (imported by m)"]
+
+    # the same through a real pack, with ``from namespace import sub`` in predict
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    monkeypatch.setenv("UV_FIND_LINKS", str(tmp_path / "w"))
+    src = tmp_path / "ns.py"
+    src.write_text(textwrap.dedent("""
+        import numpy as np
+
+        class Ns:
+            def load(self, context):
+                pass
+
+            def predict(self, inputs):
+                from tiffinns import alpha
+
+                return np.asarray(inputs, dtype=np.float64) * alpha.X
+    """))  # fmt: skip
+    try:
+        pkg = tiffin.pack(
+            f"{src}:Ns", tmp_path / "p", name="ns", version="1", example=np.ones((1, 2))
+        )
+    finally:
+        for name in ("tiffinns", "tiffinns.alpha"):
+            sys.modules.pop(name, None)
+    assert names(pkg) == {"numpy", "tiffinns-alpha"}
 
 
 def test_module_from_no_distribution_is_reported(

@@ -91,7 +91,7 @@ _TRACER = textwrap.dedent(
             return "flavor:" + name
         return name
 
-    def note(name, globals_, fresh):
+    def note(name, globals_, fresh, fromlist=()):
         top = name.split(".")[0]
         if top not in sys.modules:
             return
@@ -102,16 +102,18 @@ _TRACER = textwrap.dedent(
             importers = seen.setdefault(top, [])
             if who not in importers:
                 importers.append(who)
-            module = sys.modules.get(name) or sys.modules[top]
-            file = getattr(module, "__file__", None)
-            if file and file not in files.setdefault(top, []):
-                files[top].append(file)
+            # The files say which distribution it was when several share a namespace.
+            names = [name] + [name + "." + f for f in fromlist or () if isinstance(f, str)]
+            for module in filter(None, (sys.modules.get(n) for n in names)):
+                file = getattr(module, "__file__", None)
+                if file and file not in files.setdefault(top, []):
+                    files[top].append(file)
 
     def tracing_import(name, globals=None, locals=None, fromlist=(), level=0):
         fresh = level == 0 and name.split(".")[0] not in sys.modules
         module = real_import(name, globals, locals, fromlist, level)
         if level == 0:
-            note(name, globals, fresh)
+            note(name, globals, fresh, fromlist)
         return module
 
     def tracing_import_module(name, package=None):
