@@ -51,6 +51,13 @@ DATA_SUFFIXES = frozenset(
     }
 )
 LARGE_TABLE_BYTES = 10 << 20
+KNOWN_IMPORTS: dict[str, tuple[str, ...]] = {
+    "scikit-learn": ("sklearn",), "scikit-image": ("skimage",), "pillow": ("PIL",),
+    "opencv-python": ("cv2",), "opencv-python-headless": ("cv2",), "pyyaml": ("yaml",),
+    "beautifulsoup4": ("bs4",), "python-dateutil": ("dateutil",), "protobuf": ("google",),
+    "attrs": ("attr", "attrs"), "typing-extensions": ("typing_extensions",),
+    "pytorch-lightning": ("pytorch_lightning",), "sentence-transformers": ("sentence_transformers",),
+}  # fmt: skip
 _ABS_PATH = re.compile(
     r"^(/(home|Users|tmp|mnt|media|data|datasets|models|opt|var|srv|root|workspace|content"
     r"|work|app|scratch|nfs|gpfs|dbfs|Volumes|private)/|[A-Za-z]:[\\/]|~/|\\\\[^\\]+\\)"
@@ -147,7 +154,9 @@ def check_implicit_deps(root: Path) -> list[Finding]:
     provided: set[str] = set()
     for _, req in _requirements(root):
         name = re.sub(r"[-_.]+", "-", re.split(r"[\s=<>!~;\[]", req, maxsplit=1)[0]).lower()
-        provided |= owners.get(name, {name.replace("-", "_")})
+        # Not installed where lint runs: the usual import names for well-known ones.
+        guess = {name.replace("-", "_"), *KNOWN_IMPORTS.get(name, ())}
+        provided |= owners.get(name, guess)
     local = (
         {p.stem for p in _code_files(root)}
         | {p.name for p in (root / layout.CODE_DIR).iterdir() if p.is_dir()}
