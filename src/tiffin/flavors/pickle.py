@@ -8,17 +8,20 @@ must be declared with ``trusted_types=``.
 
 from __future__ import annotations
 
-import inspect
 import pickle
+import sys
+import sysconfig
+from pathlib import Path
 from typing import Any
 
-from ..errors import UnsafeArtifactError
+from ..errors import FlavorError, UnsafeArtifactError
 from ..security.unpickler import code_modules_of, safe_loads
 from . import LoadContext, SaveContext, method_caller
 
 NAME = "pickle"
 FRAMEWORKS: tuple[str, ...] = ("numpy",)
 FILE = "artifacts/model.pkl"
+PROTOCOL = 5
 
 
 def detect(obj: Any) -> bool:
@@ -29,27 +32,56 @@ def detect_file(path: Any) -> bool:
     return False  # a pickle file is never picked up by guessing
 
 
+def _installed_roots() -> list[Path]:
+    paths = sysconfig.get_paths()
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    return [Path(paths[k]).resolve() for k in keys if k in paths]
+
+
+def user_source(cls: type) -> Path | None:
+    """The file, or top-level package folder, that defines ``cls`` in the user's own code.
+
+    None for classes from the standard library or an installed distribution: copying
+    those into ``code/`` would shadow the real ones at load time; they belong in the
+    requirements (and, unless audited, in ``trusted_types=``).
+    """
+    top = cls.__module__.split(".")[0]
+    if top == "__main__":
+        raise FlavorError(
+            f"{cls.__qualname__} is defined in __main__, which no other process can import",
+            fix="define the model class in its own .py file and import it from there",
+        )
+    file = getattr(sys.modules.get(top), "__file__", None)
+    if not file:
+        return None
+    path = Path(file).resolve()
+    if any(part in ("site-packages", "dist-packages") for part in path.parts) or any(
+        path.is_relative_to(root) for root in _installed_roots()
+    ):
+        return None
+    return path.parent if path.name == "__init__.py" else path
+
+
 def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
     if not ctx.allow_pickle:
         raise UnsafeArtifactError("pickle needs allow_pickle=True", fix="pass allow_pickle=True")
     method_caller(model, ctx.method)
-    cls = type(model)
-    module = inspect.getmodule(cls)
-    source = getattr(module, "__file__", None)
-    if (
-        source
-        and cls.__module__ not in ("__main__", "builtins")
-        and not cls.__module__.startswith(("sklearn", "numpy"))
-    ):
+    source = user_source(type(model))
+    if source is not None:
         from .custom import copy_code
 
-        copy_code([__import__("pathlib").Path(source)], ctx.code)
-    (ctx.artifacts / "model.pkl").write_bytes(pickle.dumps(model, protocol=5))
+        copy_code([source], ctx.code)
+    try:
+        data = pickle.dumps(model, protocol=PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise FlavorError(f"the model cannot be pickled: {exc}") from None
+    (ctx.artifacts / "model.pkl").write_bytes(data)
     return {
         "file": FILE,
         "format": "pickle",
+        "protocol": PROTOCOL,
         "method": ctx.method,
-        "trusted_types": list(ctx.trusted_types),
+        "trusted_types": sorted(ctx.trusted_types),
     }
 
 

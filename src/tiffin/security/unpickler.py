@@ -68,7 +68,8 @@ _NOT_AUDITED = ("sklearn.utils._testing", "sklearn.externals.")
 
 _FIX = (
     "only NumPy, audited framework classes, the package's own code/ classes and declared "
-    "trusted_types load; if you trust this type, declare it at pack time (trusted_types=)"
+    "trusted_types load; if you trust this type, pass its source with code= or declare it "
+    "at pack time with trusted_types=['module.Name']"
 )
 
 
