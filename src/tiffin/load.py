@@ -113,10 +113,14 @@ def load(
     if not isinstance(options, dict):
         raise ManifestError("runtime.options must be an object", where=str(root / layout.MANIFEST))
     code_dir = root / layout.CODE_DIR
-    if code_dir.is_dir() and str(code_dir) not in sys.path:
-        # The package's own code (custom classes, helpers) resolves from the package,
-        # ahead of anything else of the same name.
-        sys.path.insert(0, str(code_dir))
+    if code_dir.is_dir():
+        # A sealed package must stay byte-identical: importing its code must not write
+        # __pycache__ into it (the next load would find extra files and refuse).
+        sys.dont_write_bytecode = True
+        if str(code_dir) not in sys.path:
+            # The package's own code (custom classes, helpers) resolves from the
+            # package, ahead of anything else of the same name.
+            sys.path.insert(0, str(code_dir))
     flavor = flavors.get(manifest.flavor)
     model = flavor.load(flavors.LoadContext(path=root, options=options, allow_pickle=allow_pickle))
     return Predictor(root, manifest, signature, model)

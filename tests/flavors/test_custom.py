@@ -143,3 +143,22 @@ def test_failing_load_is_reported(tmp_path: Path) -> None:
     with pytest.raises(tiffin.FlavorError, match="Bad.load failed: RuntimeError\\('no weights'\\)"):
         tiffin.pack(f"{src}:Bad", tmp_path / "p", name="b", version="1", example=np.ones((1, 2)))
     assert not (tmp_path / "p").exists()
+
+
+def test_loading_never_writes_bytecode_into_the_package(tmp_path: Path) -> None:
+    proj = _project(tmp_path)
+    dest = tmp_path / "pkg"
+    tiffin.pack(f"{proj / 'scorer.py'}:Scorer", dest, name="scorer", version="1",
+                example=np.array([[1.0, 2.0]]), code=[proj / "helpers.py"],
+                artifacts={"weights": proj / "weights.json"})  # fmt: skip
+    code = f"import tiffin; tiffin.load({str(dest)!r}).predict([[1.0, 2.0]]); tiffin.load({str(dest)!r})"
+    import os
+    import subprocess
+    import sys
+
+    full_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not list(dest.rglob("__pycache__"))

@@ -60,7 +60,7 @@ def predict(
     if isolated:
         from ..env.build import run_isolated
 
-        run_isolated(package, input_path, output_path)
+        run_isolated(package, input_path, output_path, fmt=fmt)
         return
     from ..load import load
 

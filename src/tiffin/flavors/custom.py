@@ -129,6 +129,7 @@ def import_from_package(code_dir: Path, module: str) -> ModuleType:
         file = code_dir / module / "__init__.py"
     if not file.is_file():
         raise FlavorError(f"code/{module}.py is missing from the package", where=str(code_dir))
+    sys.dont_write_bytecode = True  # never write __pycache__ into a sealed package
     code_str = os.fspath(code_dir)
     if code_str not in sys.path:
         sys.path.insert(0, code_str)
