@@ -84,7 +84,7 @@ def _report(pkg: Any, as_json: bool) -> None:
     "-r",
     "requirements",
     multiple=True,
-    help="Pinned requirement (repeatable); replaces the inferred list; "+name==1.0" extends it instead.",
+    help="Pinned requirement (repeatable): replaces the inferred list; '+name==1.0' extends it.",
 )
 @click.option(
     "--metadata", help="JSON object or JSON file: description, authors, license, metrics, tags."
