@@ -56,7 +56,7 @@ def test_invocations_errors(iris_only: Served, body: object, message: str) -> No
 def test_invocations_needs_one_model(server: Served) -> None:
     with server.client() as c:
         r = c.post("/invocations", json={"instances": [ROW]})
-    assert r.status_code == 400 and "several models" in r.json()["error"]
+    assert r.status_code == 400 and "models are served" in r.json()["error"]
 
 
 def test_openapi_and_metrics(server: Served) -> None:

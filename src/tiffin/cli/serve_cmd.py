@@ -1,8 +1,9 @@
-"""``tiffin serve``."""
+"""``tiffin serve``: the Open Inference Protocol (KServe V2) server."""
 
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -10,60 +11,52 @@ from ..errors import UsageError
 
 
 @click.command()
-@click.argument("packages", nargs=-1)
-@click.option(
-    "--repository", type=click.Path(file_okay=False), help="Serve every package in this folder."
-)
+@click.argument("packages", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--repository", type=click.Path(file_okay=False), help="Serve every package in this folder (versions side by side).")  # fmt: skip
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option(
-    "--workers", default=1, show_default=True, type=int, help="Worker processes sharing the port."
-)
-@click.option("--threads", type=int, help="Predict threads per worker (default: CPU count).")
-@click.option("--no-batching", is_flag=True, help="Run each request on its own.")
-@click.option(
-    "--max-batch-size", type=int, help="Rows per merged predict (default: package's, else 64)."
-)
-@click.option(
-    "--max-latency-ms", type=float, help="Longest a request may queue before 503 (default 1000)."
-)
-@click.option(
-    "--timeout", default=30.0, show_default=True, help="Per-request timeout in seconds (504)."
-)
-@click.option(
-    "--max-body", default=64 << 20, show_default=True, help="Largest request body in bytes (413)."
-)
-@click.option(
-    "--queue-size", default=256, show_default=True, help="Requests in flight per model before 503."
-)
-@click.option(
-    "--token",
-    envvar="TIFFIN_TOKEN",
-    help="Require 'Authorization: Bearer TOKEN' (or TIFFIN_TOKEN).",
-)
-@click.option(
-    "--allow-pickle", is_flag=True, help="Allow pickle-flavor packages (allow-listed types only)."
-)
-@click.option("--log-level", default="warning", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: a free one).")  # fmt: skip
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Worker processes sharing the port (SO_REUSEPORT).")  # fmt: skip
+@click.option("--threads", type=click.IntRange(1), help="Predict threads per worker [default: CPU count].")  # fmt: skip
+@click.option("--no-batching", is_flag=True, help="Run every request on its own.")
+@click.option("--max-batch-size", type=click.IntRange(1), help="Rows per merged predict call [default: the package's, else 64].")  # fmt: skip
+@click.option("--max-latency-ms", type=click.FloatRange(0, min_open=True), help="Latency budget of a queued request; past it, 503 [default: the package's, else --timeout].")  # fmt: skip
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0, min_open=True), help="Seconds per request before 504.")  # fmt: skip
+@click.option("--max-body", default=64 << 20, show_default=True, type=click.IntRange(1), help="Largest request body in bytes, after gzip (413).")  # fmt: skip
+@click.option("--queue-size", default=256, show_default=True, type=click.IntRange(1), help="Requests in flight per model before 503.")  # fmt: skip
+@click.option("--token", envvar="TIFFIN_TOKEN", help="Require 'Authorization: Bearer TOKEN' (or set TIFFIN_TOKEN).")  # fmt: skip
+@click.option("--allow-pickle", is_flag=True, help="Allow pickle-flavor packages (allow-listed types only).")  # fmt: skip
+@click.option("--log-level", default="warning", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))  # fmt: skip
 def serve(
     packages: tuple[str, ...], repository: str | None, host: str, port: int, workers: int,
     threads: int | None, no_batching: bool, max_batch_size: int | None, max_latency_ms: float | None,
     timeout: float, max_body: int, queue_size: int, token: str | None, allow_pickle: bool, log_level: str,
 ) -> None:  # fmt: skip
-    """Serve PACKAGES over the Open Inference Protocol (KServe V2) and MLflow's /invocations."""
+    """Serve PACKAGES over the Open Inference Protocol (KServe V2) and MLflow's /invocations.
+
+    \b
+    Endpoints: /v2/health/live, /v2/health/ready, /v2, /v2/models/NAME[/versions/V],
+    .../ready, .../infer (JSON or binary tensors), /invocations, /metrics, /v2/openapi.json.
+    """
     from ..serve.app import ServeConfig
     from ..serve.runner import serve as run
 
     if not packages and not repository:
-        raise UsageError("give package folders or --repository DIR")
-    if workers < 1 or queue_size < 1 or max_body < 1 or timeout <= 0:
-        raise UsageError("--workers, --queue-size, --max-body and --timeout must be positive")
+        raise UsageError(
+            "give package folders or --repository DIR", fix="tiffin serve out/model-1.0.0"
+        )
     config = ServeConfig(
         max_body=max_body, timeout=timeout, queue_size=queue_size, batching=not no_batching,
         max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, token=token or None,
         threads=threads,
     )  # fmt: skip
-    os.environ.pop("TIFFIN_TOKEN", None)
-    click.echo(f"serving on http://{host}:{port} (V2: /v2/models/<name>/infer)", err=True)
-    run(list(packages), repository=repository, host=host, port=port, workers=workers,
-        config=config, allow_pickle=allow_pickle, log_level=log_level)  # fmt: skip
+    os.environ.pop("TIFFIN_TOKEN", None)  # not inherited by anything the models start
+
+    def announce(bound: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"tiffin serve: http://{shown}:{bound} (V2: /v2/models/<name>/infer)", err=True)
+
+    code = run(
+        list(packages), repository=repository, host=host, port=port, workers=workers,
+        config=config, allow_pickle=allow_pickle, log_level=log_level, announce=announce,
+    )  # fmt: skip
+    sys.exit(code)

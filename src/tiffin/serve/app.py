@@ -1,15 +1,24 @@
-"""The Starlette application: V2 REST endpoints, /invocations, /metrics, limits, auth.
+"""The HTTP application: V2 REST endpoints, MLflow's ``/invocations``, metrics, OpenAPI.
 
-Every handler ends in a JSON body; a bad request is a 4xx, never a dead worker.
+The two inference endpoints are the hot path, so a small ASGI front answers them from
+the raw scope (one regular expression, no request objects): at one row per request,
+Starlette's routing, middleware and request wrappers cost more than the codec and the
+model together. Every other endpoint is an ordinary Starlette route. Every answer is
+JSON; every error is ``{"error": "..."}`` with its status; no bad request can take the
+worker down (an unexpected exception is a 500 with its type and message).
+
+Auth (``--token``): model metadata, inference, ``/invocations`` and the OpenAPI
+document need ``Authorization: Bearer <token>``; the health endpoints (server live and
+ready, model ready), server metadata and ``/metrics`` stay open for probes and scrapers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import os
+import re
 import time
-import zlib
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -24,18 +33,26 @@ from starlette.routing import Route
 from .._version import __version__
 from ..errors import SignatureError, TiffinError
 from ..load import Predictor
-from . import codec
-from .batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_LATENCY_MS, Batcher, Overloaded
-from .metrics import Metrics
+from . import codec, limits
+from .batching import DEFAULT_MAX_BATCH_SIZE, Batcher, Overloaded
+from .limits import HTTPError
+from .metrics import CONTENT_TYPE, Metrics, ModelMetrics
 from .openapi import openapi_document
 from .repository import Repository
 
-JSON_TYPES = ("application/json",)
-BINARY_TYPES = ("application/octet-stream", "application/vnd.kserve.binary")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_INFER = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
+_JSON = [(b"content-type", b"application/json")]
 
 
 @dataclass
 class ServeConfig:
+    """Server options; the CLI fills them from its flags."""
+
     max_body: int = 64 << 20
     timeout: float = 30.0
     queue_size: int = 256
@@ -46,86 +63,90 @@ class ServeConfig:
     threads: int | None = None
 
 
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(data), status_code=status, media_type="application/json", headers=headers
-    )
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(data), status, headers, media_type="application/json")
 
 
 class Model:
-    """One served package, with its batcher and in-flight accounting."""
+    """One served package version: its batcher, admission count and metrics."""
 
     def __init__(
-        self,
-        predictor: Predictor,
-        config: ServeConfig,
-        executor: ThreadPoolExecutor,
-        metrics: Metrics,
-    ) -> None:
+        self, predictor: Predictor, config: ServeConfig, executor: ThreadPoolExecutor, metrics: Metrics
+    ) -> None:  # fmt: skip
         self.predictor = predictor
+        self.signature = predictor.signature
         self.name, self.version = predictor.name, predictor.version
-        self.metadata = predictor.signature.to_v2_metadata(
+        self.metadata = self.signature.to_v2_metadata(
             self.name, self.version, f"tiffin_{predictor.flavor}"
         )
         self.executor = executor
-        self.metrics = metrics
-        self.labels = (self.name, self.version)
+        self.metrics: ModelMetrics = metrics.for_model(self.name, self.version)
         self.queue_size = config.queue_size
         self.in_flight = 0
-        batching = dict(predictor.manifest.runtime.get("batching") or {})
+        packed = dict(predictor.manifest.runtime.get("batching") or {})
         self.batcher: Batcher | None = None
-        if config.batching and predictor.signature.batchable and batching.get("enabled", True):
+        if config.batching and self.signature.batchable and packed.get("enabled", True):
+            latency = config.max_latency_ms or packed.get("max_latency_ms") or config.timeout * 1000
             self.batcher = Batcher(
                 predictor.predict_named,
                 executor,
                 max_batch_size=int(
-                    config.max_batch_size or batching.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)
+                    config.max_batch_size or packed.get("max_batch_size") or DEFAULT_MAX_BATCH_SIZE
                 ),
-                max_latency_ms=float(
-                    config.max_latency_ms or batching.get("max_latency_ms", DEFAULT_MAX_LATENCY_MS)
-                ),
+                max_latency_ms=float(latency),
                 queue_size=config.queue_size,
-                on_batch=self._observe_batch,
+                on_batch=self.metrics.batch,
             )
 
-    def _observe_batch(self, requests: int, rows: int) -> None:
-        self.metrics.batch_requests.labels(*self.labels).observe(requests)
-        self.metrics.batch_rows.labels(*self.labels).observe(rows)
-
     async def infer(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Admit, check against the signature, then batch (or run alone)."""
         if self.in_flight >= self.queue_size:
-            raise Overloaded("too many requests in flight for this model")
+            raise Overloaded(f"{self.in_flight} requests are in flight for this model")
         self.in_flight += 1
-        self.metrics.queue_depth.labels(*self.labels).set(self.in_flight)
+        self.metrics.queue_depth.set(self.in_flight)
         try:
-            # Enforce the signature before queueing, so one bad request never joins a batch.
-            self.predictor.signature.from_named_arrays(arrays)
+            # Checked before queueing, so one bad request never joins (and fails) a batch.
+            self.signature.from_named_arrays(arrays)
             if self.batcher is not None:
                 return await self.batcher.submit(arrays)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self.executor, self.predictor.predict_named, arrays)
         finally:
             self.in_flight -= 1
-            self.metrics.queue_depth.labels(*self.labels).set(self.in_flight)
+            self.metrics.queue_depth.set(self.in_flight)
+
+
+def _error_status(exc: BaseException, timeout: float) -> HTTPError:
+    """The HTTP answer for an exception raised while serving a request."""
+    if isinstance(exc, HTTPError):
+        return exc
+    if isinstance(exc, codec.BadRequest):
+        return HTTPError(400, str(exc))
+    if isinstance(exc, SignatureError):
+        return HTTPError(400, codec.signature_message(exc))
+    if isinstance(exc, Overloaded):
+        return HTTPError(503, f"overloaded: {exc}", {"Retry-After": "1"})
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return HTTPError(504, f"no answer within the {timeout:g} s timeout")
+    if isinstance(exc, TiffinError):
+        return HTTPError(500, exc.message)
+    return HTTPError(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
 class Server:
+    """The served models and the endpoints; ``create_app`` wraps it in ASGI."""
+
     def __init__(self, repository: Repository, config: ServeConfig) -> None:
         self.config = config
         self.metrics = Metrics()
+        self.unknown = self.metrics.for_model("", "")
         threads = config.threads or max(2, os.cpu_count() or 2)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tiffin-predict")
-        self.models = {
-            (p.name, p.version): Model(p, config, self.executor, self.metrics) for p in repository
-        }
-        self.latest = {}
-        for name, _version in self.models:
+        self.models = {(p.name, p.version): Model(p, config, self.executor, self.metrics) for p in repository}  # fmt: skip
+        self.latest: dict[str, Model] = {}
+        for name, _ in self.models:
             best = repository.get(name)
             assert best is not None
             self.latest[name] = self.models[(name, best.version)]
@@ -133,57 +154,87 @@ class Server:
         self.openapi = openapi_document(repository)
 
     def model(self, name: str, version: str | None) -> Model:
+        # Names are dictionary keys: "../x" or "%2e%2e" is a key that is not there, and no
+        # request ever reads a file.
         found = self.latest.get(name) if version is None else self.models.get((name, version))
         if found is None:
             what = f"model {name!r}" + (f" version {version!r}" if version else "")
-            raise HTTPError(404, f"{what} is not served here")
+            served = ", ".join(sorted(self.latest)[:10])
+            raise HTTPError(404, f"{what} is not served here (served: {served})")
         return found
 
-    # -- request plumbing ----------------------------------------------------------
-    def check_auth(self, request: Request) -> None:
-        if not self.config.token:
-            return
-        given = request.headers.get("authorization", "")
-        expected = f"Bearer {self.config.token}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise HTTPError(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+    # -- the hot path (raw ASGI) ---------------------------------------------------
+    async def infer(self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None) -> None:  # fmt: skip
+        """``POST /v2/models/{name}[/versions/{version}]/infer``."""
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        model: Model | None = None
+        extra: list[tuple[bytes, bytes]] = []
+        try:
+            limits.check_token(headers, self.config.token)
+            model = self.model(name, version)
+            if not self.ready:
+                raise HTTPError(503, "the server is shutting down", {"Retry-After": "1"})
+            limits.check_content_type(headers, binary_ok=True)
+            payload, json_len = await asyncio.wait_for(
+                self._infer(model, receive, headers), self.config.timeout
+            )
+            status = 200
+            if json_len is None:
+                extra = _JSON
+            else:
+                extra = [(b"content-type", b"application/octet-stream"),
+                         (b"inference-header-content-length", str(json_len).encode())]  # fmt: skip
+        except Exception as exc:  # every failure is an answer, never a dead worker
+            error = _error_status(exc, self.config.timeout)
+            status, payload = error.status, orjson.dumps({"error": error.message})
+            extra = _JSON + [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+        (model.metrics if model else self.unknown).answered("infer", status, time.perf_counter() - started)  # fmt: skip
+        await send({"type": "http.response.start", "status": status, "headers": [*extra, (b"content-length", str(len(payload)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": payload})
 
-    async def read_body(self, request: Request, *, binary_ok: bool) -> bytes:
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype and ctype not in JSON_TYPES and not (binary_ok and ctype in BINARY_TYPES):
-            raise HTTPError(415, f"unsupported Content-Type {ctype!r}; send application/json")
-        limit = self.config.max_body
-        length = request.headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                raise HTTPError(400, "bad Content-Length")
-            if int(length) > limit:
-                raise HTTPError(413, f"the body is {length} bytes; the limit is {limit}")
-        encoding = request.headers.get("content-encoding", "identity").lower()
-        if encoding not in ("identity", "gzip", "deflate"):
-            raise HTTPError(415, f"unsupported Content-Encoding {encoding!r}")
-        inflater = (
-            zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
-            if encoding != "identity"
-            else None
-        )
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            if inflater is not None:
-                try:
-                    chunk = inflater.decompress(chunk, limit + 1 - size)
-                except zlib.error as exc:
-                    raise HTTPError(400, f"the body is not valid {encoding}: {exc}") from None
-                if inflater.unconsumed_tail:
-                    raise HTTPError(413, f"the body expands past the limit of {limit} bytes")
-            size += len(chunk)
-            if size > limit:
-                raise HTTPError(413, f"the body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+    async def _infer(self, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> tuple[bytes, int | None]:  # fmt: skip
+        body = await limits.read_body(receive, headers, self.config.max_body)
+        length = limits.header(headers, b"inference-header-content-length")
+        if length is not None and not length.strip().isdigit():
+            raise HTTPError(400, f"bad Inference-Header-Content-Length {length!r}")
+        arrays, request = codec.decode_request(body, int(length) if length is not None else None)
+        outputs = await model.infer(arrays)
+        return codec.encode_response(outputs, request, model.name, model.version)
 
-    # -- endpoints -------------------------------------------------------------------
+    async def invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /invocations``: MLflow's scoring protocol, so MLflow clients switch unchanged."""
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        model: Model | None = None
+        try:
+            limits.check_token(headers, self.config.token)
+            if len(self.latest) != 1:
+                raise HTTPError(400, f"{len(self.latest)} models are served; /invocations needs exactly one (use /v2/models/<name>/infer)")  # fmt: skip
+            model = next(iter(self.latest.values()))
+            if not self.ready:
+                raise HTTPError(503, "the server is shutting down", {"Retry-After": "1"})
+            limits.check_content_type(headers, binary_ok=False)
+            payload = await asyncio.wait_for(
+                self._invoke(model, receive, headers), self.config.timeout
+            )
+            status, extra = 200, _JSON
+        except Exception as exc:
+            error = _error_status(exc, self.config.timeout)
+            status, payload = error.status, orjson.dumps({"error": error.message})
+            extra = _JSON + [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+        (model.metrics if model else self.unknown).answered("invocations", status, time.perf_counter() - started)  # fmt: skip
+        await send({"type": "http.response.start", "status": status, "headers": [*extra, (b"content-length", str(len(payload)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _invoke(self, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
+        from .mlflow_format import decode_invocation, encode_predictions
+
+        body = await limits.read_body(receive, headers, self.config.max_body)
+        arrays = decode_invocation(body, model.signature)
+        return encode_predictions(await model.infer(arrays), model.signature)
+
+    # -- everything else (Starlette) -------------------------------------------------
     async def live(self, request: Request) -> Response:
         return json_response({"live": True})
 
@@ -195,103 +246,24 @@ class Server:
             {"name": "tiffin", "version": __version__, "extensions": ["binary_tensor_data"]}
         )
 
+    def _auth(self, request: Request) -> None:
+        limits.check_token(dict(request.scope["headers"]), self.config.token)
+
     async def model_metadata(self, request: Request) -> Response:
-        self.check_auth(request)
+        self._auth(request)
         model = self.model(request.path_params["name"], request.path_params.get("version"))
         return json_response(model.metadata)
 
     async def model_ready(self, request: Request) -> Response:
         model = self.model(request.path_params["name"], request.path_params.get("version"))
-        return json_response({"name": model.name, "ready": self.ready}, 200 if self.ready else 503)
-
-    async def infer(self, request: Request) -> Response:
-        started = time.perf_counter()
-        model: Model | None = None
-        try:
-            self.check_auth(request)
-            model = self.model(request.path_params["name"], request.path_params.get("version"))
-            if not self.ready:
-                raise HTTPError(503, "the server is shutting down", {"Retry-After": "1"})
-            body = await self.read_body(request, binary_ok=True)
-            header = request.headers.get("inference-header-content-length")
-            if header is not None and not header.isdigit():
-                raise HTTPError(400, "bad Inference-Header-Content-Length")
-            try:
-                arrays, parsed = codec.decode_request(body, int(header) if header else None)
-                outputs = await asyncio.wait_for(model.infer(arrays), self.config.timeout)
-                payload, json_len = codec.encode_response(
-                    outputs, parsed, model.name, model.version
-                )
-            except codec.BadRequest as exc:
-                raise HTTPError(400, str(exc)) from None
-            except SignatureError as exc:
-                raise HTTPError(400, codec.check_signature_error(exc)) from None
-            except Overloaded as exc:
-                raise HTTPError(503, f"overloaded: {exc}", {"Retry-After": "1"}) from None
-            except asyncio.TimeoutError:
-                raise HTTPError(
-                    504, f"inference took longer than {self.config.timeout} s"
-                ) from None
-            except TiffinError as exc:
-                raise HTTPError(500, exc.message) from None
-            headers = {}
-            media = "application/json"
-            if json_len is not None:
-                headers["Inference-Header-Content-Length"] = str(json_len)
-                media = "application/octet-stream"
-            self._count(model, "infer", 200, started)
-            return Response(payload, media_type=media, headers=headers)
-        except HTTPError as exc:
-            self._count(model, "infer", exc.status, started)
-            raise
-
-    async def invocations(self, request: Request) -> Response:
-        """MLflow's scoring protocol, so MLflow clients switch without changes."""
-        started = time.perf_counter()
-        model: Model | None = None
-        try:
-            self.check_auth(request)
-            if len(self.latest) != 1:
-                raise HTTPError(400, "several models are served; use /v2/models/{name}/infer")
-            model = next(iter(self.latest.values()))
-            body = await self.read_body(request, binary_ok=False)
-            try:
-                from .mlflow_format import decode_invocation, encode_predictions
-
-                inputs = decode_invocation(body, model.predictor.signature)
-                loop = asyncio.get_running_loop()
-                output = await asyncio.wait_for(
-                    loop.run_in_executor(self.executor, model.predictor.predict, inputs),
-                    self.config.timeout,
-                )
-            except codec.BadRequest as exc:
-                raise HTTPError(400, str(exc)) from None
-            except SignatureError as exc:
-                raise HTTPError(400, codec.check_signature_error(exc)) from None
-            except asyncio.TimeoutError:
-                raise HTTPError(
-                    504, f"inference took longer than {self.config.timeout} s"
-                ) from None
-            except TiffinError as exc:
-                raise HTTPError(500, exc.message) from None
-            self._count(model, "invocations", 200, started)
-            return Response(encode_predictions(output), media_type="application/json")
-        except HTTPError as exc:
-            self._count(model, "invocations", exc.status, started)
-            raise
-
-    def _count(self, model: Model | None, endpoint: str, code: int, started: float) -> None:
-        name, version = model.labels if model else ("", "")
-        self.metrics.requests.labels(name, version, endpoint, str(code)).inc()
-        if code >= 400:
-            self.metrics.errors.labels(name, version, str(code)).inc()
-        else:
-            self.metrics.latency.labels(name, version).observe(time.perf_counter() - started)
+        body = {"name": model.name, "version": model.version, "ready": self.ready}
+        return json_response(body, 200 if self.ready else 503)
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(self.metrics.render(), headers={"content-type": CONTENT_TYPE})
 
     async def openapi_endpoint(self, request: Request) -> Response:
+        self._auth(request)
         return json_response(self.openapi)
 
 
@@ -300,45 +272,59 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return json_response({"error": exc.message}, exc.status, exc.headers)
 
 
-async def _not_found(request: Request, exc: Exception) -> Response:
-    status = getattr(exc, "status_code", 404)
-    return json_response(
-        {"error": f"{request.method} {request.url.path}: {getattr(exc, 'detail', 'not found')}"},
-        status,
-    )
+async def _starlette_error(request: Request, exc: Exception) -> Response:
+    status = int(getattr(exc, "status_code", 404))
+    detail = "no such endpoint" if status == 404 else str(getattr(exc, "detail", "error"))
+    return json_response({"error": f"{request.method} {request.url.path}: {detail}"}, status)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     return json_response({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
 
 
-def create_app(repository: Repository, config: ServeConfig | None = None) -> Starlette:
-    server = Server(repository, config or ServeConfig())
-    model = "/v2/models/{name:str}"
-    versioned = model + "/versions/{version:str}"
-    routes = [
-        Route("/v2/health/live", server.live),
-        Route("/v2/health/ready", server.server_ready),
-        Route("/v2", server.server_metadata),
-        Route(model, server.model_metadata),
-        Route(versioned, server.model_metadata),
-        Route(model + "/ready", server.model_ready),
-        Route(versioned + "/ready", server.model_ready),
-        Route(model + "/infer", server.infer, methods=["POST"]),
-        Route(versioned + "/infer", server.infer, methods=["POST"]),
-        Route("/invocations", server.invocations, methods=["POST"]),
-        Route("/metrics", server.metrics_endpoint),
-        Route("/v2/openapi.json", server.openapi_endpoint),
-        Route("/openapi.json", server.openapi_endpoint),
-    ]
-    app = Starlette(
-        routes=routes,
-        exception_handlers={
+class App:
+    """The ASGI application: the inference endpoints first, Starlette for the rest."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        model, versioned = "/v2/models/{name:str}", "/v2/models/{name:str}/versions/{version:str}"
+        s = server
+        routes = [
+            Route("/v2/health/live", s.live),
+            Route("/v2/health/ready", s.server_ready),
+            Route("/v2", s.server_metadata),
+            Route(model, s.model_metadata),
+            Route(versioned, s.model_metadata),
+            Route(model + "/ready", s.model_ready),
+            Route(versioned + "/ready", s.model_ready),
+            Route("/metrics", s.metrics_endpoint),
+            Route("/v2/openapi.json", s.openapi_endpoint),
+            Route("/openapi.json", s.openapi_endpoint),
+        ]
+        handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
             HTTPError: _http_error,
-            404: _not_found,
-            405: _not_found,
+            404: _starlette_error,
+            405: _starlette_error,
             Exception: _server_error,
-        },
-    )
-    app.state.server = server
-    return app
+        }
+        self.starlette = Starlette(routes=routes, exception_handlers=handlers)
+        self.state = self.starlette.state
+        self.state.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            if path.endswith("/infer"):
+                found = _INFER.fullmatch(path)
+                if found:
+                    await self.server.infer(scope, receive, send, found["name"], found["version"])
+                    return
+            elif path == "/invocations":
+                await self.server.invocations(scope, receive, send)
+                return
+        await self.starlette(scope, receive, send)
+
+
+def create_app(repository: Repository, config: ServeConfig | None = None) -> App:
+    """The ASGI app serving every package in ``repository``."""
+    return App(Server(repository, config or ServeConfig()))

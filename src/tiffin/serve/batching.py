@@ -1,26 +1,50 @@
-"""Adaptive batching: merge concurrent requests for one model into one predict call.
+"""Adaptive batching: concurrent requests for one model merged into one predict call.
 
-How peers decide when to dispatch, and what tiffin does instead:
+How the peers decide when to dispatch:
 
-- Triton's dynamic batcher and Ray Serve's ``@serve.batch`` wait for a batch to fill
-  or for a timeout (``max_queue_delay_microseconds`` / ``batch_wait_timeout_s``), so a
-  lone request pays the whole delay at low load.
-- BentoML's adaptive dispatcher learns a latency model and waits when it predicts
-  that waiting pays; it still waits on a guess.
+- Triton's dynamic batcher forms the largest batch it can (up to ``max_batch_size``,
+  preferring ``preferred_batch_size``) when a model instance is free, and may hold
+  requests up to ``max_queue_delay_microseconds`` to let a batch fill; a queue policy
+  can reject requests that waited too long.
+- Ray Serve's ``@serve.batch`` runs when ``max_batch_size`` requests are queued or
+  ``batch_wait_timeout_s`` (10 ms by default) has passed since the first one, so a lone
+  request at low load always pays the whole wait.
+- BentoML's adaptive (CORK) dispatcher fits a regression of batch time on batch size
+  and holds requests while it predicts that waiting pays, releasing them when the wait
+  plus the predicted time would pass ``max_latency_ms``; past that, requests get 503.
 
-tiffin never waits on a timer while the model is idle: the first request runs at once.
-While a batch runs, new requests queue, and the moment the model is free everything
-queued (up to ``max_batch_size``) is merged into the next call. At low load that is
-zero added latency; under load the batch size follows the arrival rate times the
-model's own latency, which is exactly the amount of merging that pays.
-``max_latency_ms`` bounds how long a request may sit in the queue before it is
-failed with 503 (the server is overloaded), so queueing can never grow without bound.
+tiffin never waits on a timer, and never guesses when to release:
+
+1. **Idle model: run now.** A request that finds the model idle is dispatched at once,
+   alone; at low load batching adds no latency at all.
+2. **Busy model: accumulate.** Requests that arrive while a batch runs queue up; the
+   moment the call returns, everything queued (first come, first served, up to
+   ``max_batch_size`` rows) is concatenated along the batch axis and run as one call.
+   The batch size therefore follows the arrival rate times the model's own latency,
+   which is exactly the amount of merging that pays: a timer can only add latency to
+   an idle model, and a busy model already forms the largest batch available.
+3. **Latency budget: refuse early.** Each model keeps a moving average of its batch
+   time. A request whose expected wait (the batches queued ahead of it, plus the one
+   running, times that average) exceeds ``max_latency_ms`` is refused at once with 503
+   and Retry-After, instead of queueing for an answer that would come too late; one
+   that has already waited longer than the budget when its turn comes is refused too.
+   The queue is therefore bounded in time as well as in length, which keeps the tail
+   latency of the requests that are served close to twice the batch time.
+
+Requests merge only when every input agrees in dtype and trailing shape; a request of
+more rows than ``max_batch_size`` runs on its own. Inputs are checked against the
+signature before they queue (in the app), so one bad request never fails a batch; if a
+merged call fails anyway, its requests are re-run one by one so each gets its own
+answer. One batch runs at a time per model: the event loop (HTTP and JSON) keeps one
+core busy, the predict thread the other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -28,112 +52,143 @@ from dataclasses import dataclass, field
 import numpy as np
 
 DEFAULT_MAX_BATCH_SIZE = 64
-DEFAULT_MAX_LATENCY_MS = 1000.0
+Arrays = dict[str, np.ndarray]
 
 
 class Overloaded(Exception):
-    """The queue is full, or a request waited longer than allowed."""
+    """The queue is full, or a request would wait (or has waited) past its budget."""
 
 
 @dataclass
 class _Pending:
-    arrays: dict[str, np.ndarray]
+    arrays: Arrays
     rows: int
-    future: asyncio.Future[dict[str, np.ndarray]]
+    future: asyncio.Future[Arrays]
     enqueued: float = field(default_factory=time.perf_counter)
 
 
 class Batcher:
-    """Merges requests for one model; one batch runs at a time per model."""
+    """Merges requests for one model; one batch runs at a time."""
 
     def __init__(
         self,
-        predict: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+        predict: Callable[[Arrays], Arrays],
         executor: Executor,
         *,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-        max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
+        max_latency_ms: float = 30_000.0,
         queue_size: int = 1024,
-        on_batch: Callable[[int, int], None] | None = None,
+        on_batch: Callable[[int, int, float], None] | None = None,
     ) -> None:
         self.predict = predict
         self.executor = executor
-        self.max_batch_size = max(1, max_batch_size)
-        self.max_latency = max_latency_ms / 1000.0
+        self.max_batch_size = max(1, int(max_batch_size))
+        self.max_latency = max(0.0, max_latency_ms) / 1000.0
         self.queue_size = queue_size
         self.on_batch = on_batch
-        self._queue: list[_Pending] = []
-        self._wakeup = asyncio.Event()
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
         self._task: asyncio.Task[None] | None = None
+        self.batch_seconds: float | None = None  # moving average of one call
 
     @property
     def depth(self) -> int:
+        """Requests waiting (not counting the batch that runs)."""
         return len(self._queue)
 
-    async def submit(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    @property
+    def busy(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def expected_wait(self, rows: int) -> float:
+        """Seconds a new request of ``rows`` rows would wait before its answer."""
+        if self.batch_seconds is None or not self.busy:
+            return 0.0
+        ahead = math.ceil((self._queued_rows + rows) / self.max_batch_size)
+        return (1 + ahead) * self.batch_seconds
+
+    async def submit(self, arrays: Arrays) -> Arrays:
+        """Queue one request and wait for its share of a batch."""
         if len(self._queue) >= self.queue_size:
             raise Overloaded("the model's queue is full")
         rows = _rows(arrays)
-        future: asyncio.Future[dict[str, np.ndarray]] = asyncio.get_running_loop().create_future()
+        wait = self.expected_wait(rows)
+        if wait > self.max_latency:
+            raise Overloaded(
+                f"the queue would hold this request about {wait * 1000:.0f} ms, "
+                f"over the {self.max_latency * 1000:.0f} ms budget"
+            )
+        future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(arrays, rows, future))
-        self._wakeup.set()
-        if self._task is None or self._task.done():
+        self._queued_rows += rows
+        if not self.busy:
             self._task = asyncio.create_task(self._run())
         return await future
 
     def _take(self) -> list[_Pending]:
+        """The next batch: queued requests in order, as many rows as fit."""
         now = time.perf_counter()
         batch: list[_Pending] = []
         rows = 0
-        keep: list[_Pending] = []
-        for item in self._queue:
+        skipped: list[_Pending] = []
+        while self._queue:
+            item = self._queue.popleft()
+            self._queued_rows -= item.rows
             if item.future.done():
-                continue  # the caller gave up (timeout); its slot is free
+                continue  # the caller gave up (timeout, disconnect): its slot is free
             if now - item.enqueued > self.max_latency:
-                item.future.set_exception(Overloaded("waited too long in the queue"))
+                item.future.set_exception(Overloaded("waited past the latency budget"))
                 continue
-            if not batch or (
-                rows + item.rows <= self.max_batch_size and _compatible(batch[0], item)
-            ):
+            if not batch:
+                batch.append(item)
+                rows = item.rows
+            elif rows + item.rows <= self.max_batch_size and _compatible(batch[0], item):
                 batch.append(item)
                 rows += item.rows
             else:
-                keep.append(item)
-        self._queue = keep
+                skipped.append(item)
+            if rows >= self.max_batch_size:
+                break
+        for item in reversed(skipped):  # they keep their place at the front
+            self._queue.appendleft(item)
+            self._queued_rows += item.rows
         return batch
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while self._queue:
             batch = self._take()
             if not batch:
-                self._wakeup.clear()
-                if not self._queue:
-                    return
                 continue
-            merged = _merge([p.arrays for p in batch])
-            if self.on_batch:
-                self.on_batch(len(batch), sum(p.rows for p in batch))
+            rows = [p.rows for p in batch]
+            started = time.perf_counter()
             try:
+                merged = _merge([p.arrays for p in batch])
                 outputs = await loop.run_in_executor(self.executor, self.predict, merged)
-                parts = _split(outputs, [p.rows for p in batch])
-            except Exception as exc:  # the model failed: each caller gets the error
-                if len(batch) > 1:
-                    # Re-run one by one so a single bad request cannot fail its neighbours.
+                parts = _split(outputs, rows)
+            except Exception as exc:
+                if len(batch) == 1:
+                    _fail(batch[0], exc)
+                else:  # one request must not fail its neighbours: each runs alone
                     for p in batch:
                         try:
-                            out = await loop.run_in_executor(self.executor, self.predict, p.arrays)
-                            _resolve(p, out)
+                            _resolve(
+                                p, await loop.run_in_executor(self.executor, self.predict, p.arrays)
+                            )
                         except Exception as single:
                             _fail(p, single)
-                else:
-                    _fail(batch[0], exc)
                 continue
+            seconds = time.perf_counter() - started
+            self.batch_seconds = (
+                seconds if self.batch_seconds is None else 0.8 * self.batch_seconds + 0.2 * seconds
+            )
+            if self.on_batch is not None:
+                self.on_batch(len(batch), sum(rows), seconds)
             for p, out in zip(batch, parts):
                 _resolve(p, out)
 
 
-def _resolve(p: _Pending, out: dict[str, np.ndarray]) -> None:
+def _resolve(p: _Pending, out: Arrays) -> None:
     if not p.future.done():
         p.future.set_result(out)
 
@@ -143,7 +198,7 @@ def _fail(p: _Pending, exc: BaseException) -> None:
         p.future.set_exception(exc)
 
 
-def _rows(arrays: dict[str, np.ndarray]) -> int:
+def _rows(arrays: Arrays) -> int:
     first = next(iter(arrays.values()))
     return int(first.shape[0]) if first.ndim else 1
 
@@ -158,19 +213,19 @@ def _compatible(a: _Pending, b: _Pending) -> bool:
     )
 
 
-def _merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def _merge(parts: list[Arrays]) -> Arrays:
     if len(parts) == 1:
         return parts[0]
     return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
 
 
-def _split(outputs: dict[str, np.ndarray], rows: list[int]) -> list[dict[str, np.ndarray]]:
+def _split(outputs: Arrays, rows: list[int]) -> list[Arrays]:
     if len(rows) == 1:
         return [outputs]
     total = sum(rows)
-    bounds = np.cumsum(rows)[:-1]
     for name, arr in outputs.items():
         if np.ndim(arr) == 0 or np.shape(arr)[0] != total:
             raise ValueError(f"output {name!r} does not keep the batch axis; cannot split it")
+    bounds = np.cumsum(rows)[:-1]
     split = {k: np.split(np.asarray(v), bounds) for k, v in outputs.items()}
     return [{k: split[k][i] for k in outputs} for i in range(len(rows))]

@@ -259,5 +259,6 @@ def encode_response(
     return header + b"".join(blobs), len(header)
 
 
-def check_signature_error(exc: SignatureError) -> str:
+def signature_message(exc: SignatureError) -> str:
+    """The signature's own message, with its fix, for a 400 answer."""
     return exc.message + (f" ({exc.fix})" if exc.fix else "")

@@ -52,12 +52,24 @@ def from_paths(paths: list[Path], *, allow_pickle: bool = False) -> Repository:
 
 
 def from_folder(folder: Path, *, allow_pickle: bool = False) -> Repository:
-    """Every package (a folder holding tiffin.json) directly inside ``folder``."""
+    """Every package in ``folder``: ``folder/<package>/`` or ``folder/<name>/<version>/``.
+
+    Links are not followed, so a repository cannot pull in packages from elsewhere.
+    """
     if not folder.is_dir():
         raise UsageError(f"repository {folder} is not a folder")
-    found = sorted(
-        p for p in folder.iterdir() if (p / "tiffin.json").is_file() and not p.is_symlink()
-    )
+    found = []
+    for child in sorted(folder.iterdir()):
+        if child.is_symlink() or not child.is_dir():
+            continue
+        if (child / "tiffin.json").is_file():
+            found.append(child)
+            continue
+        found += sorted(
+            p
+            for p in child.iterdir()
+            if not p.is_symlink() and p.is_dir() and (p / "tiffin.json").is_file()
+        )
     if not found:
         raise UsageError(
             f"no packages in {folder}", fix="put package folders (with tiffin.json) in it"

@@ -1,10 +1,18 @@
-"""Run the app under uvicorn: one process, or several sharing the port.
+"""Run the server: one process, or several worker processes sharing one port.
 
-Several worker processes (``--workers``) are what use more than one core for models
-whose predict holds the GIL (most scikit-learn pipelines at small batch sizes); inside
-each process predict calls run on a thread pool, which is enough for frameworks that
-release the GIL (PyTorch, ONNX Runtime, XGBoost). SIGTERM flips readiness to false,
-stops accepting, lets in-flight requests finish, and exits 0.
+One process (the default) runs the event loop (HTTP, JSON, batching) on one core and
+predict calls on a thread pool; NumPy, scikit-learn's BLAS, PyTorch and ONNX Runtime
+release the GIL while they compute, and adaptive batching turns many small calls into
+few large ones. ``--workers N`` starts N processes, each with its own copy of the
+models, each listening on the port with ``SO_REUSEPORT`` so the kernel spreads
+connections among them; it pays off when the event loop itself is the bottleneck (many
+clients, cheap models) and there are cores to spare. ``benchmarks/serve.py`` measures
+both (README, "Serving").
+
+The supervisor reserves the port first (bound, never listening), starts the workers,
+restarts one that crashes after it was ready, and stops everything with the first
+worker's error if one fails while loading. SIGTERM (or Ctrl-C) turns readiness false,
+stops accepting, lets in-flight requests finish (up to the request timeout) and exits 0.
 """
 
 from __future__ import annotations
@@ -12,31 +20,88 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..errors import TiffinError, UsageError
 from .app import ServeConfig, create_app
 from .repository import Repository, from_folder, from_paths
 
-ENV_KEY = "TIFFIN_SERVE_SPEC"
+SPEC_ENV = "TIFFIN_SERVE_SPEC"
+READY_FD_ENV = "TIFFIN_SERVE_READY_FD"
 
 
 def build_repository(packages: list[str], folder: str | None, allow_pickle: bool) -> Repository:
-    if folder:
-        repo = from_folder(Path(folder), allow_pickle=allow_pickle)
-        for p in packages:
-            repo.add(from_paths([Path(p)], allow_pickle=allow_pickle).models.popitem()[1])
-        return repo
-    return from_paths([Path(p) for p in packages], allow_pickle=allow_pickle)
+    """The packages named on the command line and every package in ``folder``."""
+    repo = from_folder(Path(folder), allow_pickle=allow_pickle) if folder else Repository()
+    for predictor in from_paths([Path(p) for p in packages], allow_pickle=allow_pickle):
+        repo.add(predictor)
+    if not len(repo):
+        raise UsageError("no packages to serve", fix="give package folders or --repository DIR")
+    return repo
 
 
-def app_from_env() -> Any:
-    """uvicorn factory for worker processes: the spec travels in an environment variable."""
-    spec = json.loads(os.environ[ENV_KEY])
+def bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A bound TCP socket (not yet listening); port 0 picks a free one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            fix="pick another --port, or stop the process that holds this one",
+        ) from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def _uvicorn_server(app: Any, config: ServeConfig, log_level: str) -> Any:
+    import uvicorn
+
+    server_state = app.state.server
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            server_state.ready = False  # readiness goes false first, then uvicorn drains
+            super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises the signal after a graceful shutdown, so the process would
+            # die of SIGTERM; a drained, clean stop is a success (exit 0).
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
+
+    uv_config = uvicorn.Config(
+        app, log_level=log_level, lifespan="off", server_header=False,
+        timeout_graceful_shutdown=int(config.timeout + 5),
+    )  # fmt: skip
+    return _Server(uv_config)
+
+
+def run_worker(spec: dict[str, Any], sock: socket.socket, ready_fd: int | None = None) -> None:
+    """Load the models, then serve on ``sock`` until SIGTERM."""
+    config = ServeConfig(**spec["config"])
     repo = build_repository(spec["packages"], spec["repository"], spec["allow_pickle"])
-    return create_app(repo, ServeConfig(**spec["config"]))
+    app = create_app(repo, config)
+    server = _uvicorn_server(app, config, spec["log_level"])
+    if ready_fd is not None:
+        os.write(ready_fd, b"ready\n")
+        os.close(ready_fd)
+    server.run(sockets=[sock])
 
 
 def serve(
@@ -49,42 +114,102 @@ def serve(
     config: ServeConfig,
     allow_pickle: bool = False,
     log_level: str = "warning",
-) -> None:
-    import uvicorn
+    announce: Any = None,
+) -> int:
+    """Serve until SIGTERM; returns the exit status (0 after a clean, drained stop)."""
+    spec = {
+        "packages": packages,
+        "repository": repository,
+        "allow_pickle": allow_pickle,
+        "config": asdict(config),
+        "log_level": log_level,
+    }
+    sock = bind(host, port, reuse_port=workers > 1)
+    spec["port"] = sock.getsockname()[1]
+    spec["host"] = host
+    if announce is not None:
+        announce(spec["port"])
+    if workers == 1:
+        run_worker(spec, sock)
+        return 0
+    return _supervise(spec, workers, sock)
 
-    if workers > 1:
-        os.environ[ENV_KEY] = json.dumps(
-            {
-                "packages": packages,
-                "repository": repository,
-                "allow_pickle": allow_pickle,
-                "config": asdict(config),
-            }
-        )
-        uvicorn.run(
-            "tiffin.serve.runner:app_from_env", factory=True, host=host, port=port, workers=workers,
-            log_level=log_level, timeout_graceful_shutdown=int(config.timeout + 5),
-        )  # fmt: skip
-        return
-    repo = build_repository(packages, repository, allow_pickle)
-    app = create_app(repo, config)
-    server_state = app.state.server
 
-    class _Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            server_state.ready = False  # readiness goes false first, then uvicorn drains
-            super().handle_exit(sig, frame)
+def _spawn(spec: dict[str, Any]) -> tuple[subprocess.Popen[bytes], int]:
+    read, write = os.pipe()
+    env = {**os.environ, SPEC_ENV: json.dumps(spec), READY_FD_ENV: str(write)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tiffin.serve.runner"], env=env, pass_fds=(write,)
+    )
+    os.close(write)
+    os.set_blocking(read, False)
+    return proc, read
 
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            # uvicorn re-raises the signal after a graceful shutdown, so the process
-            # would die of SIGTERM; a drained, clean stop is a success (exit 0).
-            with super().capture_signals():
-                yield
-                self._captured_signals.clear()
 
-    uv_config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=int(config.timeout + 5),
-        lifespan="off",
-    )  # fmt: skip
-    _Server(uv_config).run()
+def _supervise(spec: dict[str, Any], workers: int, reserved: socket.socket) -> int:
+    stopping = False
+
+    def stop(sig: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc, _, _ in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    procs: list[tuple[subprocess.Popen[bytes], int, list[bool]]] = []
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for _ in range(workers):
+            proc, fd = _spawn(spec)
+            procs.append((proc, fd, [False]))
+        while True:
+            alive = 0
+            for i, (proc, fd, ready) in enumerate(procs):
+                if not ready[0]:
+                    with contextlib.suppress(BlockingIOError):
+                        ready[0] = os.read(fd, 16).startswith(b"ready")
+                code = proc.poll()
+                if code is None:
+                    alive += 1
+                    continue
+                if stopping:
+                    continue
+                if not ready[0]:  # failed while loading: the same would happen to the others
+                    stop(signal.SIGTERM, None)
+                    for other, _, _ in procs:
+                        other.wait()
+                    return code or 1
+                sys.stderr.write(
+                    f"tiffin serve: worker {proc.pid} exited with {code}; restarting\n"
+                )
+                os.close(fd)
+                time.sleep(0.5)
+                new, new_fd = _spawn(spec)
+                procs[i] = (new, new_fd, [False])
+                alive += 1
+            if stopping and not alive:
+                return 0 if all(p.returncode == 0 for p, _, _ in procs) else 1
+            time.sleep(0.1)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for _, fd, _ in procs:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        reserved.close()
+
+
+def _worker_main() -> int:
+    spec = json.loads(os.environ.pop(SPEC_ENV))
+    ready_fd = int(os.environ.pop(READY_FD_ENV))
+    try:
+        sock = bind(spec["host"], spec["port"], reuse_port=True)
+        run_worker(spec, sock, ready_fd)
+    except TiffinError as exc:
+        sys.stderr.write(f"error: {exc.format()}\n")
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main())

@@ -1,0 +1,115 @@
+"""What the server refuses before any work is done: type, size, encoding and credentials.
+
+Every check here runs on raw ASGI data (the header list and the ``receive`` channel),
+so a refused request costs almost nothing:
+
+- a Content-Type other than JSON, ``application/octet-stream`` or none is 415, and the
+  body is never read;
+- a Content-Length over the limit is 413 before a byte of the body is read; a body
+  without one (chunked) is counted while it streams and cut at the limit; a gzip or
+  deflate body is inflated in bounded steps, so a bomb is 413 once its *expanded* size
+  passes the limit, never after it was inflated in memory;
+- a wrong or missing bearer token is 401, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import zlib
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+JSON_TYPES = frozenset({"application/json"})
+BINARY_TYPES = frozenset({"application/octet-stream", "application/vnd.kserve.binary"})
+ENCODINGS = ("identity", "gzip", "deflate")
+
+
+class HTTPError(Exception):
+    """An answer other than 200: the status, the message for ``{"error": ...}``, headers."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def header(headers: Mapping[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return None if value is None else value.decode("latin-1")
+
+
+def check_content_type(headers: Mapping[bytes, bytes], *, binary_ok: bool) -> None:
+    """415 unless the body is JSON, binary tensors (where allowed), or unlabelled."""
+    raw = header(headers, b"content-type")
+    if raw is None:
+        return
+    ctype = raw.split(";", 1)[0].strip().lower()
+    if not ctype or ctype in JSON_TYPES or (binary_ok and ctype in BINARY_TYPES):
+        return
+    allowed = "application/json" + (" or application/octet-stream" if binary_ok else "")
+    raise HTTPError(415, f"unsupported Content-Type {ctype!r}; send {allowed}")
+
+
+def check_token(headers: Mapping[bytes, bytes], token: str | None) -> None:
+    """401 unless ``Authorization: Bearer <token>`` matches (when a token is set)."""
+    if not token:
+        return
+    given = headers.get(b"authorization", b"")
+    if not hmac.compare_digest(given, b"Bearer " + token.encode()):
+        raise HTTPError(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+
+
+def _declared_length(headers: Mapping[bytes, bytes], limit: int) -> int | None:
+    raw = header(headers, b"content-length")
+    if raw is None:
+        return None
+    if not raw.strip().isdigit():
+        raise HTTPError(400, f"bad Content-Length {raw!r}")
+    length = int(raw)
+    if length > limit:
+        raise HTTPError(413, f"the body is {length} bytes; the limit is {limit}")
+    return length
+
+
+def _inflater(headers: Mapping[bytes, bytes]) -> tuple[str, Any]:
+    encoding = (header(headers, b"content-encoding") or "identity").strip().lower()
+    if encoding not in ENCODINGS:
+        raise HTTPError(
+            415, f"unsupported Content-Encoding {encoding!r}; send gzip, deflate or none"
+        )
+    if encoding == "identity":
+        return encoding, None
+    return encoding, zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+
+
+async def read_body(receive: Receive, headers: Mapping[bytes, bytes], limit: int) -> bytes:
+    """The request body, decoded from gzip/deflate, never more than ``limit`` bytes."""
+    _declared_length(headers, limit)
+    encoding, inflater = _inflater(headers)
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise HTTPError(400, "the client went away before sending the whole body")
+        chunk: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        if inflater is not None:
+            try:
+                chunk = inflater.decompress(chunk, limit + 1 - size)
+            except zlib.error as exc:
+                raise HTTPError(400, f"the body is not valid {encoding}: {exc}") from None
+            if inflater.unconsumed_tail:
+                raise HTTPError(413, f"the body expands past the limit of {limit} bytes")
+        size += len(chunk)
+        if size > limit:
+            raise HTTPError(413, f"the body is over the limit of {limit} bytes")
+        if chunk:
+            chunks.append(chunk)
+    if inflater is not None and not inflater.eof:
+        raise HTTPError(400, f"the body is truncated {encoding} data")
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
