@@ -188,3 +188,174 @@ def test_numeric_binary_round_trip(datatype: str, n: int, seed: int) -> None:
     req_head = json.dumps(request).encode()
     arrays, _ = codec.decode_request(req_head + body[json_len:], len(req_head))
     np.testing.assert_array_equal(arrays["y"], arr)
+
+
+# --- the trust readers: pickles, sniffing, signatures, archives ----------------------
+
+
+@FUZZ
+@given(st.binary(max_size=512))
+def test_unpickler_on_bytes(data: bytes) -> None:
+    from tiffin.security.unpickler import safe_loads
+
+    try:
+        safe_loads(data)
+    except tiffin.UnsafeArtifactError:
+        pass
+
+
+def _base_pickles() -> list[bytes]:
+    import pickle
+    from collections import OrderedDict
+
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    objects = [np.arange(6.0).reshape(2, 3), {"a": [1, "x", (2.5, None)]}, OrderedDict(b=1), clf]
+    return [pickle.dumps(o, protocol=p) for o in objects for p in range(6)]
+
+
+BASE_PICKLES = _base_pickles()
+
+
+@FUZZ
+@given(
+    st.sampled_from(BASE_PICKLES),
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
+)
+def test_scan_sees_every_global_the_unpickler_resolves(
+    base: bytes, edits: list[tuple[int, int]]
+) -> None:
+    """Mutated real pickles: the static scan is never bypassed, and nothing but
+    UnsafeArtifactError escapes."""
+    import io
+
+    from tiffin.security.unpickler import AllowListUnpickler, safe_loads, scan
+
+    data = bytearray(base)
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    resolved: list[tuple[str, str]] = []
+
+    class Recording(AllowListUnpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            resolved.append((module, name))
+            return super().find_class(module, name)
+
+    try:
+        found = set(scan(bytes(data)))
+    except tiffin.UnsafeArtifactError:
+        return
+    try:
+        Recording(io.BytesIO(bytes(data))).load()
+    except Exception:
+        pass
+    assert set(resolved) <= found, (set(resolved) - found, bytes(data))
+    try:
+        safe_loads(bytes(data))
+    except tiffin.UnsafeArtifactError:
+        pass
+
+
+@FUZZ
+@given(st.binary(max_size=4096), st.sampled_from(["", "x.json", "m.onnx", "w.npy"]))
+def test_sniff_always_gives_a_verdict(data: bytes, name: str) -> None:
+    from tiffin.security.sniff import classify_bytes
+
+    verdict = classify_bytes(data, name=name)
+    assert isinstance(verdict.carries_code, bool)
+
+
+_SIGNED: dict[str, Any] = {}
+
+
+def _signed_package() -> dict[str, Any]:
+    """One signed package for the signature fuzzers (built once, outside Hypothesis)."""
+    if not _SIGNED:
+        import tempfile
+        from pathlib import Path
+
+        from sklearn.linear_model import LogisticRegression
+
+        root = Path(tempfile.mkdtemp(prefix="tiffin-fuzz-"))
+        X = np.random.default_rng(0).normal(size=(20, 3))
+        model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+        pkg = tiffin.pack(model, root / "pkg", name="fuzz", version="1", example=X[:2])
+        private, public = tiffin.keygen(root / "k.key")
+        tiffin.sign(pkg.path, private)
+        _SIGNED.update(path=pkg.path, manifest=pkg.manifest, private=private, public=public,
+                       bundle=(pkg.path / "tiffin.sig").read_bytes())  # fmt: skip
+    return _SIGNED
+
+
+def _check_signature(bundle: bytes) -> None:
+    from tiffin.security.signing import verify_signature
+
+    s = _signed_package()
+    (s["path"] / "tiffin.sig").write_bytes(bundle)
+    try:
+        verify_signature(s["path"], s["manifest"], [s["public"]])
+    except tiffin.TiffinError:
+        pass
+    finally:
+        (s["path"] / "tiffin.sig").write_bytes(s["bundle"])
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=512), json_values.map(lambda v: json.dumps(v).encode())))
+def test_signature_bundle_reader(data: bytes) -> None:
+    _check_signature(data)
+
+
+@FUZZ
+@given(json_values, st.sampled_from(["subject", "predicate", "predicateType", "_type", "all"]))
+def test_signed_statements_with_hostile_content(value: Any, field: str) -> None:
+    """A statement signed by the trusted key but with any content: still only TiffinError."""
+    import base64
+
+    from tiffin.security import signing
+
+    s = _signed_package()
+    bundle = json.loads(s["bundle"])
+    statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    statement = value if field == "all" else {**statement, field: value}
+    payload = json.dumps(statement).encode()
+    key = signing._load_private(s["private"])
+    bundle["dsseEnvelope"]["payload"] = base64.b64encode(payload).decode()
+    bundle["dsseEnvelope"]["signatures"] = [
+        {"sig": base64.b64encode(signing._sign_bytes(key, signing.pae(payload))).decode()}
+    ]
+    _check_signature(json.dumps(bundle).encode())
+
+
+_ARCHIVE: dict[str, bytes] = {}
+
+
+@FUZZ
+@given(
+    st.sampled_from(["zstd", "tar", "random"]),
+    st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), max_size=4),
+    st.binary(max_size=256),
+)
+def test_archive_reader(kind: str, edits: list[tuple[int, int]], noise: bytes) -> None:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if not _ARCHIVE:
+        s = _signed_package()
+        work = Path(tempfile.mkdtemp(prefix="tiffin-fuzz-"))
+        _ARCHIVE["zstd"] = tiffin.archive(s["path"], work / "a.tiffin").read_bytes()
+        _ARCHIVE["tar"] = tiffin.archive(s["path"], work / "b.tar", compression=None).read_bytes()
+    data = bytearray(_ARCHIVE[kind] if kind != "random" else noise)
+    for pos, value in edits:
+        if data:
+            data[pos % len(data)] = value
+    work = Path(tempfile.mkdtemp(prefix="tiffin-fuzz-"))
+    try:
+        (work / "x.tiffin").write_bytes(bytes(data))
+        tiffin.unpack(work / "x.tiffin", work / "out", max_bytes=8 << 20)
+    except tiffin.TiffinError:
+        pass
+    finally:
+        shutil.rmtree(work)

@@ -113,7 +113,15 @@ class _Capped(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self.inner.read(len(buffer))
+        try:
+            data = self.inner.read(len(buffer))
+        except OSError:
+            raise
+        except Exception as exc:  # zstandard.ZstdError: corrupt compressed data
+            raise ArchiveError(
+                f"the archive's compressed data is damaged: {exc}",
+                fix="fetch the archive again",
+            ) from None
         self.count += len(data)
         if self.count > self.limit:
             raise ArchiveError(

@@ -70,7 +70,7 @@ def _is_pickle(data: bytes) -> bool:
             if opcode.name == "STOP":
                 # a lone STOP, or "0." at the start of a CSV, is not a pickle of anything
                 return ops > 1 and (names or data[:1] in _PICKLE_STARTS)
-    except (ValueError, EOFError, struct.error, UnicodeDecodeError, KeyError, IndexError):
+    except (ValueError, EOFError, struct.error, KeyError, IndexError, Warning):
         return names
     return names
 

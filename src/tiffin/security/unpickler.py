@@ -234,7 +234,7 @@ def scan(data: bytes) -> list[tuple[str, str]]:
                 stack.extend([_ANY] * len(after))
     except UnsafeArtifactError:
         raise
-    except (ValueError, EOFError, UnicodeDecodeError, KeyError, IndexError, TypeError) as exc:
+    except (ValueError, EOFError, KeyError, IndexError, TypeError, Warning) as exc:
         raise _malformed(str(exc)) from None
     return found
 
