@@ -11,15 +11,10 @@ them, so a broken tail does not make the head harmless.
 from __future__ import annotations
 
 import ast
-import bz2
-import gzip
 import io
-import lzma
 import pickletools
 import struct
-import tarfile
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -118,6 +113,8 @@ def _is_tar(data: bytes) -> bool:
 
 
 def _tar(source: Path | bytes, depth: int) -> Verdict:
+    import tarfile
+
     fileobj: IO[bytes] = open(source, "rb") if isinstance(source, Path) else io.BytesIO(source)  # noqa: SIM115
     try:
         with fileobj, tarfile.open(fileobj=fileobj, mode="r:") as tar:
@@ -137,6 +134,11 @@ def _tar(source: Path | bytes, depth: int) -> Verdict:
 
 
 def _decompress(data: bytes) -> tuple[str, bytes] | None:
+    import bz2
+    import gzip
+    import lzma
+    import zlib
+
     try:
         if data[:2] == b"\x1f\x8b":
             return "gzip", gzip.GzipFile(fileobj=io.BytesIO(data)).read(_SCAN_BYTES)
