@@ -15,7 +15,7 @@ from ..errors import UsageError
 @click.option("--repository", type=click.Path(file_okay=False), help="Serve every package in this folder (versions side by side).")  # fmt: skip
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: a free one).")  # fmt: skip
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Worker processes sharing the port (SO_REUSEPORT).")  # fmt: skip
+@click.option("--workers", default="auto", show_default=True, help="Worker processes sharing the port (SO_REUSEPORT); auto: one per CPU.")  # fmt: skip
 @click.option("--threads", type=click.IntRange(1), help="Predict threads per worker [default: CPU count].")  # fmt: skip
 @click.option("--no-batching", is_flag=True, help="Run every request on its own.")
 @click.option("--max-batch-size", type=click.IntRange(1), help="Rows per merged predict call [default: the package's, else 64].")  # fmt: skip
@@ -27,7 +27,7 @@ from ..errors import UsageError
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle-flavor packages (allow-listed types only).")  # fmt: skip
 @click.option("--log-level", default="warning", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))  # fmt: skip
 def serve(
-    packages: tuple[str, ...], repository: str | None, host: str, port: int, workers: int,
+    packages: tuple[str, ...], repository: str | None, host: str, port: int, workers: str,
     threads: int | None, no_batching: bool, max_batch_size: int | None, max_latency_ms: float | None,
     timeout: float, max_body: int, queue_size: int, token: str | None, allow_pickle: bool, log_level: str,
 ) -> None:  # fmt: skip
@@ -56,7 +56,19 @@ def serve(
         click.echo(f"tiffin serve: http://{shown}:{bound} (V2: /v2/models/<name>/infer)", err=True)
 
     code = run(
-        list(packages), repository=repository, host=host, port=port, workers=workers,
+        list(packages), repository=repository, host=host, port=port, workers=_workers(workers),
         config=config, allow_pickle=allow_pickle, log_level=log_level, announce=announce,
     )  # fmt: skip
     sys.exit(code)
+
+
+def _workers(value: str) -> int:
+    if value == "auto":
+        return (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"--workers {value!r} is not a positive number or 'auto'")
+    return int(value)

@@ -12,10 +12,16 @@
 
 Requests that name no served model count under ``model=""``. Labelled children are
 looked up once per model and cached: the registry's own lookup takes a lock per call.
+
+With several worker processes the supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` before
+any worker starts; every worker then writes its values to files there, and whichever
+worker answers a scrape sums them all (prometheus-client's multiprocess mode), so
+``/metrics`` shows the whole server, not one worker.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -25,6 +31,7 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
@@ -57,13 +64,20 @@ class Metrics:
             buckets=LATENCY_BUCKETS, registry=reg,
         )  # fmt: skip
         self.queue_depth = Gauge(
-            "tiffin_queue_depth", "Requests admitted and not yet answered", labels, registry=reg
-        )
+            "tiffin_queue_depth", "Requests admitted and not yet answered", labels,
+            registry=reg, multiprocess_mode="livesum",
+        )  # fmt: skip
 
     def for_model(self, name: str, version: str) -> ModelMetrics:
         return ModelMetrics(self, name, version)
 
     def render(self) -> bytes:
+        if os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return generate_latest(merged)
         return generate_latest(self.registry)
 
 
@@ -73,10 +87,11 @@ class ModelMetrics:
     def __init__(self, metrics: Metrics, name: str, version: str) -> None:
         self._m = metrics
         self.labels = (name, version)
-        self.queue_depth = metrics.queue_depth.labels(name, version)
-        self._batch_requests = metrics.batch_requests.labels(name, version)
-        self._batch_rows = metrics.batch_rows.labels(name, version)
-        self._predict = metrics.predict_seconds.labels(name, version)
+        if name:  # requests for no served model only count, they never queue or batch
+            self.queue_depth = metrics.queue_depth.labels(name, version)
+            self._batch_requests = metrics.batch_requests.labels(name, version)
+            self._batch_rows = metrics.batch_rows.labels(name, version)
+            self._predict = metrics.predict_seconds.labels(name, version)
         self._requests: dict[tuple[str, int], Any] = {}
         self._errors: dict[int, Any] = {}
         self._latency: dict[str, Any] = {}
