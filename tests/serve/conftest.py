@@ -101,9 +101,11 @@ class Served:
 
 
 def start(args: list[str]) -> Served:
+    """A real ``tiffin serve`` process (one worker unless ``args`` say otherwise), ready."""
     port = free_port()
+    workers = [] if "--workers" in args else ["--workers", "1"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tiffin.cli", "serve", *args, "--port", str(port)],
+        [sys.executable, "-m", "tiffin.cli", "serve", *args, *workers, "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60

@@ -9,6 +9,7 @@ in binary form. Responses mirror this: outputs go binary when the request asks f
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,9 @@ DTYPES: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype(np.float64),
     "BYTES": np.dtype(object),
 }
+
+
+_WANTED = {"b": "booleans", "f": "numbers", "i": "integers", "u": "integers"}
 
 
 class BadRequest(Exception):
@@ -81,6 +85,8 @@ def _flatten(data: Any) -> list[Any]:
 
 
 def _decode_bytes_elements(raw: bytes, count: int, name: str) -> np.ndarray:
+    if count * 4 > len(raw):  # checked before allocating: the shape is the client's word
+        raise BadRequest(f"input {name!r}: {len(raw)} bytes cannot hold {count} BYTES elements")
     out = np.empty(count, dtype=object)
     offset = 0
     for i in range(count):
@@ -98,7 +104,7 @@ def _decode_bytes_elements(raw: bytes, count: int, name: str) -> np.ndarray:
 
 
 def _json_tensor(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
     flat = _flatten(data)
     if len(flat) != count:
         raise BadRequest(
@@ -118,7 +124,7 @@ def _json_tensor(name: str, datatype: str, shape: tuple[int, ...], data: Any) ->
     for v in flat:
         if type(v) not in kinds or (dtype.kind != "b" and isinstance(v, bool)):
             raise BadRequest(
-                f"input {name!r}: {datatype} needs {'booleans' if dtype.kind == 'b' else 'numbers'}, got {v!r:.40}"
+                f"input {name!r}: {datatype} needs {_WANTED[dtype.kind]}, got {v!r:.40}"
             )
     try:
         with np.errstate(over="raise"):
@@ -166,7 +172,7 @@ def decode_request(
                 raise BadRequest(f"input {name!r}: binary_data_size runs past the body")
             raw = binary[offset : offset + size]
             offset += size
-            count = int(np.prod(shape)) if shape else 1
+            count = math.prod(shape)
             if datatype == "BYTES":
                 arrays[name] = _decode_bytes_elements(raw, count, name).reshape(shape)
             else:

@@ -1,0 +1,177 @@
+"""The V2 tensor codec: JSON (nested and flat), every datatype, the binary extension."""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from tiffin.serve import codec
+
+
+def _request(*inputs: dict[str, Any], **extra: Any) -> bytes:
+    return json.dumps({"inputs": list(inputs), **extra}).encode()
+
+
+@pytest.mark.parametrize(
+    ("datatype", "values", "dtype"),
+    [
+        ("BOOL", [True, False], np.bool_),
+        ("UINT8", [0, 255], np.uint8),
+        ("UINT16", [0, 65535], np.uint16),
+        ("UINT32", [0, 2**32 - 1], np.uint32),
+        ("UINT64", [0, 2**64 - 1], np.uint64),
+        ("INT8", [-128, 127], np.int8),
+        ("INT16", [-(2**15), 2**15 - 1], np.int16),
+        ("INT32", [-(2**31), 2**31 - 1], np.int32),
+        ("INT64", [-(2**63), 2**63 - 1], np.int64),
+        ("FP16", [0.5, -2.0], np.float16),
+        ("FP32", [1.5, 3], np.float32),
+        ("FP64", [1e300, -0.25], np.float64),
+    ],
+)
+def test_every_numeric_datatype_in_json_and_binary(datatype: str, values: list[Any], dtype: Any) -> None:  # fmt: skip
+    arrays, _ = codec.decode_request(
+        _request({"name": "x", "datatype": datatype, "shape": [2], "data": values}), None
+    )
+    assert arrays["x"].dtype == dtype and arrays["x"].tolist() == values
+    raw = np.array(values, dtype=dtype).astype(np.dtype(dtype).newbyteorder("<")).tobytes()
+    head = _request(
+        {"name": "x", "datatype": datatype, "shape": [2], "parameters": {"binary_data_size": len(raw)}}
+    )  # fmt: skip
+    arrays, _ = codec.decode_request(head + raw, len(head))
+    assert arrays["x"].dtype == dtype and arrays["x"].tolist() == values
+    for binary in (False, True):
+        params = {"binary_data_output": binary}
+        body, json_len = codec.encode_response({"y": arrays["x"]}, {"parameters": params}, "m", "1")
+        head = orjson.loads(body[:json_len] if json_len else body)
+        out = head["outputs"][0]
+        assert out["datatype"] == datatype and out["shape"] == [2]
+        if binary:
+            assert json_len is not None and out["parameters"]["binary_data_size"] == len(raw)
+            assert body[json_len:] == raw
+        else:
+            assert json_len is None and out["data"] == values
+
+
+def test_nested_and_flat_data_are_the_same_tensor() -> None:
+    flat = {"name": "x", "datatype": "FP32", "shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}
+    nested = {**flat, "data": [[1, 2, 3], [4, 5, 6]]}
+    a, _ = codec.decode_request(_request(flat), None)
+    b, _ = codec.decode_request(_request(nested), None)
+    np.testing.assert_array_equal(a["x"], b["x"])
+    assert a["x"].shape == (2, 3)
+    scalar, _ = codec.decode_request(
+        _request({"name": "x", "datatype": "INT64", "shape": [], "data": 7}), None
+    )
+    assert scalar["x"].shape == () and scalar["x"].item() == 7
+    empty, _ = codec.decode_request(
+        _request({"name": "x", "datatype": "FP64", "shape": [0, 3], "data": []}), None
+    )
+    assert empty["x"].shape == (0, 3)
+
+
+def test_bytes_tensors_both_ways() -> None:
+    arrays, _ = codec.decode_request(
+        _request({"name": "s", "datatype": "BYTES", "shape": [2], "data": ["a", "wörld"]}), None
+    )
+    assert arrays["s"].dtype == object and arrays["s"].tolist() == ["a", "wörld"]
+    items = [b"", b"\x00\xff", "é".encode()]
+    raw = b"".join(struct.pack("<I", len(b)) + b for b in items)
+    head = _request(
+        {"name": "s", "datatype": "BYTES", "shape": [3], "parameters": {"binary_data_size": len(raw)}}
+    )  # fmt: skip
+    arrays, _ = codec.decode_request(head + raw, len(head))
+    assert arrays["s"].tolist() == items
+    out = np.array(["A", b"B", 3], dtype=object)
+    body, json_len = codec.encode_response(
+        {"o": out}, {"outputs": [{"name": "o", "parameters": {"binary_data": True}}]}, "m", "1"
+    )
+    assert json_len is not None
+    assert body[json_len:] == b"".join(struct.pack("<I", 1) + c for c in (b"A", b"B", b"3"))
+    body, _ = codec.encode_response({"o": out}, {}, "m", "1")
+    assert orjson.loads(body)["outputs"][0]["data"] == ["A", "B", "3"]
+
+
+def test_requested_outputs_and_mixed_binary() -> None:
+    outputs = {"a": np.arange(3, dtype=np.int64), "b": np.ones(2, np.float32)}
+    request = {
+        "id": "r1",
+        "outputs": [{"name": "b", "parameters": {"binary_data": True}}, {"name": "a"}],
+    }
+    body, json_len = codec.encode_response(outputs, request, "m", "2")
+    assert json_len is not None
+    head = orjson.loads(body[:json_len])
+    assert head["id"] == "r1" and head["model_name"] == "m" and head["model_version"] == "2"
+    assert [o["name"] for o in head["outputs"]] == ["b", "a"]
+    assert head["outputs"][1]["data"] == [0, 1, 2]
+    assert body[json_len:] == np.ones(2, np.float32).tobytes()
+    with pytest.raises(codec.BadRequest, match="unknown output 'c'"):
+        codec.encode_response(outputs, {"outputs": [{"name": "c"}]}, "m", "2")
+
+
+def test_non_finite_outputs_are_null_in_json() -> None:
+    body, _ = codec.encode_response({"y": np.array([1.0, np.nan, np.inf])}, {}, "m", "1")
+    assert orjson.loads(body)["outputs"][0]["data"] == [1.0, None, None]
+
+
+@pytest.mark.parametrize(
+    ("tensor", "message"),
+    [
+        ({"name": "x", "datatype": "FP16", "shape": [1], "data": [1e6]}, "does not fit FP16"),
+        ({"name": "x", "datatype": "UINT8", "shape": [1], "data": [-1]}, "does not fit UINT8"),
+        ({"name": "x", "datatype": "INT32", "shape": [1], "data": [1.5]}, "needs integers"),
+        ({"name": "x", "datatype": "BOOL", "shape": [1], "data": [1]}, "needs booleans"),
+        ({"name": "x", "datatype": "FP32", "shape": [1], "data": ["1"]}, "needs numbers"),
+        ({"name": "x", "datatype": "BYTES", "shape": [1], "data": [1]}, "must be strings"),
+        ({"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [1, 2, 3]}, "needs 4 values"),
+        ({"name": "x", "datatype": "FP32", "shape": [-1], "data": [1]}, "non-negative"),
+        ({"name": "x", "datatype": "FP32", "shape": [10**12, 10**12], "data": [1]}, "needs 1"),
+        ({"name": "x", "datatype": "FP8", "shape": [1], "data": [1]}, "unknown datatype"),
+        ({"name": "x", "datatype": "FP32", "shape": [1]}, "neither 'data' nor"),
+        ({"datatype": "FP32", "shape": [1], "data": [1]}, "string 'name'"),
+    ],
+)
+def test_bad_tensors(tensor: dict[str, Any], message: str) -> None:
+    with pytest.raises(codec.BadRequest, match=message):
+        codec.decode_request(_request(tensor), None)
+
+
+def test_bad_binary_framing() -> None:
+    tensor = {"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}
+    head = _request(tensor)
+    with pytest.raises(codec.BadRequest, match="runs past the body"):
+        codec.decode_request(head + b"\x00" * 4, len(head))
+    with pytest.raises(codec.BadRequest, match="not claimed"):
+        codec.decode_request(head + b"\x00" * 12, len(head))
+    with pytest.raises(codec.BadRequest, match="larger than the body"):
+        codec.decode_request(head, len(head) + 1)
+    wrong = _request({**tensor, "parameters": {"binary_data_size": 4}})
+    with pytest.raises(codec.BadRequest, match="do not make shape"):
+        codec.decode_request(wrong + b"\x00" * 4, len(wrong))
+    # A BYTES shape far larger than its data is refused before anything is allocated.
+    huge = _request({"name": "s", "datatype": "BYTES", "shape": [10**12], "parameters": {"binary_data_size": 4}})  # fmt: skip
+    with pytest.raises(codec.BadRequest, match="cannot hold"):
+        codec.decode_request(huge + b"\x00" * 4, len(huge))
+    short = _request({"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6}})  # fmt: skip
+    with pytest.raises(codec.BadRequest, match="runs past the data"):
+        codec.decode_request(short + struct.pack("<I", 9) + b"ab", len(short))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"{", b"[]", b'{"inputs": []}', b'{"inputs": {}}', b"[" * 150_000 + b"]" * 150_000],
+)
+def test_malformed_documents(body: bytes) -> None:
+    with pytest.raises(codec.BadRequest):
+        codec.decode_request(body, None)
+
+
+def test_repeated_input_names() -> None:
+    x = {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}
+    with pytest.raises(codec.BadRequest, match="given twice"):
+        codec.decode_request(_request(x, x), None)
