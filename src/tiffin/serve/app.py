@@ -151,7 +151,7 @@ class Server:
             assert best is not None
             self.latest[name] = self.models[(name, best.version)]
         self.ready = True
-        self.openapi = openapi_document(repository)
+        self.openapi = openapi_document(repository, auth=bool(config.token))
 
     def model(self, name: str, version: str | None) -> Model:
         # Names are dictionary keys: "../x" or "%2e%2e" is a key that is not there, and no

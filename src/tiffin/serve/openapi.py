@@ -1,20 +1,57 @@
-"""An OpenAPI 3.1 document for the served models, generated from their signatures."""
+"""An OpenAPI 3.1 document for the served models, generated from their signatures.
+
+Each model version gets its metadata, ready and infer paths, with a request schema
+whose inputs are the signature's (name, V2 datatype, rank, JSON item type) and a
+response schema naming its outputs; ``/invocations`` appears when one model is served.
+Served at ``GET /v2/openapi.json`` (and ``/openapi.json``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .._version import __version__
+from ..load import Predictor
 from ..signature import TensorSpec
 
+_ERROR = {
+    "description": "error",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}},
+            }
+        }
+    },
+}
+_INFER_ERRORS = {
+    "400": "malformed request, or inputs that break the signature",
+    "401": "missing or wrong bearer token",
+    "404": "no such model or version",
+    "413": "body over the limit",
+    "415": "unsupported Content-Type or Content-Encoding",
+    "503": "overloaded or shutting down (see Retry-After)",
+    "504": "no answer within the timeout",
+}
 
-def _tensor_schema(spec: TensorSpec) -> dict[str, Any]:
-    item = {"type": "string"} if spec.v2_datatype == "BYTES" else (
-        {"type": "boolean"} if spec.dtype == "bool" else {"type": "number" if spec.dtype.startswith("float") else "integer"}
-    )  # fmt: skip
+
+def _item(spec: TensorSpec) -> dict[str, Any]:
+    if spec.v2_datatype == "BYTES":
+        return {"type": "string"}
+    if spec.v2_datatype == "BOOL":
+        return {"type": "boolean"}
+    return {"type": "number" if spec.v2_datatype.startswith("FP") else "integer"}
+
+
+def _tensor(spec: TensorSpec) -> dict[str, Any]:
+    """One input tensor of the request: data nested or flat, or binary (binary_data_size)."""
+    item = _item(spec)
     return {
         "type": "object",
-        "required": ["name", "shape", "datatype", "data"],
+        "required": ["name", "shape", "datatype"],
         "properties": {
             "name": {"const": spec.name},
             "shape": {
@@ -22,85 +59,159 @@ def _tensor_schema(spec: TensorSpec) -> dict[str, Any]:
                 "items": {"type": "integer", "minimum": 0},
                 "minItems": len(spec.shape),
                 "maxItems": len(spec.shape),
+                "description": f"signature shape {list(spec.shape)} (-1: any size)",
             },
             "datatype": {"const": spec.v2_datatype},
-            "data": {"type": "array", "items": {"anyOf": [item, {"type": "array"}]}},
-            "parameters": {"type": "object"},
+            "data": {
+                "description": "row-major values, flat or nested",
+                "anyOf": [item, {"type": "array", "items": {"anyOf": [item, {"type": "array"}]}}],
+            },
+            "parameters": {
+                "type": "object",
+                "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
+            },
         },
     }
 
 
-def openapi_document(repository: Any) -> dict[str, Any]:
-    error = {
-        "application/json": {
-            "schema": {"type": "object", "properties": {"error": {"type": "string"}}}
-        }
-    }
-    paths: dict[str, Any] = {
-        "/v2/health/live": {"get": {"responses": {"200": {"description": "live"}}}},
-        "/v2/health/ready": {
-            "get": {
-                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}
-            }
-        },
-        "/v2": {"get": {"responses": {"200": {"description": "server metadata"}}}},
-    }
-    for predictor in repository:
-        sig = predictor.signature
-        request = {
-            "type": "object",
-            "required": ["inputs"],
-            "properties": {
-                "id": {"type": "string"},
-                "inputs": {
-                    "type": "array",
-                    "items": {"oneOf": [_tensor_schema(s) for s in sig.inputs]},
-                },
-                "outputs": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "name": {"enum": [s.name for s in sig.outputs] or ["output"]}
+def request_schema(predictor: Predictor) -> dict[str, Any]:
+    """JSON Schema of a V2 infer request for ``predictor``."""
+    sig = predictor.signature
+    names = [s.name for s in sig.outputs]
+    return {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "inputs": {
+                "type": "array",
+                "minItems": len(sig.inputs),
+                "maxItems": len(sig.inputs),
+                "items": {"oneOf": [_tensor(s) for s in sig.inputs]},
+            },
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"enum": names} if names else {"type": "string"},
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"binary_data": {"type": "boolean"}},
                         },
                     },
                 },
-                "parameters": {"type": "object"},
+            },
+            "parameters": {
+                "type": "object",
+                "properties": {"binary_data_output": {"type": "boolean"}},
+            },
+        },
+    }
+
+
+def _response_schema(predictor: Predictor) -> dict[str, Any]:
+    outputs = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": s.name},
+                "datatype": {"const": s.v2_datatype},
+                "shape": {"type": "array", "items": {"type": "integer"}},
+                "data": {"type": "array"},
             },
         }
-        for base in (
-            f"/v2/models/{predictor.name}",
-            f"/v2/models/{predictor.name}/versions/{predictor.version}",
-        ):
-            paths[base] = {
-                "get": {
-                    "summary": f"metadata of {predictor.name}",
-                    "responses": {
-                        "200": {"description": "model metadata"},
-                        "404": {"description": "unknown", "content": error},
-                    },
-                }
-            }
-            paths[base + "/infer"] = {
+        for s in predictor.signature.outputs
+    ]
+    return {
+        "type": "object",
+        "required": ["model_name", "outputs"],
+        "properties": {
+            "model_name": {"const": predictor.name},
+            "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "outputs": {"type": "array", "items": {"oneOf": outputs} if outputs else {}},
+        },
+    }
+
+
+def _simple(summary: str, *codes: str, secured: bool = False) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": {"description": "ok"}}
+    for code in codes:
+        responses[code] = {**_ERROR, "description": _INFER_ERRORS.get(code, "error")}
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if not secured:
+        op["security"] = []
+    return op
+
+
+def openapi_document(models: Iterable[Predictor], *, auth: bool = False) -> dict[str, Any]:
+    """The whole document; ``auth`` adds the bearer scheme to the protected paths."""
+    models = list(models)
+    paths: dict[str, Any] = {
+        "/v2/health/live": {"get": _simple("liveness")},
+        "/v2/health/ready": {"get": _simple("readiness (503 while shutting down)", "503")},
+        "/v2": {"get": _simple("server metadata")},
+        "/metrics": {"get": _simple("Prometheus metrics")},
+    }
+    for p in models:
+        for base in (f"/v2/models/{p.name}", f"/v2/models/{p.name}/versions/{p.version}"):
+            paths[base] = {"get": _simple(f"metadata of {p.name}", "401", "404", secured=True)}
+            paths[f"{base}/ready"] = {"get": _simple(f"{p.name} ready", "404", "503")}
+            paths[f"{base}/infer"] = {
                 "post": {
-                    "summary": f"run {predictor.name} {predictor.version}",
+                    "summary": f"run {p.name} {p.version} ({p.flavor})",
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": request}},
+                        "content": {
+                            "application/json": {"schema": request_schema(p)},
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"},
+                                "description": "binary tensor extension: a JSON header of "
+                                "Inference-Header-Content-Length bytes, then tensor data",
+                            },
+                        },
                     },
                     "responses": {
-                        "200": {"description": "outputs"},
-                        "400": {"description": "bad request", "content": error},
-                        "404": {"description": "unknown model", "content": error},
-                        "413": {"description": "body too large", "content": error},
-                        "415": {"description": "unsupported content type", "content": error},
-                        "503": {"description": "overloaded", "content": error},
-                        "504": {"description": "timed out", "content": error},
+                        "200": {
+                            "description": "outputs",
+                            "content": {"application/json": {"schema": _response_schema(p)}},
+                        },
+                        **{c: {**_ERROR, "description": d} for c, d in _INFER_ERRORS.items()},
                     },
                 }
             }
-    return {
+    if len({p.name for p in models}) == 1:
+        paths["/invocations"] = {
+            "post": {
+                **_simple("MLflow scoring protocol", *_INFER_ERRORS, secured=True),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "minProperties": 1,
+                                "maxProperties": 1,
+                                "properties": {
+                                    "dataframe_split": {"type": "object"},
+                                    "dataframe_records": {"type": "array"},
+                                    "instances": {},
+                                    "inputs": {},
+                                },
+                            }
+                        }
+                    },
+                },
+            }
+        }
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "tiffin model server", "version": __version__},
         "paths": paths,
     }
+    if auth:
+        doc["components"] = {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
+        doc["security"] = [{"bearer": []}]
+    return doc

@@ -1,0 +1,89 @@
+"""Worker processes on one port: spread, summed metrics, restarts, clean stops, bad starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.serve.conftest import free_port, start, stop
+
+BODY = json.dumps(
+    {
+        "inputs": [
+            {"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}
+        ]
+    }
+)
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_two_workers_share_the_port_and_the_metrics(packages: dict[str, Path]) -> None:
+    served = start([str(packages["iris"]), "--workers", "2"])
+    try:
+        workers = children(served.proc.pid)
+        assert len(workers) == 2
+        for _ in range(40):  # a new connection each time, so the kernel spreads them
+            with httpx.Client(base_url=served.url, timeout=30) as c:
+                assert c.post("/v2/models/iris/infer", content=BODY).status_code == 200
+        with served.client() as c:
+            text = c.get("/metrics").text
+        line = 'tiffin_requests_total{code="200",endpoint="infer",model="iris",version="1"}'
+        assert f"{line} 40.0" in text  # whichever worker answered, it counts both
+        os.kill(workers[0], signal.SIGKILL)  # a crashed worker is replaced
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = children(served.proc.pid)
+            if len(now) == 2 and workers[0] not in now:
+                break
+            time.sleep(0.2)
+        assert len(children(served.proc.pid)) == 2
+        for _ in range(10):
+            with httpx.Client(base_url=served.url, timeout=30) as c:
+                assert c.post("/v2/models/iris/infer", content=BODY).status_code == 200
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(30) == 0
+    finally:
+        stop(served)
+
+
+def serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "serve", *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_a_package_that_fails_to_load_stops_every_worker(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "tiffin.json").write_text("{}")
+    result = serve(str(broken), "--workers", "2", "--port", str(free_port()))
+    assert result.returncode != 0
+    assert "tiffin.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_taken_port_is_a_clear_error(packages: dict[str, Path]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = serve(str(packages["iris"]), "--port", str(port), "--workers", "1")
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_usage_errors() -> None:
+    assert "give package folders" in serve().stderr
+    assert "--workers 'many'" in serve("x", "--workers", "many").stderr
