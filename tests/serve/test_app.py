@@ -150,3 +150,24 @@ def test_repository_and_dataframe_columns(packages: dict[str, Path]) -> None:
             assert r.status_code == 400 and "age" in r.json()["error"]
     finally:
         stop(served)
+
+
+def test_invocations_on_a_dataframe_model(packages: dict[str, Path]) -> None:
+    served = start([str(packages["table"])])
+    try:
+        with served.client() as c:
+            for body in (
+                {"dataframe_split": {"columns": ["city", "age"], "data": [["paris", 20.0], ["nice", 40.0]]}},
+                {"dataframe_records": [{"city": "paris", "age": 20.0}, {"city": "nice", "age": 40.0}]},
+            ):  # fmt: skip
+                r = c.post("/invocations", json=body)
+                assert r.status_code == 200, r.text
+                assert len(r.json()["predictions"]) == 2
+            r = c.post("/invocations", json={"dataframe_records": [{"city": 3, "age": 20.0}]})
+            assert r.status_code == 400 and "city" in r.json()["error"]
+            r = c.post(
+                "/invocations", content=b"city,age\nparis,20", headers={"Content-Type": "text/csv"}
+            )
+            assert r.status_code == 415
+    finally:
+        stop(served)

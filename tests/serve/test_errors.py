@@ -265,3 +265,23 @@ def test_retry_after_on_overload(strict_server: Served) -> None:
     busy = [r for r in responses if r.status_code == 503]
     assert busy and all(r.headers.get("Retry-After") == "1" for r in busy)
     time.sleep(2.5)
+
+
+def test_token_guards_models_but_not_probes(strict_server: Served) -> None:
+    with strict_server.client() as c:
+        assert c.get("/v2/health/ready").json() == {"ready": True}
+        assert c.get("/v2/models/multi/ready").status_code == 200
+        assert c.get("/metrics").status_code == 200
+        assert c.get("/v2").status_code == 200
+        assert c.get("/v2/openapi.json").status_code == 401
+        assert c.post("/invocations", json={"inputs": [1]}).status_code == 401
+        auth = {"Authorization": "Bearer s3cret"}
+        assert c.get("/v2/openapi.json", headers=auth).json()["security"] == [{"bearer": []}]
+
+
+def test_unknown_endpoints_and_methods_answer_json(server: Served) -> None:
+    with server.client() as c:
+        for r in (c.get("/v2/models/iris/infer"), c.get("/nope"), c.delete("/v2/models/iris")):
+            assert r.status_code in (404, 405) and "error" in r.json()
+        r = c.post("/v2/models/iris/versions/1/infer/extra", content=json.dumps(GOOD))
+        assert r.status_code in (404, 405) and "error" in r.json()
