@@ -1,27 +1,35 @@
 """Serving throughput and latency: tiffin against MLflow and against the model itself.
 
-A bounded load generator (wrk, from Debian; an asyncio client when wrk is missing)
-sends one-row requests from 1, 8 and 64 concurrent connections, for a 20-feature
-scikit-learn pipeline and a PyTorch MLP. Side by side, in the same run:
+A bounded load generator (wrk when it is installed, else the asyncio HTTP/1.1 client
+below) keeps 1, 8 and 64 connections busy with one-row requests, for a 20-feature
+scikit-learn pipeline and two PyTorch MLPs: a small one (20-256-256-2, 72k weights) and a
+wide one (20-1024-1024-1024-2, 2.1M weights). Side by side, in the same run:
 
-- ceiling: the model's own predict on one row, in-process, one thread;
-- tiffin serve, adaptive batching on (1 and 2 worker processes);
-- tiffin serve --no-batching;
-- mlflow models serve --env-manager local, on the same model (side venv; skipped if
-  MLflow cannot be installed).
+- in-process predict on one row, one compute thread (as in a worker): the ceiling;
+- ``tiffin serve`` as shipped (adaptive batching, one worker per CPU);
+- ``tiffin serve --no-batching`` (same workers): what batching buys;
+- ``tiffin serve --workers 1``: one process, predict on threads: what workers buy;
+- ``mlflow models serve --env-manager local`` on the same scikit-learn model, with its
+  default single worker and with ``--workers`` one per CPU, from a side venv
+  (``mlflow==3.*``); skipped cleanly when MLflow cannot be installed.
 
-Prints a table (requests/s, p50, p99, errors, server RSS) and writes
-bench-results/serve.json.
+Every server runs ``TIFFIN_BENCH_ROUNDS`` times (default 3), interleaved, so a noisy
+neighbour hurts every row alike; the table shows medians. Prints the table and the
+targets, writes bench-results/serve.json.
+
+    TIFFIN_BENCH_SECONDS=5 TIFFIN_BENCH_ROUNDS=3 python benchmarks/serve.py
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,8 +43,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import side_venv, table, write_json
 
-DURATION = int(os.environ.get("TIFFIN_BENCH_SECONDS", "5"))
+DURATION = float(os.environ.get("TIFFIN_BENCH_SECONDS", "5"))
+ROUNDS = int(os.environ.get("TIFFIN_BENCH_ROUNDS", "3"))
 CONCURRENCY = (1, 8, 64)
+CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 MLP_SRC = textwrap.dedent(
     """
@@ -44,13 +54,12 @@ MLP_SRC = textwrap.dedent(
 
 
     class MLP(nn.Module):
-        def __init__(self, n_in=20, hidden=256, n_out=2):
+        def __init__(self, n_in=20, hidden=256, depth=2, n_out=2):
             super().__init__()
-            self.n_in, self.hidden, self.n_out = n_in, hidden, n_out
-            self.net = nn.Sequential(
-                nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                nn.Linear(hidden, n_out),
-            )
+            layers = [nn.Linear(n_in, hidden), nn.ReLU()]
+            for _ in range(depth - 1):
+                layers += [nn.Linear(hidden, hidden), nn.ReLU()]
+            self.net = nn.Sequential(*layers, nn.Linear(hidden, n_out))
 
         def forward(self, x):
             return self.net(x)
@@ -58,52 +67,13 @@ MLP_SRC = textwrap.dedent(
 )
 
 
+# -- load generators ---------------------------------------------------------------
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"{url} never became ready")
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (worker processes), in MB."""
-    total = 0
-    pids = [pid]
-    try:
-        children = subprocess.run(
-            ["pgrep", "-P", str(pid)], capture_output=True, text=True
-        ).stdout.split()
-        pids += [int(c) for c in children]
-    except OSError:
-        pass
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
-
-
-def _ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def wrk(url: str, body: bytes, connections: int) -> dict[str, float]:
@@ -117,10 +87,9 @@ def wrk(url: str, body: bytes, connections: int) -> dict[str, float]:
         "end\n"
     )
     threads = min(connections, 2)
-    out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{DURATION}s", "--timeout", "10s", "-s", str(script), url],
-        capture_output=True, text=True,
-    ).stdout  # fmt: skip
+    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{DURATION:g}s",
+            "--timeout", "10s", "-s", str(script), url]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True).stdout
     script.unlink()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = float(re.search(r"P50 (\d+)", out).group(1)) / 1000  # type: ignore[union-attr]
@@ -135,52 +104,148 @@ def wrk(url: str, body: bytes, connections: int) -> dict[str, float]:
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors}
 
 
-def run_server(
-    argv: list[str], ready_url: str, url: str, body: bytes, env: dict[str, str] | None = None
-) -> list[dict[str, Any]]:
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
-    )
+async def _client(host: str, port: int, request: bytes, until: float, lat: list[float]) -> int:
+    """One keep-alive connection sending ``request`` until ``until``; returns errors."""
+    errors = 0
+    reader, writer = await asyncio.open_connection(host, port)
     try:
-        wait_ready(ready_url, proc)
-        wrk(url, body, 8)  # warm-up
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            lat.append(time.perf_counter() - started)
+            errors += not head.startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+    return errors
+
+
+async def _drive(url: str, body: bytes, connections: int) -> dict[str, float]:
+    m = re.match(r"http://([^:/]+):(\d+)(/.*)", url)
+    assert m is not None
+    host, port, path = m.group(1), int(m.group(2)), m.group(3)
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    lat: list[float] = []
+    until = time.perf_counter() + DURATION
+    results = await asyncio.gather(
+        *(_client(host, port, request, until, lat) for _ in range(connections)),
+        return_exceptions=True,
+    )
+    errors = sum(r if isinstance(r, int) else 1 for r in results)
+    arr = np.array(lat) * 1000
+    return {
+        "rps": len(lat) / DURATION,
+        "p50_ms": float(np.percentile(arr, 50)) if len(arr) else 0.0,
+        "p99_ms": float(np.percentile(arr, 99)) if len(arr) else 0.0,
+        "errors": errors,
+    }
+
+
+def asyncio_load(url: str, body: bytes, connections: int) -> dict[str, float]:
+    """The fallback when wrk is missing (one Python process: it tops out near 10k req/s)."""
+    return asyncio.run(_drive(url, body, connections))
+
+
+LOAD = wrk if shutil.which("wrk") else asyncio_load
+
+
+# -- servers -------------------------------------------------------------------------
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+            raise RuntimeError(f"server exited with {proc.returncode}: {err}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} never became ready")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants (worker processes), in MB."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+            todo += [int(k) for k in kids]
+        except OSError:
+            continue
+    return total / 1024
+
+
+def run_server(argv: list[str], ready: str, url: str, body: bytes, env: dict[str, str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})}, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_ready(ready, proc)
+        LOAD(url, body, 8)  # warm-up
         rows = []
         for c in CONCURRENCY:
-            result = wrk(url, body, c)
+            result: dict[str, Any] = {"clients": c, **LOAD(url, body, c)}
             result["rss_mb"] = rss_mb(proc.pid)
-            result["clients"] = c
             rows.append(result)
         return rows
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(20)
+            proc.wait(60)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
 
 
-def ceiling(predict: Any, x: np.ndarray) -> dict[str, Any]:
+def ceiling(predict: Any, x: Any) -> list[dict[str, Any]]:
     for _ in range(50):
         predict(x)
     times = []
-    for _ in range(500):
+    for _ in range(1000):
         t = time.perf_counter()
         predict(x)
         times.append(time.perf_counter() - t)
-    p50 = float(np.median(times))
-    return {
-        "clients": 1,
-        "rps": 1 / p50,
-        "p50_ms": p50 * 1000,
-        "p99_ms": float(np.percentile(times, 99)) * 1000,
-        "errors": 0,
-        "rss_mb": 0.0,
-    }
+    ms = np.array(times) * 1000
+    p50 = float(np.median(ms))
+    row = {"clients": 1, "rps": 1000 / p50, "p50_ms": p50, "p99_ms": float(np.percentile(ms, 99)),
+           "errors": 0, "rss_mb": 0.0}  # fmt: skip
+    return [row]
 
 
-def main() -> None:
-    if not shutil.which("wrk"):
-        sys.exit("benchmarks/serve.py needs wrk (apt-get install wrk)")
+def median_rows(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    out = []
+    for cells in zip(*rounds):
+        row: dict[str, Any] = {"clients": cells[0]["clients"]}
+        for key in ("rps", "p50_ms", "p99_ms", "rss_mb"):
+            row[key] = statistics.median(c[key] for c in cells)
+        row["errors"] = sum(c["errors"] for c in cells)
+        row["rounds"] = len(cells)
+        out.append(row)
+    return out
+
+
+# -- the run -------------------------------------------------------------------------
+
+
+def make_models(work: Path) -> dict[str, Any]:
     import torch
     from sklearn.datasets import make_classification
     from sklearn.linear_model import LogisticRegression
@@ -189,7 +254,6 @@ def main() -> None:
 
     import tiffin
 
-    work = Path(tempfile.mkdtemp(prefix="tiffin-serve-bench-"))
     X, y = make_classification(n_samples=1000, n_features=20, random_state=0)
     sk = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
     sk_pkg = tiffin.pack(sk, work / "sk", name="sk", version="1", example=X[:5]).path
@@ -198,63 +262,35 @@ def main() -> None:
     from mlp_model import MLP  # type: ignore[import-not-found]
 
     torch.manual_seed(0)
-    mlp = MLP().eval()
     xf = X.astype(np.float32)
-    mlp_pkg = tiffin.pack(mlp, work / "mlp", name="mlp", version="1", example=xf[:5]).path
+    mlps = {}
+    for key, hidden, depth in (("torch", 256, 2), ("torch-wide", 1024, 3)):
+        net = MLP(hidden=hidden, depth=depth).eval()
+        init = {"options": {"init_kwargs": {"hidden": hidden, "depth": depth}}}
+        pkg = tiffin.pack(net, work / key, name=key, version="1", example=xf[:5], **init).path
+        mlps[key] = (net, pkg)
 
-    results: dict[str, list[dict[str, Any]]] = {}
-    tiffin_cmd = [sys.executable, "-m", "tiffin.cli", "serve"]
-    for model, pkg, dtype, row in (
-        ("sklearn", sk_pkg, "FP64", X[0]),
-        ("torch", mlp_pkg, "FP32", xf[0]),
-    ):
-        body = json.dumps(
-            {
-                "inputs": [
-                    {"name": "input", "shape": [1, 20], "datatype": dtype, "data": row.tolist()}
-                ]
-            }
-        ).encode()
-        if model == "sklearn":
-            results[f"{model}: in-process predict (ceiling)"] = [ceiling(sk.predict, X[:1])]
-        else:
+    def torch_predict(net: Any) -> Any:
+        def predict(x: np.ndarray) -> Any:
             with torch.inference_mode():
-                t1 = torch.from_numpy(xf[:1])
-                results[f"{model}: in-process predict (ceiling)"] = [ceiling(mlp, t1)]
-        configs = [("tiffin, batching", []), ("tiffin, no batching", ["--no-batching"]),
-                   ("tiffin, batching, 2 workers", ["--workers", "2"])]  # fmt: skip
-        for label, extra in configs:
-            port = free_port()
-            base = f"http://127.0.0.1:{port}"
-            results[f"{model}: {label}"] = run_server(
-                [*tiffin_cmd, str(pkg), "--port", str(port), *extra],
-                f"{base}/v2/health/ready", f"{base}/v2/models/{model if model == 'mlp' else pkg.name}/infer", body,
-            )  # fmt: skip
-        if model == "sklearn":
-            mlflow_rows(work, sk, X, results)
+                return net(torch.from_numpy(x)).numpy()
 
-    rows = []
-    for label, runs in results.items():
-        for r in runs:
-            rows.append(
-                [
-                    label,
-                    r["clients"],
-                    f"{r['rps']:.0f}",
-                    f"{r['p50_ms']:.2f}",
-                    f"{r['p99_ms']:.2f}",
-                    r["errors"],
-                    f"{r['rss_mb']:.0f}",
-                ]
-            )
-    print(table(["server", "clients", "req/s", "p50 ms", "p99 ms", "errors", "RSS MB"], rows))
-    path = write_json("serve", {"duration_s": DURATION, "results": results})
-    print(f"\nwrote {path}")
+        return predict
+
+    def body(row: np.ndarray, datatype: str) -> bytes:
+        tensor = {"name": "input", "shape": [1, 20], "datatype": datatype, "data": row.tolist()}
+        return json.dumps({"inputs": [tensor]}).encode()
+
+    return {
+        "sklearn": {"pkg": sk_pkg, "name": "sk", "body": body(X[0], "FP64"), "model": sk,
+                    "predict": sk.predict, "x": X[:1], "X": X},
+        **{key: {"pkg": pkg, "name": key, "body": body(xf[0], "FP32"), "predict": torch_predict(net),
+                 "x": xf[:1]} for key, (net, pkg) in mlps.items()},
+    }  # fmt: skip
 
 
-def mlflow_rows(
-    work: Path, model: Any, X: np.ndarray, results: dict[str, list[dict[str, Any]]]
-) -> None:
+def mlflow_model(work: Path, model: Any) -> tuple[Path, Path] | None:
+    """The model saved by MLflow in its side venv, and that venv's ``mlflow`` command."""
     import pickle
 
     import sklearn
@@ -263,26 +299,143 @@ def mlflow_rows(
         "mlflow", ["mlflow==3.*", f"scikit-learn=={sklearn.__version__}", "torch==2.13.0"]
     )
     if python is None:
-        return
+        return None
     (work / "model.pkl").write_bytes(pickle.dumps(model))
     dest = work / "mlflow-sk"
-    subprocess.run(
-        [
-            str(python),
-            "-c",
-            f"import pickle, mlflow.sklearn; mlflow.sklearn.save_model(pickle.load(open({str(work / 'model.pkl')!r}, 'rb')), {str(dest)!r})",
-        ],
-        check=True,
-        capture_output=True,
+    code = (
+        "import pickle, sys, mlflow.sklearn\n"
+        "mlflow.sklearn.save_model(pickle.load(open(sys.argv[1], 'rb')), sys.argv[2])\n"
     )
-    port = free_port()
-    mlflow = Path(python).parent / "mlflow"
-    body = json.dumps({"inputs": X[:1].tolist()}).encode()
-    results["sklearn: mlflow models serve"] = run_server(
-        [str(mlflow), "models", "serve", "-m", str(dest), "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
-        f"http://127.0.0.1:{port}/ping", f"http://127.0.0.1:{port}/invocations", body,
-        env={"PATH": f"{mlflow.parent}:{os.environ.get('PATH', '')}"},
+    proc = subprocess.run(
+        [str(python), "-c", code, str(work / "model.pkl"), str(dest)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        print(f"[skip] mlflow save_model: {proc.stderr[-400:]}", file=sys.stderr)
+        return None
+    return dest, Path(python).parent / "mlflow"
+
+
+def servers(models: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(model, label, factory) for every server row; factory() -> (argv, ready, url, body, env)."""
+    tiffin_cmd = [sys.executable, "-m", "tiffin.cli", "serve"]
+    rows = []
+    for key, m in models.items():
+        for label, extra in (
+            (f"tiffin, batching, {CPUS} workers (default)", []),
+            (f"tiffin, no batching, {CPUS} workers", ["--no-batching"]),
+            ("tiffin, batching, 1 worker + threads", ["--workers", "1"]),
+        ):
+
+            def factory(m: dict[str, Any] = m, extra: list[str] = extra) -> Any:
+                port = free_port()
+                base = f"http://127.0.0.1:{port}"
+                argv = [*tiffin_cmd, str(m["pkg"]), "--port", str(port), *extra]
+                return argv, f"{base}/v2/health/ready", f"{base}/v2/models/{m['name']}/infer", m["body"], None  # fmt: skip
+
+            rows.append((key, label, factory))
+    return rows
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="tiffin-serve-bench-"))
+    models = make_models(work)
+    results: dict[str, list[dict[str, Any]]] = {}
+    import torch
+
+    torch.set_num_threads(1)  # as each server worker runs it (one compute thread per worker)
+    for key, m in models.items():
+        results[f"{key}: in-process predict, 1 row (ceiling)"] = ceiling(m["predict"], m["x"])
+
+    rows = servers(models)
+    saved = mlflow_model(work, models["sklearn"]["model"])
+    if saved is not None:
+        dest, mlflow_bin = saved
+        sk = models["sklearn"]
+        mlflow_body = json.dumps({"inputs": sk["X"][:1].tolist()}).encode()
+        for label, extra in (("mlflow models serve (1 worker, its default)", []),
+                             (f"mlflow models serve --workers {CPUS}", ["--workers", str(CPUS)])):  # fmt: skip
+
+            def factory(extra: list[str] = extra) -> Any:
+                port = free_port()
+                base = f"http://127.0.0.1:{port}"
+                argv = [str(mlflow_bin), "models", "serve", "-m", str(dest), "--env-manager", "local",
+                        "-p", str(port), "-h", "127.0.0.1", *extra]  # fmt: skip
+                env = {"PATH": f"{mlflow_bin.parent}:{os.environ.get('PATH', '')}"}
+                return argv, f"{base}/ping", f"{base}/invocations", mlflow_body, env
+
+            rows.append(("sklearn", label, factory))
+
+    print(f"load generator: {LOAD.__name__}; {ROUNDS} rounds of {DURATION:g} s per cell; {CPUS} CPUs", file=sys.stderr)  # fmt: skip
+    raw: dict[str, list[list[dict[str, Any]]]] = {}
+    for round_ in range(ROUNDS):
+        for key, label, factory in rows:
+            name = f"{key}: {label}"
+            print(f"[round {round_ + 1}/{ROUNDS}] {name}", file=sys.stderr)
+            raw.setdefault(name, []).append(run_server(*factory()))
+    for name, rounds in raw.items():
+        results[name] = median_rows(rounds)
+
+    keys = list(models)
+    names = list(results)
+    order = sorted(
+        names,
+        key=lambda n: (
+            keys.index(n.split(":")[0]),
+            "ceiling" not in n,
+            "mlflow" in n,
+            names.index(n),
+        ),
+    )
+    lines = []
+    for name in order:
+        for r in results[name]:
+            lines.append([name, r["clients"], f"{r['rps']:.0f}", f"{r['p50_ms']:.2f}",
+                          f"{r['p99_ms']:.2f}", r["errors"], f"{r['rss_mb']:.0f}"])  # fmt: skip
+    print(table(["server", "clients", "req/s", "p50 ms", "p99 ms", "errors", "RSS MB"], lines))
+    targets = check_targets(results)
+    for line in targets["lines"]:
+        print(line)
+    path = write_json(
+        "serve",
+        {"load_generator": LOAD.__name__, "seconds": DURATION, "rounds": ROUNDS, "cpus": CPUS,
+         "results": results, "raw": raw, "targets": targets},
     )  # fmt: skip
+    print(f"\nwrote {path}")
+
+
+def _at(results: dict[str, list[dict[str, Any]]], prefix: str, clients: int) -> dict[str, Any] | None:  # fmt: skip
+    for name, rows in results.items():
+        if name.startswith(prefix):
+            for r in rows:
+                if r["clients"] == clients:
+                    return r
+    return None
+
+
+def check_targets(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    lines, out = [], {}
+    tiffin_sk = _at(results, "sklearn: tiffin, batching, ", 64)
+    mlflow_sk = _at(results, "sklearn: mlflow models serve (1 worker", 64)
+    if tiffin_sk and mlflow_sk:
+        ratio = tiffin_sk["rps"] / mlflow_sk["rps"]
+        lower = tiffin_sk["p99_ms"] < mlflow_sk["p99_ms"]
+        out["sklearn_vs_mlflow_rps"] = ratio
+        out["sklearn_p99_lower"] = lower
+        lines.append(f"target: sklearn at 64 clients, tiffin / MLflow req/s = {ratio:.1f}x (>= 5x: "
+                     f"{'met' if ratio >= 5 else 'MISSED'}); p99 {tiffin_sk['p99_ms']:.1f} vs "
+                     f"{mlflow_sk['p99_ms']:.1f} ms ({'lower' if lower else 'NOT lower'})")  # fmt: skip
+    for key in ("torch", "torch-wide"):
+        batched = _at(results, f"{key}: tiffin, batching, ", 64)
+        single = _at(results, f"{key}: tiffin, no batching", 64)
+        if batched and single:
+            ratio = batched["rps"] / single["rps"]
+            out[f"{key}_batching_vs_none"] = ratio
+            lines.append(f"target: {key} MLP at 64 clients, batching / no batching = {ratio:.1f}x "
+                         f"(>= 2x: {'met' if ratio >= 2 else 'MISSED'})")  # fmt: skip
+    out["lines"] = lines
+    return out
 
 
 if __name__ == "__main__":
