@@ -16,7 +16,7 @@ from ..errors import UsageError
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: a free one).")  # fmt: skip
 @click.option("--workers", default="auto", show_default=True, help="Worker processes sharing the port (SO_REUSEPORT); auto: one per CPU.")  # fmt: skip
-@click.option("--threads", type=click.IntRange(1), help="Predict threads per worker [default: CPU count].")  # fmt: skip
+@click.option("--threads", type=click.IntRange(1), help="Threads running predict calls, per worker [default: max(2, CPUs)].")  # fmt: skip
 @click.option("--no-batching", is_flag=True, help="Run every request on its own.")
 @click.option("--max-batch-size", type=click.IntRange(1), help="Rows per merged predict call [default: the package's, else 64].")  # fmt: skip
 @click.option("--max-latency-ms", type=click.FloatRange(0, min_open=True), help="Latency budget of a queued request; past it, 503 [default: the package's, else --timeout].")  # fmt: skip

@@ -159,6 +159,8 @@ class Server:
         found = self.latest.get(name) if version is None else self.models.get((name, version))
         if found is None:
             what = f"model {name!r}" + (f" version {version!r}" if version else "")
+            if self.config.token:  # model ready is open: do not list names to strangers
+                raise HTTPError(404, f"{what} is not served here")
             served = ", ".join(sorted(self.latest)[:10])
             raise HTTPError(404, f"{what} is not served here (served: {served})")
         return found
