@@ -108,7 +108,7 @@ def test_local_version_label_is_kept(tmp_path: Path) -> None:
         assert torch_pin in lock
         assert "nvidia" not in lock  # no CUDA runtime wheels dragged in
     assert "packaging==24.0" in env["requirements"]  # "+" extends
-    assert env["difference"] == {"added": ["packaging"], "dropped": []}
+    assert env["difference"] == {"added": ["packaging"], "dropped": [], "changed": []}
 
 
 def test_accelerator_from_labels() -> None:
@@ -134,7 +134,67 @@ def test_user_requirements_replace_and_report(
 def test_replacing_keeps_the_runtime_numpy() -> None:
     final, diff = merge_requirements(["numpy==2.4.6", "packaging==26.3"], ["requests==2.32.0"])
     assert final == ["numpy==2.4.6", "requests==2.32.0"]
-    assert diff == {"added": ["requests"], "dropped": ["packaging"]}
+    assert diff == {"added": ["requests"], "dropped": ["packaging"], "changed": []}
+
+
+def test_a_changed_pin_is_part_of_the_difference(capfd: pytest.CaptureFixture[str]) -> None:
+    final, diff = merge_requirements(["numpy==2.4.6", "scipy==1.17.1"], ["+scipy>=1"])
+    assert final == ["numpy==2.4.6", "scipy>=1"]
+    assert diff == {"added": [], "dropped": [], "changed": ["scipy==1.17.1 -> scipy>=1"]}
+    assert "scipy==1.17.1 -> scipy>=1" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "bad", ["numpy=2", "numpy==2.4.6;;", "not a requirement", "numpy==2.4.6 --hash=sha256:00",
+            "./local/folder", "-e .", "pkg==1.0 @@"],
+)  # fmt: skip
+def test_malformed_requirement_strings_are_refused(bad: str) -> None:
+    with pytest.raises(tiffin.UsageError, match="not a requirement string"):
+        merge_requirements(["numpy==2.4.6"], [bad])
+    with pytest.raises(tiffin.UsageError, match="not a requirement string"):
+        merge_requirements(["numpy==2.4.6"], ["+" + bad])
+
+
+def test_capture_off_still_pins_the_runtime_numpy(
+    tmp_path: Path, custom_source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIFFIN_ENV_CAPTURE", "off")
+    pkg = pack_custom(custom_source, tmp_path / "p")  # a custom flavor: no frameworks
+    assert pkg.manifest.environment["requirements"] == ["numpy==" + np.__version__]
+
+
+def test_helper_module_in_code_is_local_and_its_imports_count(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A helper shipped with code= is no unresolved module; what *it* imports is inferred."""
+    (tmp_path / "versionhelp.py").write_text(textwrap.dedent("""
+        import packaging.version
+
+        def major(text):
+            return packaging.version.Version(text).major
+    """))  # fmt: skip
+    src = tmp_path / "uses_helper.py"
+    src.write_text(textwrap.dedent("""
+        import numpy as np
+
+        class M:
+            def load(self, context):
+                pass
+
+            def predict(self, inputs):
+                import versionhelp
+
+                return np.asarray(inputs, dtype=np.float64) * versionhelp.major("2.0")
+    """))  # fmt: skip
+    pkg = tiffin.pack(
+        f"{src}:M", tmp_path / "p", name="m", version="1", example=np.ones((1, 2)),
+        code=[tmp_path / "versionhelp.py"],
+    )  # fmt: skip
+    env = pkg.manifest.environment
+    assert "unresolved" not in env
+    assert "versionhelp" not in capfd.readouterr().err
+    assert names(pkg) == {"numpy", "packaging"}
+    assert env["why"]["packaging"] == ["packaging (imported by versionhelp)"]
 
 
 def test_bad_requirements_refused(tmp_path: Path, custom_source: Path) -> None:

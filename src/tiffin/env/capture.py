@@ -91,9 +91,17 @@ _TRACER = textwrap.dedent(
             return "flavor:" + name
         return name
 
+    def local(top):
+        # A module of the package's own code/ (a helper beside the model) needs no
+        # distribution: it travels with the package.
+        module = sys.modules.get(top)
+        places = [getattr(module, "__file__", None) or ""]
+        places += list(getattr(module, "__path__", None) or ())
+        return any(os.path.join(str(p), "").startswith(code_dirs) for p in places if p)
+
     def note(name, globals_, fresh, fromlist=()):
         top = name.split(".")[0]
-        if top not in sys.modules:
+        if top not in sys.modules or local(top):
             return
         who = importer_of(globals_)
         # Every import by the model's code or the flavor counts, even of a module
@@ -287,7 +295,7 @@ def merge_requirements(
     Entries written ``+name==1.0`` extend the inferred list (replacing an inferred pin of
     the same name); plain entries replace the whole list. The tiffin runtime's own
     requirement (NumPy) is kept in either case. The difference is printed on stderr and
-    returned as ``{"added": [...], "dropped": [...]}``.
+    returned as ``{"added": [...], "dropped": [...], "changed": ["a==1 -> a==2"]}``.
     """
     if given is None:
         return inferred, {}
@@ -307,12 +315,7 @@ def merge_requirements(
             fix="prefix every entry with '+' to extend the inferred list, or none to replace it",
         )
     for req in extend or replace:
-        if not _REQ_NAME.match(req) or req.startswith("-"):
-            raise UsageError(
-                f"requirement {req!r} is not a requirement string",
-                where="requirements=",
-                fix="write a requirement like 'name==1.2.3'",
-            )
+        check_requirement(req)
     if extend:
         names = {requirement_name(r) for r in extend}
         final = sorted([r for r in inferred if requirement_name(r) not in names] + extend)
@@ -325,18 +328,35 @@ def merge_requirements(
             if requirement_name(r) in RUNTIME and requirement_name(r) not in names
         ]
         final = sorted(final)
-    inferred_names = {requirement_name(r) for r in inferred}
-    final_names = {requirement_name(r) for r in final}
+    was = {requirement_name(r): r for r in inferred}
+    now = {requirement_name(r): r for r in final}
     diff = {
-        "added": sorted(final_names - inferred_names),
-        "dropped": sorted(inferred_names - final_names),
-    }
-    if diff["added"] or diff["dropped"]:
+        "added": sorted(now.keys() - was.keys()),
+        "dropped": sorted(was.keys() - now.keys()),
+        # the same distribution, pinned otherwise (or not pinned) by the user
+        "changed": sorted(f"{was[n]} -> {now[n]}" for n in now.keys() & was.keys()
+                          if was[n] != now[n]),
+    }  # fmt: skip
+    if any(diff.values()):
         sys.stderr.write(
             f"tiffin: requirements differ from the inferred ones: added {diff['added'] or '-'}, "
-            f"left out {diff['dropped'] or '-'}\n"
+            f"left out {diff['dropped'] or '-'}, changed {diff['changed'] or '-'}\n"
         )
     return final, diff
+
+
+def check_requirement(req: str) -> None:
+    """Refuse what is not a PEP 508 requirement (``numpy=2``, options, local paths)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        Requirement(req)
+    except InvalidRequirement as exc:
+        raise UsageError(
+            f"requirement {req!r} is not a requirement string: {exc}",
+            where="requirements=",
+            fix="write a requirement like 'name==1.2.3' (no pip options, no paths)",
+        ) from None
 
 
 def capture(
@@ -377,7 +397,9 @@ def capture(
                 "machine will not find it (ship it with code= or install it as a package)\n"
             )
     else:
-        inferred = sorted(f"{d}=={v}" for d in frameworks if (v := dist_version(d)) is not None)
+        # The tiffin runtime's own NumPy too: every environment needs it.
+        wanted = dict.fromkeys([*frameworks, *RUNTIME])
+        inferred = sorted(f"{d}=={v}" for d in wanted if (v := dist_version(d)) is not None)
     reqs, diff = merge_requirements(inferred, requirements)
     path = root / layout.REQUIREMENTS
     path.parent.mkdir(parents=True, exist_ok=True)
