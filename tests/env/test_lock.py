@@ -132,3 +132,77 @@ def test_installed_closure() -> None:
     # a pin to another version than the installed one is kept too, never swapped
     other = installed_closure(["numpy==0.0.1"])
     assert "\nnumpy==0.0.1\n" in other and f"numpy=={np.__version__}" not in other
+
+
+@pytest.fixture
+def local_index_only(tmp_path: Path, scale_wheels: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reachable, local package source (an empty index + the tiffin-scale wheels)."""
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "UV_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("UV_INDEX_URL", empty.as_uri())
+    monkeypatch.setenv("UV_FIND_LINKS", str(scale_wheels))
+    monkeypatch.setenv("UV_NO_CACHE", "1")
+
+
+def test_a_pin_no_index_has_and_not_installed_is_an_error(
+    tmp_path: Path, custom_source: Path, local_index_only: None
+) -> None:
+    """Not an unhashed lock that can never be built: a clear error at pack, nothing written."""
+    with pytest.raises(tiffin.EnvironmentBuildError, match="unresolvable") as info:
+        pack_custom(custom_source, tmp_path / "p", requirements=["+tiffin-scale==9.9"])
+    assert "tiffin-scale==9.9" in (info.value.fix or "")
+    assert not (tmp_path / "p").exists()
+
+
+def test_uv_offline_falls_back_to_the_closure(
+    tmp_path: Path, custom_source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "UV_FIND_LINKS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("UV_OFFLINE", "1")
+    monkeypatch.setenv("UV_NO_CACHE", "1")
+    pkg = pack_custom(custom_source, tmp_path / "p")
+    info = pkg.manifest.environment["lock"]
+    assert info["status"] == "installed-closure" and info["reason"] == "no package index reachable"
+
+
+def test_no_closure_stands_in_for_another_target(
+    tmp_path: Path, packed_env_iris: Path, no_index: None
+) -> None:
+    from tiffin.env.lock import relock
+
+    before = (packed_env_iris / "env/requirements.lock").read_bytes()
+    with pytest.raises(tiffin.EnvironmentBuildError, match=r"Python 3\.12 on linux/aarch64"):
+        relock(packed_env_iris, python="3.12", platform="linux/aarch64")
+    assert (packed_env_iris / "env/requirements.lock").read_bytes() == before
+    assert tiffin.inspect(packed_env_iris).environment["lock"]["hashed"] is True
+
+
+@pytest.mark.parametrize(
+    ("python", "platform", "where"),
+    [("2.7", "linux/x86_64", "--python"), ("three", "linux/x86_64", "--python"),
+     ("3.11", "macos", "--platform"), ("3.11", "linux/sparc", "--platform")],
+)  # fmt: skip
+def test_bad_targets_are_usage_errors(python: str, platform: str, where: str) -> None:
+    from tiffin.env.lock import check_target
+
+    with pytest.raises(tiffin.UsageError) as info:
+        check_target(python, platform)
+    assert info.value.where == where
+    check_target("3.12", "macos/arm64")  # the aliases and uv's own names pass
+    check_target("3.11", "aarch64-apple-darwin")
+
+
+def test_env_lock_cli_refuses_a_bad_platform(packed_env_iris: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "env", "lock", str(packed_env_iris),
+         "--platform", "bogus", "-o", str(tmp_path / "x")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "unknown target platform 'bogus'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists()

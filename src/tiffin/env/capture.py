@@ -378,6 +378,9 @@ def capture(
     """
     target_python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
     target_platform = platform or f"{sys.platform}/{_platform.machine()}"
+    from .lock import check_target
+
+    check_target(target_python, target_platform)  # before the slow trace, not after it
     enabled = os.environ.get("TIFFIN_ENV_CAPTURE", "on").lower() not in ("off", "0", "false", "no")
     why: dict[str, list[str]] = {}
     unresolved: dict[str, list[str]] = {}

@@ -9,11 +9,13 @@ together with uv's own ``UV_FIND_LINKS`` and ``UV_EXTRA_INDEX_URL``; ``UV_INDEX_
 with a local label (``torch==2.13.0+cpu``) that no configured source carries is retried
 with the accelerator's index (the PyTorch CPU or CUDA index).
 
-When uv cannot lock (no index reachable, or a requirement that no index has), the lock
-falls back to the closure of what is installed, marked unhashed and headed ``# UNHASHED``
-with uv's reason, and a warning: never a silent failure, never a lock that claims
-hashes it lacks. Requirements that are not installed stay in that closure as written,
-so building the environment fails naming them rather than leaving them out.
+When uv cannot lock for this machine because no index is reachable (or ``UV_OFFLINE``
+is set), or because a requirement is on no index but installed here (an in-house
+distribution), the lock falls back to the closure of what is installed, marked unhashed
+and headed ``# UNHASHED`` with uv's reason, and a warning: never a silent failure, never
+a lock that claims hashes it lacks. A requirement that no index has and that is not
+installed here as pinned (a typo, a version that does not exist), and any failure to
+lock for another target (whose closure this machine cannot know), are errors instead.
 ``tiffin env lock PKG`` locks such a package again where an index is reachable.
 """
 
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import layout
-from ..errors import EnvironmentBuildError
+from ..errors import EnvironmentBuildError, UsageError
 
 _PLATFORMS = {
     "linux/x86_64": "x86_64-unknown-linux-gnu",
@@ -42,6 +44,9 @@ _PLATFORMS = {
     "darwin/arm64": "aarch64-apple-darwin",
     "darwin/aarch64": "aarch64-apple-darwin",
     "darwin/x86_64": "x86_64-apple-darwin",
+    "macos/arm64": "aarch64-apple-darwin",
+    "macos/aarch64": "aarch64-apple-darwin",
+    "macos/x86_64": "x86_64-apple-darwin",
     "win32/amd64": "x86_64-pc-windows-msvc",
     "win32/x86_64": "x86_64-pc-windows-msvc",
     "windows/amd64": "x86_64-pc-windows-msvc",
@@ -170,6 +175,24 @@ def installed_closure(requirements: Sequence[str], reason: str = "") -> str:
     installed one) is kept as written, so that a build from this lock fails naming it
     instead of quietly leaving it out or swapping the version.
     """
+    pins, missing = _closure(requirements)
+    lines = [
+        f"{UNHASHED_HEADER}: uv could not lock, so this is the closure of what was installed",
+        "# where the package was made. `tiffin env lock PKG` locks it again with hashes.",
+    ]
+    if reason:
+        lines.append("# uv said: " + " ".join(reason.split())[:300])
+    if missing:
+        lines.append("# not installed as pinned (kept as given): " + ", ".join(sorted(missing)))
+    text = "\n".join(lines) + "\n"
+    text += "".join(f"{n}=={v}\n" for n, v in sorted(pins.items()))
+    text += "".join(f"{r}\n" for r in sorted(set(missing)))
+    return text
+
+
+def _closure(requirements: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Installed versions of the requirements' closure, and the requirements not installed
+    as written (absent, or pinned to another version)."""
     from .capture import requirement_name
 
     pins: dict[str, str] = {}
@@ -196,18 +219,7 @@ def installed_closure(requirements: Sequence[str], reason: str = "") -> str:
             m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
             if m:
                 todo.append((re.sub(r"[-_.]+", "-", m.group(1)).lower(), ""))
-    lines = [
-        f"{UNHASHED_HEADER}: uv could not lock, so this is the closure of what was installed",
-        "# where the package was made. `tiffin env lock PKG` locks it again with hashes.",
-    ]
-    if reason:
-        lines.append("# uv said: " + " ".join(reason.split())[:300])
-    if missing:
-        lines.append("# not installed as pinned (kept as given): " + ", ".join(sorted(missing)))
-    text = "\n".join(lines) + "\n"
-    text += "".join(f"{n}=={v}\n" for n, v in sorted(pins.items()))
-    text += "".join(f"{r}\n" for r in sorted(set(missing)))
-    return text
+    return pins, missing
 
 
 def _accelerator_indexes(requirements: Sequence[str]) -> list[str]:
@@ -234,8 +246,27 @@ def lock_text(
         info: dict[str, Any] = {"status": "locked", "hashed": True, "tool": "uv pip compile"}
     except EnvironmentBuildError as exc:
         cause = exc.message.partition(": ")[2] or exc.message
-        kind = "no package index reachable" if _NETWORK.search(cause) else "unresolvable"
+        offline = bool(_NETWORK.search(cause)) or _uv_offline()
+        kind = "no package index reachable" if offline else "unresolvable"
         short = " ".join(cause.split())[-300:]
+        missing = _closure(requirements)[1]
+        here = _is_this_machine(python, platform)
+        # The closure stands in only for what it is: this machine's installed packages,
+        # when no index could be asked. A pin that no reachable index has and that is not
+        # installed here, or a lock for another target, can only fail later: say so now.
+        if not offline or missing or not here:
+            raise EnvironmentBuildError(
+                f"cannot lock the requirements for Python {python} on {platform} ({kind}): "
+                + short,
+                where=layout.REQUIREMENTS,
+                fix=(f"these are on no reachable index and not installed here as pinned: "
+                     f"{', '.join(sorted(missing))}; check their names and versions, or add "
+                     "the index that has them (pip config, UV_EXTRA_INDEX_URL)")
+                if missing
+                else "lock for another target where its package index is reachable"
+                if not here
+                else "check the pins, and that the package index carries them for this target",
+            ) from None  # fmt: skip
         sys.stderr.write(
             f"tiffin: warning: uv could not lock the requirements ({kind}: {short}); "
             "writing the UNHASHED closure of the installed packages instead\n"
@@ -247,10 +278,47 @@ def lock_text(
     return text, info
 
 
+def _uv_offline() -> bool:
+    return os.environ.get("UV_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _is_this_machine(python: str, platform: str) -> bool:
+    here = f"{sys.platform}/{_machine()}"
+    mine = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return python.split(".")[:2] == mine.split(".") and uv_platform(platform) == uv_platform(here)
+
+
+def _machine() -> str:
+    import platform as _platform
+
+    return _platform.machine().lower()
+
+
+_PYTHON = re.compile(r"^3\.\d{1,2}(\.\d{1,2})?$")
+_UV_TRIPLE = re.compile(r"^[a-z0-9_]+(-[a-z0-9_.]+)+$")
+
+
+def check_target(python: str, platform: str) -> None:
+    """Refuse a target Python or platform that no lock could be made for."""
+    if not _PYTHON.match(python):
+        raise UsageError(
+            f"target Python {python!r} is not a Python 3 version",
+            where="--python",
+            fix="give a version like 3.11 or 3.12.4",
+        )
+    if platform.lower() not in _PLATFORMS and not _UV_TRIPLE.match(platform):
+        raise UsageError(
+            f"unknown target platform {platform!r}",
+            where="--platform",
+            fix="use one of " + ", ".join(sorted(_PLATFORMS)) + " (or a uv target triple)",
+        )
+
+
 def write_lock(
     root: Path, requirements: Sequence[str], *, python: str, platform: str
 ) -> dict[str, Any]:
     """Write env/requirements.lock under ``root`` and describe it for the manifest."""
+    check_target(python, platform)
     text, info = lock_text(requirements, python=python, platform=platform)
     path = root / layout.LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
