@@ -37,7 +37,9 @@ def test_valid_names(name: str) -> None:
     assert validate_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "Fraud", "-x", "x-", "a/b", "../x", "a b", "x" * 200, None])
+@pytest.mark.parametrize(
+    "name", ["", "Fraud", "-x", "x-", "a/b", "../x", "a b", "x" * 200, None, "fraud\n"]
+)
 def test_invalid_names(name: object) -> None:
     with pytest.raises(tiffin.ManifestError, match="invalid package name"):
         validate_name(name)
@@ -60,7 +62,7 @@ def test_empty_version_refused(version: object) -> None:
         validate_version(version)
 
 
-@pytest.mark.parametrize("version", ["abc", "1.0/2", "../1", "1 0"])
+@pytest.mark.parametrize("version", ["abc", "1.0/2", "../1", "1 0", "1.0 ", "1.0\n"])
 def test_malformed_versions_refused(version: str) -> None:
     with pytest.raises(tiffin.ManifestError, match="invalid package version"):
         validate_version(version)
@@ -102,6 +104,9 @@ def test_packed_manifest_matches_schema(packed_iris: Path) -> None:
         (lambda d: d["files"][0].update(path="../etc/passwd"), "unsafe or invalid file path"),
         (lambda d: d["files"][0].update(path="/etc/passwd"), "unsafe or invalid file path"),
         (lambda d: d["files"][0].update(sha256="xyz"), "invalid sha256"),
+        (lambda d: d["files"][0].update(sha256="a" * 64 + "\n"), "invalid sha256"),
+        (lambda d: d.update(digest="sha256:" + "a" * 64 + "\n"), "digest"),
+        (lambda d: d.update(version="1.2.0\n"), "invalid package version"),
         (lambda d: d["files"][0].update(size=-1), "invalid size"),
         (lambda d: d["files"][0].update(layer="weights"), "unknown layer"),
         (lambda d: d["files"].append(dict(d["files"][0])), "listed twice"),

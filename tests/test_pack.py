@@ -110,9 +110,13 @@ def test_force_replaces_atomically(
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"name": "Bad Name"}, tiffin.ManifestError, "invalid package name"),
-        ({"version": "latest"}, tiffin.ManifestError, "moving tag"),
-        ({"version": ""}, tiffin.ManifestError, "empty"),
+        # Name and version are arguments here: a UsageError (exit 2), not a bad tiffin.json.
+        ({"name": "Bad Name"}, tiffin.UsageError, "invalid package name"),
+        ({"name": "fraud\n"}, tiffin.UsageError, "invalid package name"),
+        ({"version": "latest"}, tiffin.UsageError, "moving tag"),
+        ({"version": ""}, tiffin.UsageError, "empty"),
+        ({"version": "1.0 "}, tiffin.UsageError, "invalid package version"),
+        ({"version": "1.0\n"}, tiffin.UsageError, "invalid package version"),
         ({"flavor": "tensorflow"}, tiffin.UsageError, "unknown flavor"),
         ({"example": None}, tiffin.UsageError, "give example="),
         ({"method": "explode"}, tiffin.FlavorError, "no method 'explode'"),

@@ -14,24 +14,29 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import ManifestError
+from .errors import ManifestError, TiffinError
 from .layout import LAYERS, MANIFEST
 
 FORMAT_VERSION = 1
 
-_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?$")
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$")
+# \Z, not $: "$" also matches before a trailing newline, which would let "1.0\n" through.
+_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,126}[a-z0-9])?\Z")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}\Z")
 _MOVING_TAGS = frozenset(
     {"latest", "stable", "main", "master", "head", "dev", "current", "nightly"}
 )
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_SHA_RE = re.compile(r"^[0-9a-f]{64}\Z")
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 
 
-def validate_name(name: object) -> str:
-    """Return ``name`` if it is a valid package name, else raise ManifestError."""
+def validate_name(name: object, error: type[TiffinError] = ManifestError) -> str:
+    """Return ``name`` if it is a valid package name, else raise ``error``.
+
+    ManifestError for a name read from tiffin.json; pack passes UsageError, since there
+    the name is an argument.
+    """
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ManifestError(
+        raise error(
             f"invalid package name {name!r}",
             where="name",
             fix="use 1-128 lowercase letters, digits, '.', '_' or '-', starting and ending "
@@ -40,25 +45,25 @@ def validate_name(name: object) -> str:
     return name
 
 
-def validate_version(version: object) -> str:
-    """Return ``version`` if it is a fixed version, else raise ManifestError.
+def validate_version(version: object, error: type[TiffinError] = ManifestError) -> str:
+    """Return ``version`` if it is a fixed version, else raise ``error``.
 
     Moving tags such as ``latest`` are refused: a version must name one build forever.
     """
     if not isinstance(version, str) or not version.strip():
-        raise ManifestError(
+        raise error(
             "the package version is empty",
             where="version",
             fix="give a fixed version such as '1.2.0'",
         )
     if version.lower() in _MOVING_TAGS:
-        raise ManifestError(
+        raise error(
             f"version {version!r} is a moving tag, not a version",
             where="version",
             fix="give a fixed version such as '1.2.0'; a package version must never move",
         )
     if not _VERSION_RE.match(version) or not any(c.isdigit() for c in version):
-        raise ManifestError(
+        raise error(
             f"invalid package version {version!r}",
             where="version",
             fix="use letters, digits, '.', '+', '_' or '-' with at least one digit, e.g. '1.2.0'",

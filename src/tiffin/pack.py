@@ -90,8 +90,8 @@ def pack(
 
         pkg = tiffin.pack(clf, "out/iris-1.0.0", name="iris", version="1.0.0", example=X[:5])
     """
-    validate_name(name)
-    validate_version(version)
+    validate_name(name, UsageError)
+    validate_version(version, UsageError)
     meta = dict(metadata or {})
     _check_json(meta, "metadata")
     dest = Path(dest).absolute()
