@@ -266,6 +266,50 @@ def test_sniff_always_gives_a_verdict(data: bytes, name: str) -> None:
     assert isinstance(verdict.carries_code, bool)
 
 
+_PROBE_HITS: list[int] = []
+
+
+def _probe() -> None:
+    """A harmless global: the real unpickler calling it means a pickle's code ran."""
+    _PROBE_HITS.append(1)
+
+
+_NUMBERS = st.one_of(
+    st.builds(lambda i, f: f(i), st.integers(-999, 999), st.sampled_from([str, hex, oct, bin])),
+    st.builds(lambda i: f"0{i}", st.integers(0, 77)),  # strtol reads these as octal
+    st.text(alphabet="0123456789abcdefxXoObBL_+-. e", max_size=7),
+)
+_TEXT_OPS = st.one_of(
+    st.builds(lambda n: b"I" + n.encode() + b"\n0", _NUMBERS),
+    st.builds(lambda n: b"L" + n.encode() + b"\n0", _NUMBERS),
+    st.builds(lambda n: b"F" + n.encode() + b"\n0", _NUMBERS),
+    st.builds(lambda t: b"V" + t.encode("raw_unicode_escape") + b"\n0", st.text(max_size=5)),
+    st.builds(lambda t: b"S'" + t.encode("latin-1") + b"'\n0", st.text("ab\\x0'", max_size=5)),
+    st.builds(lambda n: b"p" + n.encode() + b"\n", _NUMBERS),
+    st.sampled_from([b"N0", b"(0", b"(l0", b"(d0", b"]0", b"}0", b")0", b"N2" + b"00", b"\x88"]),
+)
+
+
+@FUZZ
+@given(st.lists(_TEXT_OPS, max_size=4))
+def test_sniff_sees_every_pickle_the_real_unpickler_runs(prefix: list[bytes]) -> None:
+    """Differential: protocol 0 streams that pickletools and the C unpickler may read
+    differently (numbers with a base prefix, odd strings); whenever C ``pickle`` gets to
+    call the global, the sniffer must have called the bytes code-carrying."""
+    import pickle
+
+    from tiffin.security.sniff import classify_bytes
+
+    data = b"".join(prefix) + b"ctests.test_fuzz\n_probe\n(tR."
+    _PROBE_HITS.clear()
+    try:
+        pickle.loads(data)
+    except Exception:
+        pass
+    if _PROBE_HITS:
+        assert classify_bytes(data).carries_code, data
+
+
 _SIGNED: dict[str, Any] = {}
 
 

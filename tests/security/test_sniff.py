@@ -142,3 +142,20 @@ def test_skops_and_framework_files_are_not_code(tmp_path: Path, iris_pipeline: t
     skops.io.dump(model, tmp_path / "m.skops")
     assert sniff(tmp_path / "m.skops").kind == "zip"
     assert not sniff(tmp_path / "m.skops").carries_code
+
+
+def test_protocol0_streams_pickletools_misreads_are_still_pickles(tmp_path: Path) -> None:
+    """The C unpickler reads ``I0x10`` (strtol, base 0) and UTF-8 global names, where
+    pickletools stops; such a stream once passed as text while ``pickle.loads`` ran it."""
+    import subprocess
+    import sys
+
+    trip = tmp_path / "TRIPWIRE"
+    evil = f"cposix\nsystem\n(Vtouch {trip}\ntR.".encode()
+    for prefix in (b"I0x10\n0", b"L0o17\n0", b"I010\n0", b"I1_000\n0"):
+        assert classify_bytes(prefix + evil).carries_code, prefix
+    run = [sys.executable, "-c", "import pickle,sys; pickle.loads(sys.stdin.buffer.read())"]
+    subprocess.run(run, input=b"I0x10\n0" + evil, check=True)  # the real unpickler runs it
+    assert trip.exists()
+    assert classify_bytes("c\u0455klearn.base\nBaseEstimator\n)R.".encode()).carries_code
+    assert not classify_bytes(b"Iris data\nI0x10\nnot a pickle\n").carries_code

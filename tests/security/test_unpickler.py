@@ -301,3 +301,167 @@ def test_numpy_random_state_and_python2_names_load() -> None:
         legacy = safe_loads(pickle.dumps(np.random.RandomState(7), protocol=p))
         assert legacy.rand() == np.random.RandomState(7).rand()
     assert safe_loads(b"c__builtin__\nset\n((lp0\nI1\natR.") == {1}
+
+
+def _call(module: str, name: str, args: bytes = b"") -> bytes:
+    """Protocol 0 GLOBAL, then REDUCE with the given (already encoded) arguments."""
+    return f"c{module}\n{name}\n(".encode() + args + b"tR."
+
+
+def _v(text: str) -> bytes:
+    return f"V{text}\n".encode()
+
+
+def allowed_looking(trip: Path) -> list[tuple[str, bytes, str]]:
+    """Gadgets reached through names that look allowed: NumPy helpers that read files,
+    aliases of the reconstruction modules, stdlib callables that compose into a call,
+    framework functions, and framework modules that are not model state."""
+    cmd = _v(f"touch {trip}")
+    gadgets = [
+        ("numpy.load", "numpy", "load", _v(str(trip))),
+        ("numpy.lib.format.read_array", "numpy.lib.format", "read_array", _v("x")),
+        ("numpy.testing", "numpy.testing", "assert_equal", _v("a") + _v("a")),
+        ("numpy.f2py", "numpy.f2py", "run_main", b"(" + _v("-h") + b"l"),
+        ("os through a reconstruction module", "numpy.core.multiarray", "os.system", cmd),
+        ("os through numpy._core", "numpy._core.multiarray", "os.system", cmd),
+        ("a function's globals", "numpy.core.multiarray", "_reconstruct.__globals__", b""),
+        ("builtins.getattr", "builtins", "getattr", _v("x") + _v("y")),
+        ("__builtin__.getattr (py2)", "__builtin__", "getattr", _v("x") + _v("y")),
+        ("operator.attrgetter", "operator", "attrgetter", _v("system")),
+        ("operator.methodcaller", "operator", "methodcaller", _v("system")),
+        ("functools.partial", "functools", "partial", _v("x")),
+        ("types.FunctionType", "types", "FunctionType", _v("x")),
+        ("types.CodeType", "types", "CodeType", _v("x")),
+        ("OrderedDict classmethod", "collections", "OrderedDict.fromkeys", _v("x")),
+        ("object.__subclasses__", "builtins", "object.__subclasses__", b""),
+        ("builtins.type", "builtins", "type", _v("x")),
+        ("_codecs.decode", "_codecs", "decode", _v("x")),
+        ("scipy.io.loadmat", "scipy.io", "loadmat", _v(str(trip))),
+        ("scipy.sparse.load_npz", "scipy.sparse", "load_npz", _v(str(trip))),
+        ("sklearn.datasets.fetch_openml", "sklearn.datasets", "fetch_openml", _v("x")),
+        ("a module attribute of sklearn", "sklearn.utils", "os.system", cmd),
+        ("sklearn estimator_checks", "sklearn.utils.estimator_checks", "check_estimator", b""),
+        ("sklearn _mocking (takes callables)", "sklearn.utils._mocking", "CheckingClassifier", b""),
+        ("sklearn deprecated (rewrites classes)", "sklearn.utils.deprecation", "deprecated", b""),
+        ("sklearn Parallel (runs callables)", "sklearn.utils.parallel", "Parallel", b""),
+        ("sklearn test module", "sklearn.tests.test_base", "K", b""),
+        ("sklearn conftest", "sklearn.conftest", "X", b""),
+        ("scipy.sparse test module", "scipy.sparse.tests.test_base", "X", b""),
+        ("sklearn.experimental", "sklearn.experimental.enable_iterative_imputer", "X", b""),
+        ("sklearn build helpers", "sklearn._build_utils", "X", b""),
+        ("relative module", "..os", "system", cmd),
+    ]
+    samples = [(label, _call(m, n, a), f"{m}.{n}") for label, m, n, a in gadgets]
+    samples += [
+        (
+            "copyreg._reconstructor with a dangerous base",
+            _call("copyreg", "_reconstructor", b"cos\nsystem\ncbuiltins\nobject\nN"),
+            "os.system",
+        ),
+        (
+            "copyreg.__newobj__ on subprocess.Popen",
+            _call("copyreg", "__newobj__", b"csubprocess\nPopen\n" + cmd),
+            "subprocess.Popen",
+        ),
+        (
+            "numpy random ctor handed os.system",
+            _call("numpy.random._pickle", "__generator_ctor", cmd + b"cos\nsystem\n"),
+            "os.system",
+        ),
+        (
+            "FunctionTransformer holding os.system",
+            _call("sklearn.preprocessing", "FunctionTransformer", b"cos\nsystem\n"),
+            "os.system",
+        ),
+        (
+            "BUILD setting a method on a SciPy class",
+            b"cscipy.sparse._csr\ncsr_matrix\n(N}V__repr__\ncbuiltins\nstr\nstb0(l.",
+            "csr_matrix itself",
+        ),
+        (
+            "BUILD setting a method on a scikit-learn class, through the memo",
+            b"\x80\x04\x8c\x20sklearn.gaussian_process.kernels\x94\x8c\x03RBF\x94\x93\x94"
+            b"h\x02(N}\x8c\x08__call__\x8c\x08builtins\x8c\x03str\x93stb0]\x94.",
+            "RBF itself",
+        ),
+        (
+            "BUILD rewriting a function's __defaults__",
+            b"ccopyreg\n_reconstructor\n(N}V__defaults__\n(I1\nttb0(l.",
+            "_reconstructor itself",
+        ),
+        (
+            "BUILD on a class returned by a call",
+            b"\x80\x04\x8c\x08builtins\x8c\x04list\x93)R0"  # a harmless call first
+            b"\x8c\x11scipy.sparse._csr\x8c\ncsr_matrix\x93\x940h\x00(N}\x8c\x01x"
+            b"\x8c\x08builtins\x8c\x03str\x93stb.",
+            "csr_matrix itself",
+        ),
+    ]
+    return samples
+
+
+def test_gadgets_through_allowed_looking_names_refused(tmp_path: Path) -> None:
+    import sys
+
+    from scipy.sparse import csr_matrix
+    from sklearn.gaussian_process.kernels import RBF
+
+    trip = tmp_path / "TRIPWIRE"
+    untouched = (csr_matrix.__repr__, RBF.__call__)
+    samples = allowed_looking(trip)
+    refused = 0
+    for label, data, name in samples:
+        was_loaded = {m for m in sys.modules if m.startswith(("sklearn.tests", "sklearn.conf"))}
+        with pytest.raises(tiffin.UnsafeArtifactError) as info:
+            safe_loads(data)
+        assert name in info.value.message, (label, info.value.message)
+        assert not trip.exists(), f"{label} ran code"
+        assert sniff_bytes(data), label
+        now = {m for m in sys.modules if m.startswith(("sklearn.tests", "sklearn.conf"))}
+        assert now == was_loaded, f"{label} imported {now - was_loaded} before refusing"
+        refused += 1
+    assert (csr_matrix.__repr__, RBF.__call__) == untouched
+    assert refused == len(samples) >= 40
+    print(f"gadgets through allowed-looking names refused: {refused}/{len(samples)}")
+
+
+def test_a_refused_pickle_leaves_framework_classes_as_they_were() -> None:
+    """deprecated()(cls) would make every later LogisticRegression() warn, process-wide."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+
+    data = (
+        b"csklearn.utils.deprecation\ndeprecated\n(Vowned\ntR"
+        b"(csklearn.linear_model._logistic\nLogisticRegression\ntR."
+    )
+    with pytest.raises(tiffin.UnsafeArtifactError, match="deprecation.deprecated"):
+        safe_loads(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LogisticRegression()
+    assert "sklearn.experimental.enable_iterative_imputer" not in __import__("sys").modules
+
+
+def test_real_model_state_still_loads() -> None:
+    """The narrower allow-list keeps fitted models of the common families loadable."""
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.gaussian_process import GaussianProcessClassifier
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_classification(60, 4, random_state=0)
+    models = [
+        make_pipeline(StandardScaler(), RandomForestClassifier(3, random_state=0)),
+        HistGradientBoostingClassifier(max_iter=3),
+        GaussianProcessClassifier(),
+        MLPClassifier(max_iter=5),
+    ]
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")  # convergence warnings of tiny fits
+        for model in models:
+            model.fit(X, y)
+            again = safe_loads(pickle.dumps(model, protocol=5))
+            np.testing.assert_array_equal(again.predict(X), model.predict(X))

@@ -13,11 +13,13 @@ from __future__ import annotations
 import ast
 import io
 import pickletools
+import re
 import struct
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 _SCAN_BYTES = 4 << 20  # how much of a file (or of a decompressed stream) is examined
 _MAX_MEMBERS = 10_000  # members of a zip or tar examined before giving up (fails closed)
@@ -41,6 +43,55 @@ def _dotted(text: str) -> bool:
     return all(part.isidentifier() for part in text.split("."))
 
 
+_C_INT = re.compile(rb"\s*[+-]?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)L?")
+
+
+def _c_reads_int(line: bytes) -> bool:
+    """True when the C unpickler reads ``line`` as a protocol 0 INT or LONG argument.
+
+    It uses ``strtol(s, NULL, 0)`` and then ``int(s, 0)``, so ``0x10``, ``010`` and
+    ``1_000`` are numbers to it, while :mod:`pickletools` (``int(s)``) rejects them.
+    """
+    try:
+        int(line.rstrip(b"L"), 0)
+    except ValueError:
+        return _C_INT.fullmatch(line) is not None
+    return True
+
+
+def _ops(data: bytes) -> Iterator[tuple[str, Any]]:
+    """The opcodes of a pickle stream as the C unpickler would read them.
+
+    :func:`pickletools.genops` is stricter than the unpickler in two places, and a
+    stream that breaks genops there would otherwise look like text while ``pickle``
+    runs it: INT/LONG arguments with a base prefix (``I0x10``) are stepped over, and a
+    GLOBAL/INST whose names are UTF-8 (genops reads ASCII) is reported as a GLOBAL.
+    """
+    start = 0
+    while True:
+        stream = io.BytesIO(data)
+        stream.seek(start)
+        end = start
+        try:
+            for opcode, arg, _pos in pickletools.genops(stream):
+                yield opcode.name, arg
+                end = stream.tell()
+            return
+        except ValueError:
+            op, rest = data[end : end + 1], data[end + 1 :]
+            first, nl, tail = rest.partition(b"\n")
+            if op in (b"I", b"L") and nl and _c_reads_int(first):
+                start = end + 1 + len(first) + 1
+                continue
+            second, nl2, _ = tail.partition(b"\n")
+            if op in (b"c", b"i") and nl and nl2:
+                try:
+                    yield "GLOBAL", f"{first.decode()} {second.decode()}"
+                except UnicodeDecodeError:
+                    pass
+            raise
+
+
 def _is_pickle(data: bytes) -> bool:
     """True when ``data`` parses as a pickle opcode stream (any protocol).
 
@@ -56,13 +107,13 @@ def _is_pickle(data: bytes) -> bool:
         return True
     names = False
     try:
-        for ops, (opcode, arg, _pos) in enumerate(pickletools.genops(io.BytesIO(data)), 1):
-            if opcode.name in ("GLOBAL", "INST"):
+        for ops, (opname, arg) in enumerate(_ops(data), 1):
+            if opname in ("GLOBAL", "INST"):
                 module, _, name = str(arg).partition(" ")
                 names = names or (_dotted(module) and _dotted(name))
-            elif opcode.name in _GLOBALS and ops > 2:
+            elif opname in _GLOBALS and ops > 2:
                 names = True  # (a STACK_GLOBAL needs two strings pushed before it)
-            if opcode.name == "STOP":
+            if opname == "STOP":
                 # a lone STOP, or "0." at the start of a CSV, is not a pickle of anything
                 return ops > 1 and (names or data[:1] in _PICKLE_STARTS)
     except (ValueError, EOFError, struct.error, KeyError, IndexError, Warning):

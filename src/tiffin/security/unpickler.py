@@ -19,9 +19,23 @@ Two gates, both on the allow-list:
    (protocol 4+) takes from the stack, directly or through the memo, and the names an
    EXT1/2/4 code stands for in :mod:`copyreg`'s registry. A STACK_GLOBAL whose operands
    are not plain strings, a persistent id, or a stream that does not parse is refused.
-2. While loading, ``find_class`` (which the C unpickler calls for GLOBAL, INST,
+2. While loading, ``find_class`` (which the unpickler calls for GLOBAL, INST,
    STACK_GLOBAL and the EXT codes alike; OBJ, REDUCE, NEWOBJ and BUILD can only use
    what it returned) checks the same list again and resolves the name itself.
+
+BUILD is guarded too: it sets attributes on whatever object is below it on the stack,
+and pointed at a class or function instead of an instance it would rewrite that class
+for the whole process (``csr_matrix.__repr__``, ``RBF.__call__``, a function's
+``__defaults__``), and with it every other model in the process. The C unpickler gives
+no hook for one opcode, so loading uses :mod:`pickle`'s pure-Python unpickler, whose
+BUILD is wrapped (about 4 times slower on large arrays; pickle is the last resort).
+
+Inside the audited frameworks, modules that are not model state are refused by name,
+before they are imported (importing one is already a side effect): test suites and
+their helpers, build helpers, ``experimental`` (its imports rewrite sklearn's
+namespace), vendored ``externals``, and the helper classes whose instances run or
+rewrite other objects when called (``deprecated`` rewrites a class's ``__new__``,
+``Parallel`` runs the callables it is handed).
 
 Python 2 names (``__builtin__``, ``copy_reg``) are mapped to their Python 3 homes the
 way :mod:`pickle` does, and the mapped name is both the one checked and the one
@@ -36,6 +50,7 @@ import importlib
 import io
 import pickle
 import pickletools
+import types
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -62,9 +77,25 @@ SAFE_GLOBALS = frozenset({
     "numpy.random.bit_generator.__pyx_unpickle_SeedSequence",
 })  # fmt: skip
 AUDITED_CLASS_PREFIXES = ("sklearn.", "scipy.sparse.")
-# Inside the audited frameworks, these hold test helpers and vendored third-party code
-# that were never audited as model state.
-_NOT_AUDITED = ("sklearn.utils._testing", "sklearn.externals.")
+# Inside the audited frameworks, these hold test helpers, build helpers and vendored
+# third-party code that were never audited as model state, and helpers whose instances
+# run or rewrite other objects when called (see the module docstring).
+_NOT_AUDITED = (
+    "sklearn.utils._testing", "sklearn.utils._mocking", "sklearn.utils.estimator_checks",
+    "sklearn.utils.deprecation", "sklearn.utils.parallel", "sklearn.externals",
+    "sklearn.experimental", "sklearn._build_utils", "sklearn.__check_build",
+    "sklearn.conftest",
+)  # fmt: skip
+# any module path with one of these parts is a test suite or its configuration
+_TEST_PARTS = frozenset({"tests", "testing", "conftest", "_testing"})
+# BUILD may only set the state of an instance, never of these
+_NOT_INSTANCES = (
+    type,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.ModuleType,
+)
 
 _FIX = (
     "only NumPy, audited framework classes, the package's own code/ classes and declared "
@@ -82,16 +113,44 @@ def canonical(module: str, name: str) -> tuple[str, str]:
 
 
 def _audited(module: str) -> bool:
-    return module.startswith(AUDITED_CLASS_PREFIXES) and not module.startswith(_NOT_AUDITED)
+    """True for a module of an audited framework that may hold model state (by name only)."""
+    if not module.startswith(AUDITED_CLASS_PREFIXES):
+        return False
+    if any(module == n or module.startswith(n + ".") for n in _NOT_AUDITED):
+        return False
+    return not _TEST_PARTS.intersection(module.split("."))
 
 
-class AllowListUnpickler(pickle.Unpickler):
+# typeshed knows only the C class; the pure-Python one is what has a BUILD to wrap
+_PyUnpickler: Any = pickle._Unpickler  # type: ignore[attr-defined]
+
+
+class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
+    """The pure-Python unpickler, with ``find_class`` on the allow-list and BUILD guarded."""
+
+    dispatch = dict(_PyUnpickler.dispatch)
+
     def __init__(
         self, file: Any, *, code_modules: Iterable[str] = (), trusted: Iterable[str] = ()
     ) -> None:
         super().__init__(file)
         self.code_modules = frozenset(code_modules)
         self.trusted = frozenset(trusted)
+        self._globals: dict[int, str] = {}  # id -> name of every object find_class returned
+
+    def load_build(self) -> None:
+        target = self.stack[-2] if len(self.stack) >= 2 else None
+        name = self._globals.get(id(target))
+        if name is not None or isinstance(target, _NOT_INSTANCES):
+            what = name or f"{type(target).__name__} {getattr(target, '__qualname__', '')}"
+            raise UnsafeArtifactError(
+                f"pickle sets attributes of {what.strip()} itself (BUILD on a class or "
+                "function, not an instance), which would change it for the whole process",
+                fix="do not load it",
+            )
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
 
     def allowed(self, module: str, name: str) -> bool:
         module, name = canonical(module, name)
@@ -119,6 +178,7 @@ class AllowListUnpickler(pickle.Unpickler):
             raise UnsafeArtifactError(
                 f"pickle refers to {module}.{name}, which does not exist here", fix=_FIX
             )
+        self._globals[id(obj)] = f"{module}.{name}"
         return obj
 
     def persistent_load(self, pid: Any) -> Any:
@@ -132,12 +192,13 @@ def _refusal(module: str, name: str) -> UnsafeArtifactError:
 
 
 def _resolve(module: str, name: str) -> Any:
+    """The object a global names, or None (refused) if importing or looking it up fails."""
     try:
         obj: Any = importlib.import_module(module)
         for part in name.split("."):
             obj = getattr(obj, part)
         return obj
-    except (ImportError, AttributeError, ValueError):
+    except Exception:  # a module that fails to import, whatever it raises, is refused
         return None
 
 
@@ -145,7 +206,15 @@ class _Mark:
     """Stands for anything the scan does not track (every value but a string)."""
 
 
+class _Global(_Mark):
+    """A global itself (a class or function), which BUILD must never target."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
 _ANY = _Mark()
+_GLOBAL_OPS = frozenset({"GLOBAL", "STACK_GLOBAL", "EXT1", "EXT2", "EXT4"})
 _STRING_OPS = frozenset(
     {"UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"}
     | {"STRING", "BINSTRING", "SHORT_BINSTRING"}
@@ -218,8 +287,14 @@ def scan(data: bytes) -> list[tuple[str, str]]:
                         fix="do not load it",
                     )
                 found.append((module, name))
-                stack.append(_ANY)
+                stack.append(_Global(f"{module}.{name}"))
                 continue
+            if op == "BUILD" and len(stack) >= 2 and isinstance(stack[-2], _Global):
+                raise UnsafeArtifactError(
+                    f"pickle sets attributes of {stack[-2].name} itself (BUILD on a class or "
+                    "function, not an instance), which would change it for the whole process",
+                    fix="do not load it",
+                )
             if pickletools.markobject in before:
                 if not marks:
                     raise _malformed("no mark to pop to")
@@ -230,6 +305,8 @@ def scan(data: bytes) -> list[tuple[str, str]]:
             after = opcode.stack_after
             if op in _STRING_OPS and isinstance(arg, str):
                 stack.append(arg)
+            elif op in _GLOBAL_OPS:
+                stack.append(_Global("{}.{}".format(*found[-1])))
             else:
                 stack.extend([_ANY] * len(after))
     except UnsafeArtifactError:
