@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+import textwrap
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -173,3 +176,40 @@ def test_reexported_function_is_not_audited() -> None:
     with pytest.raises(tiffin.UnsafeArtifactError, match="sklearn.datasets._base.shutil"):
         _audit(["sklearn.datasets._base.shutil"], [], "x")
     assert _audit(["sklearn.tree._tree.Tree"], [], "x") == ["sklearn.tree._tree.Tree"]
+
+
+_TEXT_PIPELINE = """
+    import sys
+    import tiffin
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    docs = ["good movie", "bad film", "great acting", "terrible plot", "good fun", "awful"] * 4
+    labels = [1, 0, 1, 0, 1, 0] * 4
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(docs, labels)
+    pkg = tiffin.pack(model, sys.argv[1], name="text", version="1", example=docs[:3],
+                      method="predict_proba")
+    print(pkg.digest)
+    print(model.predict_proba(["good bad", "never seen"]).tolist())
+"""
+
+
+def test_text_pipeline_reproducible_across_processes(tmp_path: Path) -> None:
+    """A vectorizer caches id(stop_words), a memory address; it must not reach the bytes."""
+    script = tmp_path / "pack_text.py"
+    script.write_text(textwrap.dedent(_TEXT_PIPELINE))
+    runs = []
+    for name in ("a", "b"):
+        proc = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / name)],
+            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        runs.append(proc.stdout.split("\n"))
+    assert runs[0][0] == runs[1][0]
+    assert (tmp_path / "a/artifacts/model.skops").read_bytes() == (
+        tmp_path / "b/artifacts/model.skops"
+    ).read_bytes()
+    out = predict_in_fresh_process(tmp_path / "a", "['good bad', 'never seen']", tmp_path)
+    np.testing.assert_allclose(out["output"], json.loads(runs[0][1]), rtol=0, atol=1e-12)

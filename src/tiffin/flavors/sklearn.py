@@ -32,6 +32,11 @@ FRAMEWORKS = ("scikit-learn", "skops", "numpy", "scipy")
 FILE = "artifacts/model.skops"
 AUDITED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "scipy.special.")
 AUDITED_TYPES = frozenset({"builtins.slice", "collections.OrderedDict", "collections.defaultdict"})
+# Attributes that hold a memory address (``id()``) cached for the fitting process only:
+# the vectorizers keep ``id(self.stop_words)`` to skip re-validating stop words. A loaded
+# model never has the same ids, so the value is dropped (None: validated again when used,
+# exactly as after any reload) and the same model always gives the same bytes.
+VOLATILE_ATTRIBUTES = frozenset({"_stop_words_id"})
 
 
 def skops_io() -> ModuleType:
@@ -130,6 +135,8 @@ def _renumber(node: Any, ids: dict[int, int]) -> Any:
         for key, value in node.items():
             if key == "__id__" and isinstance(value, int):
                 out[key] = ids.setdefault(value, len(ids) + 1)
+            elif key in VOLATILE_ATTRIBUTES and isinstance(value, dict) and "content" in value:
+                out[key] = _renumber({**value, "content": "null"}, ids)
             elif key == "file" and isinstance(value, str) and value.split(".")[0].isdigit():
                 stem, _, ext = value.partition(".")
                 out[key] = f"{ids.setdefault(int(stem), len(ids) + 1)}.{ext}"
