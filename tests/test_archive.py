@@ -74,7 +74,8 @@ def test_hostile_archives_refused(tmp_path: Path, case: str) -> None:
 
 
 def test_zstd_bomb_stopped_at_cap(tmp_path: Path) -> None:
-    """A 1 GB tar of zeros squeezed into a small zstd file: reading stops at the cap."""
+    """A 1 GB tar of zeros squeezed into a small zstd file: stopped at the cap (now by the
+    declared size, before a byte of it is written; the read cap stays as the backstop)."""
     cctx = zstandard.ZstdCompressor(level=3)
     path = tmp_path / "bomb.tiffin"
     info = _entry("zeros.bin")
@@ -86,7 +87,7 @@ def test_zstd_bomb_stopped_at_cap(tmp_path: Path) -> None:
         for _ in range(1024):
             w.write(chunk)
     assert path.stat().st_size < 1 << 20
-    with pytest.raises(tiffin.ArchiveError, match="expands past"):
+    with pytest.raises(tiffin.ArchiveError, match="past 10,485,760 bytes"):
         tiffin.unpack(path, tmp_path / "out", max_bytes=10 << 20)
     assert not (tmp_path / "out").exists()
 
@@ -95,7 +96,7 @@ def test_tar_bomb_many_files_capped(tmp_path: Path) -> None:
     entries = [_entry(f"f{i}.bin") for i in range(200)]
     path = tmp_path / "many.tiffin"
     path.write_bytes(_tar(entries, {f"f{i}.bin": b"x" * 10_000 for i in range(200)}))
-    with pytest.raises(tiffin.ArchiveError, match="expands past"):
+    with pytest.raises(tiffin.ArchiveError, match="past 500,000 bytes"):
         tiffin.unpack(path, tmp_path / "out", max_bytes=500_000)
 
 
@@ -190,3 +191,87 @@ def test_cli_archive_and_unpack(packed_iris: Path, tmp_path: Path) -> None:
     assert tiffin.inspect(tmp_path / "u").digest == tiffin.inspect(packed_iris).digest
     bomb = cli("unpack", str(out), str(tmp_path / "v"), "--max-bytes", "1000")
     assert bomb.returncode == 13 and "expands past" in bomb.stdout + bomb.stderr
+
+
+def _sparse_entry(name: str, realsize: int, chunk: int = 512) -> bytes:
+    """A GNU sparse header (tarfile cannot write one): ``chunk`` stored bytes at the
+    end of a ``realsize`` file whose holes a reader fills with zeros it never read."""
+    info = tarfile.TarInfo(name)
+    info.size, info.type = chunk, tarfile.GNUTYPE_SPARSE
+    header = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+
+    def octal(n: int) -> bytes:
+        return b"%011o\0" % n
+
+    header[386:398], header[398:410] = octal(realsize - chunk), octal(chunk)  # one map entry
+    header[482], header[483:495] = 0, octal(realsize)
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header[:512])
+    return bytes(header[:512]) + b"A" * chunk + b"\0" * 1024
+
+
+def test_sparse_entry_cannot_fill_the_disk_past_the_cap(tmp_path: Path) -> None:
+    """2.5 KB of archive once wrote a 200 MB file under a 1 MB cap: holes are not read."""
+    path = tmp_path / "sparse.tiffin"
+    path.write_bytes(_sparse_entry("artifacts/big.bin", 200 << 20))
+    with pytest.raises(tiffin.ArchiveError, match="sparse"):
+        tiffin.unpack(path, tmp_path / "out", max_bytes=1 << 20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sparse.tiffin"]
+
+
+def test_declared_sizes_past_the_cap_refused_before_writing(tmp_path: Path) -> None:
+    info = _entry("artifacts/huge.bin")
+    info.size = 10 << 30  # declared, never delivered
+    path = tmp_path / "huge.tiffin"
+    path.write_bytes(info.tobuf(tarfile.GNU_FORMAT) + b"x" * 4096)
+    with pytest.raises(tiffin.ArchiveError, match="past 1,048,576 bytes"):
+        tiffin.unpack(path, tmp_path / "out", max_bytes=1 << 20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.tiffin"]
+
+
+def test_deeply_nested_entry_refused_and_nothing_left(tmp_path: Path) -> None:
+    """1,500 folders deep once raised RecursionError and left a tree rmtree could not remove."""
+    path = tmp_path / "deep.tiffin"
+    path.write_bytes(_tar([_entry("/".join(["a"] * 1500) + "/f")], zstd=True))
+    with pytest.raises(tiffin.ArchiveError, match="nested more than 64 folders"):
+        tiffin.unpack(path, tmp_path / "out")
+    with pytest.raises(tiffin.ArchiveError, match="nested"):
+        tiffin.load(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.tiffin"]
+
+
+def test_destination_links_refused(packed_iris: Path, tmp_path: Path) -> None:
+    archive = tiffin.archive(packed_iris, tmp_path / "a.tiffin")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "to-empty").symlink_to(tmp_path / "empty")
+    for name in ("dangling", "to-empty"):
+        with pytest.raises(tiffin.UsageError, match="symbolic link"):
+            tiffin.unpack(archive, tmp_path / name)
+    assert not (tmp_path / "nowhere").exists() and not any((tmp_path / "empty").iterdir())
+
+
+def test_writer_does_not_follow_a_planted_temp_link(packed_iris: Path, tmp_path: Path) -> None:
+    """The temp name was predictable (.NAME.tmp-PID): a link there redirected the write."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / f".a.tiffin.tmp-{os.getpid()}").symlink_to(victim)
+    out = tiffin.archive(packed_iris, tmp_path / "a.tiffin")
+    assert victim.read_text() == "precious"
+    assert tiffin.inspect(tiffin.unpack(out, tmp_path / "out")).name == "iris"
+
+
+def test_read_cap_stops_what_headers_do_not_declare(tmp_path: Path) -> None:
+    """Extended headers are read but declared by no entry's size: the byte cap still
+    stops a stream of them."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for i in range(400):
+            info = _entry(f"f{i}")
+            info.pax_headers = {"comment": "x" * 4000}
+            tar.addfile(info, io.BytesIO(b""))
+    path = tmp_path / "headers.tiffin"
+    path.write_bytes(zstandard.ZstdCompressor().compress(buf.getvalue()))
+    with pytest.raises(tiffin.ArchiveError, match="expands past"):
+        tiffin.unpack(path, tmp_path / "out", max_bytes=500_000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["headers.tiffin"]

@@ -27,6 +27,10 @@ from .manifest import is_safe_relpath
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 DEFAULT_MAX_BYTES = int(os.environ.get("TIFFIN_ARCHIVE_MAX_BYTES", str(16 << 30)))
 MAX_ENTRIES = 100_000
+# Folders nested deeper than this are refused: a real package is a few levels deep, and
+# tools that walk a tree recursively (shutil.rmtree among them) die of RecursionError
+# on a tree a few thousand levels deep, which would leave a refused archive on disk.
+MAX_DEPTH = 64
 # tarfile reads a pax or GNU long-name header whole into memory: a tiny zstd file could
 # declare one of gigabytes. Real ones hold a path or two.
 MAX_HEADER_BYTES = 1 << 20
@@ -67,9 +71,12 @@ def archive(
         raise UsageError(f"{out} already exists", fix="choose another name or pass force=True")
     if compression not in (None, "zstd"):
         raise UsageError(f"unknown compression {compression!r}", fix="use 'zstd' or None")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    # a fresh, exclusively created name: a link planted at a predictable temp name
+    # would otherwise redirect the write to the file it points at
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+    tmp = Path(tmp_name)
     try:
-        with open(tmp, "wb") as raw:
+        with os.fdopen(fd, "wb") as raw:
             sink: Any = raw
             writer = None
             if compression == "zstd":
@@ -146,10 +153,22 @@ def _open_stream(path: Path, max_bytes: int) -> tuple[Any, list[Any]]:
     return io.BufferedReader(_Capped(stream, max_bytes), buffer_size=1 << 16), closers
 
 
+def _make_parents(dest: Path, name: str) -> Path:
+    """Create the folders above ``name`` one by one (``Path.mkdir(parents=True)``
+    recurses once per level, so a path of a few thousand ``a/`` dies of RecursionError)."""
+    folder = dest
+    for part in name.split("/")[:-1]:
+        folder = folder / part
+        if not folder.is_dir():
+            folder.mkdir()
+    return folder / name.rsplit("/", 1)[-1]
+
+
 def _extract(path: Path, dest: Path, max_bytes: int) -> None:
     """Extract into ``dest`` (an existing empty folder), refusing hostile entries."""
     stream, closers = _open_stream(path, max_bytes)
     seen: set[str] = set()
+    declared = 0
     try:
         try:
             tar = tarfile.open(fileobj=stream, mode="r|", tarinfo=_GuardedTarInfo)  # noqa: SIM115
@@ -162,6 +181,11 @@ def _extract(path: Path, dest: Path, max_bytes: int) -> None:
                     raise ArchiveError(f"more than {MAX_ENTRIES} entries", where=str(path))
                 if not is_safe_relpath(name):
                     raise ArchiveError(f"entry {name!r} has an unsafe path", where=str(path))
+                if name.count("/") >= MAX_DEPTH:
+                    raise ArchiveError(
+                        f"entry {name[:60]!r}... is nested more than {MAX_DEPTH} folders deep",
+                        where=str(path),
+                    )
                 if name in seen:
                     raise ArchiveError(f"entry {name!r} appears twice", where=str(path))
                 seen.add(name)
@@ -177,8 +201,21 @@ def _extract(path: Path, dest: Path, max_bytes: int) -> None:
                     raise ArchiveError(
                         f"entry {name!r} has the setuid or setgid bit", where=str(path)
                     )
-                target = dest / name
-                target.parent.mkdir(parents=True, exist_ok=True)
+                if member.issparse():
+                    # a sparse entry's holes are written as zeros that were never read,
+                    # so a few bytes of archive could fill the disk past the byte cap
+                    raise ArchiveError(
+                        f"entry {name!r} is a sparse file; tiffin archives hold none",
+                        where=str(path),
+                    )
+                declared += member.size
+                if declared > max_bytes:
+                    raise ArchiveError(
+                        f"entry {name!r} takes the archive past {max_bytes:,} bytes; refused",
+                        where=str(path),
+                        fix="raise max_bytes (TIFFIN_ARCHIVE_MAX_BYTES) only if you trust it",
+                    )
+                target = _make_parents(dest, name)
                 src = tar.extractfile(member)
                 assert src is not None
                 fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
@@ -203,7 +240,11 @@ def unpack(
     src, dest = Path(path), Path(dest)
     if not src.is_file():
         raise UsageError(f"archive {src} does not exist")
-    if dest.exists() and (not dest.is_dir() or dest.is_symlink() or any(dest.iterdir())):
+    if dest.is_symlink():
+        raise UsageError(
+            f"{dest} is a symbolic link", fix="unpack into a new folder, not through a link"
+        )
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UsageError(
             f"{dest} exists and is not an empty folder", fix="unpack into a new folder"
         )
