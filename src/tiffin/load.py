@@ -130,10 +130,11 @@ def _check_trust(
     root: Path, manifest: Manifest, trusted_keys: Sequence[Any] | None, require: bool | None
 ) -> None:
     """Signature policy: checked when keys are given or the policy demands a signature."""
-    if require is None:
-        require = os.environ.get("TIFFIN_REQUIRE_SIGNATURE", "").lower() in ("1", "true", "yes")
-    if not trusted_keys and not require:
-        return
-    from .security.signing import verify_signature
+    from .security.signing import key_list, required_by_policy, verify_signature
 
-    verify_signature(root, manifest, trusted_keys or (), required=True)
+    if require is None:
+        require = required_by_policy()
+    keys = key_list(trusted_keys)  # one key given alone is one key, not its characters
+    if not keys and not require:
+        return
+    verify_signature(root, manifest, keys, required=True)

@@ -342,3 +342,45 @@ def textwrap_verify(python: str, pkg: Path, public: Path) -> list[str]:
         ".verify(sys.argv[1], sys.argv[2])\n"
     )
     return [python, "-c", code, str(pkg), str(pkg / "tiffin.sig"), str(public)]
+
+
+@pytest.mark.parametrize("value", ["on", "ON", " true ", "required"])
+def test_policy_words_that_mean_yes_are_enforced(
+    packed_iris: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """TIFFIN_REQUIRE_SIGNATURE=on once meant no policy at all: it failed open."""
+    monkeypatch.setenv("TIFFIN_REQUIRE_SIGNATURE", value)
+    with pytest.raises(tiffin.SignatureVerificationError, match="not signed"):
+        tiffin.load(packed_iris)
+
+
+def test_an_unreadable_policy_value_is_a_refusal(
+    packed_iris: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIFFIN_REQUIRE_SIGNATURE", "sure")
+    with pytest.raises(tiffin.UsageError, match="TIFFIN_REQUIRE_SIGNATURE='sure'"):
+        tiffin.load(packed_iris)
+    for off in ("0", "off", "no", ""):
+        monkeypatch.setenv("TIFFIN_REQUIRE_SIGNATURE", off)
+        assert tiffin.load(packed_iris).name == "iris"
+
+
+def test_one_key_given_alone_is_one_key(packed_iris: Path, keys: tuple[Path, Path]) -> None:
+    """trusted_keys="k.pub" was read as the keys "k", ".", "p"...; a Path raised TypeError."""
+    tiffin.sign(packed_iris, keys[0])
+    public = keys[1]
+    key_object = signing.load_public(public)
+    for single in (public, str(public), public.read_bytes(), key_object):
+        assert tiffin.load(packed_iris, trusted_keys=single).name == "iris"
+    other = tiffin.keygen(public.parent / "mallory.key")[1]
+    with pytest.raises(tiffin.SignatureVerificationError, match="not signed by any trusted key"):
+        tiffin.load(packed_iris, trusted_keys=str(other))
+
+
+@pytest.mark.parametrize("bad", [None, 123, 4.5, object()])
+def test_things_that_are_not_keys_are_named(
+    packed_iris: Path, keys: tuple[Path, Path], bad: Any
+) -> None:
+    tiffin.sign(packed_iris, keys[0])
+    with pytest.raises(tiffin.UsageError, match="is not a key"):
+        tiffin.load(packed_iris, trusted_keys=[bad])

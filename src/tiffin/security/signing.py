@@ -117,7 +117,59 @@ def _key_bytes(key: Any) -> tuple[bytes, str]:
             return Path(key).read_bytes(), str(key)
         except OSError as exc:
             raise UsageError(f"cannot read key {key}: {exc.strerror}") from None
-    return bytes(key), "the key"
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key), "the key"
+    # bytes(123) would be 123 zero bytes, bytes(None) a TypeError: neither is a key
+    raise UsageError(
+        f"a key of type {type(key).__name__} is not a key",
+        fix="give a key file path, PEM bytes, raw Ed25519 public bytes, or a key object",
+    )
+
+
+def key_list(trusted_keys: Any) -> list[Any]:
+    """``trusted_keys`` as a list: one key (a path, PEM bytes, a key object) is one key,
+    not the characters of its path."""
+    if trusted_keys is None:
+        return []
+    if isinstance(trusted_keys, (str, os.PathLike, bytes, bytearray, memoryview)):
+        return [trusted_keys]
+    if isinstance(trusted_keys, (list, tuple, set, frozenset)):
+        return list(trusted_keys)
+    _, ed25519, ec, _ = _crypto()
+    kinds = (ed25519.Ed25519PublicKey, ed25519.Ed25519PrivateKey)
+    kinds += (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)
+    if isinstance(trusted_keys, kinds):
+        return [trusted_keys]
+    try:
+        return list(trusted_keys)
+    except TypeError:
+        raise UsageError(
+            f"trusted_keys of type {type(trusted_keys).__name__} is not a key or a list of keys",
+            fix="pass trusted_keys=['release.pub']",
+        ) from None
+
+
+_POLICY_ON = frozenset({"1", "true", "yes", "on", "require", "required"})
+_POLICY_OFF = frozenset({"", "0", "false", "no", "off"})
+
+
+def required_by_policy(value: str | None = None) -> bool:
+    """Whether ``TIFFIN_REQUIRE_SIGNATURE`` (or ``value``) demands a signature.
+
+    An unrecognised value is an error, never a silent "no": a policy that reads ``on``
+    as off fails open.
+    """
+    if value is None:
+        value = os.environ.get("TIFFIN_REQUIRE_SIGNATURE", "")
+    word = value.strip().lower()
+    if word in _POLICY_ON:
+        return True
+    if word in _POLICY_OFF:
+        return False
+    raise UsageError(
+        f"TIFFIN_REQUIRE_SIGNATURE={value!r} is not a yes or a no",
+        fix="set it to 1 (require a signature) or 0, or unset it",
+    )
 
 
 def _load_private(key: Any) -> Any:
@@ -331,6 +383,7 @@ def verify_signature(
     Returns the key id (sha256 of the signing key's PEM), or None when the package is
     unsigned and a signature is not required.
     """
+    trusted_keys = key_list(trusted_keys)
     path = Path(root) / layout.SIGNATURE
     if not path.is_file() or path.is_symlink():
         if required:
