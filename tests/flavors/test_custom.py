@@ -162,3 +162,61 @@ def test_loading_never_writes_bytecode_into_the_package(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert not list(dest.rglob("__pycache__"))
+
+
+def test_sibling_imports_packed_without_code_argument(tmp_path: Path) -> None:
+    """The class file's own imports from its folder go into code/ without code=."""
+    proj = _project(tmp_path)
+    dest = tmp_path / "pkg"
+    proc = run_python(
+        f"""
+        import numpy as np, tiffin
+        tiffin.pack({str(proj / "scorer.py")!r} + ":Scorer", {str(dest)!r}, name="scorer",
+                    version="1.0.0", example=np.array([[1.0, 2.0]]),
+                    artifacts={{"weights": {str(proj / "weights.json")!r}}})
+        """,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (dest / "code").iterdir()) == ["helpers.py", "scorer.py"]
+    for f in proj.iterdir():
+        f.unlink()
+    proc = run_python(
+        f"import tiffin; print(tiffin.load({str(dest)!r}).predict([[2.0, 4.0]]).tolist())",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[20.0]"
+
+
+def test_code_folder_given_again_is_not_a_conflict(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    (proj / "lib").mkdir(parents=True)
+    (proj / "lib" / "__init__.py").write_text("OFFSET = 1.5\n")
+    (proj / "model.py").write_text(
+        "import lib\n\nclass M:\n    def load(self, context):\n        pass\n\n"
+        "    def predict(self, inputs):\n        return inputs + lib.OFFSET\n"
+    )
+    pkg = tiffin.pack(f"{proj / 'model.py'}:M", tmp_path / "p", name="m", version="1",
+                      example=np.zeros((1, 2)), code=[proj / "lib"])  # fmt: skip
+    assert sorted(p.name for p in (pkg.path / "code").iterdir()) == ["lib", "model.py"]
+    (proj / "other").mkdir()
+    (proj / "other" / "lib").mkdir()
+    (proj / "other" / "lib" / "__init__.py").write_text("OFFSET = 2\n")
+    with pytest.raises(tiffin.UsageError, match="both called 'lib'"):
+        tiffin.pack(f"{proj / 'model.py'}:M", tmp_path / "q", name="m", version="1",
+                    example=np.zeros((1, 2)), code=[proj / "other" / "lib"])  # fmt: skip
+
+
+def test_missing_module_error_says_how_to_ship_it(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    (proj / "deep").mkdir(parents=True)
+    (proj / "deep" / "faraway.py").write_text("K = 1\n")
+    (proj / "model.py").write_text(
+        "import faraway\n\nclass M:\n    def load(self, context):\n        pass\n\n"
+        "    def predict(self, inputs):\n        return inputs\n"
+    )
+    with pytest.raises(tiffin.FlavorError, match="faraway") as info:
+        tiffin.pack(f"{proj / 'model.py'}:M", tmp_path / "p", name="m", version="1",
+                    example=np.zeros((1, 2)))  # fmt: skip
+    assert info.value.fix is not None and "code=" in info.value.fix

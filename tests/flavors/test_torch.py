@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,61 @@ def test_cuda_device_option(tmp_path: Path, mlp_module: Any) -> None:
     with torch.no_grad():
         expected = net(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(m.predict(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_sibling_modules_of_the_class_file_are_packed(tmp_path: Path) -> None:
+    """``import helpers`` beside the class file works in the packer; it must in the package."""
+    proj = tmp_path / "proj"
+    (proj / "blocks").mkdir(parents=True)
+    (proj / "helpers.py").write_text("import torch\n\ndef act(x):\n    return torch.relu(x) * 2\n")
+    (proj / "blocks" / "__init__.py").write_text("from .norm import Block\n")
+    (proj / "blocks" / "norm.py").write_text(
+        "from torch import nn\nimport helpers\n\n"
+        "class Block(nn.Module):\n"
+        "    def __init__(self, n):\n"
+        "        super().__init__()\n"
+        "        self.lin, self.bn = nn.Linear(n, n), nn.BatchNorm1d(n)\n\n"
+        "    def forward(self, x):\n"
+        "        return helpers.act(self.bn(self.lin(x)))\n"
+    )
+    (proj / "net.py").write_text(
+        "from torch import nn\nfrom blocks import Block\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, n_in):\n"
+        "        super().__init__()\n"
+        "        self.n_in = n_in\n"
+        "        self.body = nn.Sequential(Block(n_in), Block(n_in), nn.Linear(n_in, 2))\n\n"
+        "    def forward(self, x):\n"
+        "        return self.body(x)\n"
+    )
+    dest = tmp_path / "pkg"
+    proc = run_python(
+        f"""
+        import sys, numpy as np, torch, tiffin
+        sys.path.insert(0, {str(proj)!r})
+        from net import Net
+        torch.manual_seed(0)
+        net = Net(4)
+        x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+        net(torch.from_numpy(x))  # training mode: moves the BatchNorm running statistics
+        net.eval()
+        tiffin.pack(net, {str(dest)!r}, name="net", version="1", example=x[:4])
+        with torch.no_grad():
+            np.save({str(tmp_path / "want.npy")!r}, net(torch.from_numpy(x)).numpy())
+        np.save({str(tmp_path / "x.npy")!r}, x)
+        """,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (dest / "code").iterdir()) == ["blocks", "helpers.py", "net.py"]
+    shutil.rmtree(proj)  # the package alone must be enough
+    got = fresh_predict(dest, np.load(tmp_path / "x.npy"), tmp_path)
+    np.testing.assert_allclose(got, np.load(tmp_path / "want.npy"), rtol=0, atol=1e-6)
+
+
+def test_same_named_installed_module_is_not_copied(tmp_path: Path, mlp_module: Any) -> None:
+    """A file beside the class that shadows nothing the class really imports stays out."""
+    (tmp_path / "src" / "torch.py").write_text("raise ImportError('not the real torch')\n")
+    net = mlp_module.MLP(3).eval()
+    pkg = tiffin.pack(net, tmp_path / "p", name="mlp", version="1", example=np.ones((2, 3), "f4"))
+    assert sorted(p.name for p in (pkg.path / "code").iterdir()) == ["mlp_model.py"]

@@ -1,11 +1,15 @@
 """Custom models: any class with ``load(self, context)`` and ``predict(self, inputs)``.
 
 The class's defining module (and any ``code=`` files) is copied into ``code/``; loading
-imports it from the package, never from the packer's working directory.
+imports it from the package, never from the packer's working directory. The modules
+and packages the class file imports from its own folder (``import helpers`` with
+``helpers.py`` beside it), and theirs in turn, are copied too: without them the package
+would load only where the packer's folder happens to be importable.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import os
@@ -68,13 +72,108 @@ def _class_file(cls: type) -> Path:
     return Path(file)
 
 
+def _installed(path: Path) -> bool:
+    """True for the standard library and installed distributions (never copied)."""
+    import sysconfig
+
+    resolved = path.resolve()
+    if any(part in ("site-packages", "dist-packages") for part in resolved.parts):
+        return True
+    paths = sysconfig.get_paths()
+    roots = [Path(paths[k]).resolve() for k in ("stdlib", "platstdlib") if k in paths]
+    return any(resolved.is_relative_to(root) for root in roots)
+
+
+def _imported_names(file: Path) -> set[str]:
+    """Top-level names of the absolute imports in ``file`` (anywhere in it)."""
+    try:
+        tree = ast.parse(file.read_bytes(), filename=str(file))
+    except (SyntaxError, ValueError, OSError):
+        return set()  # importing it from the package reports the problem clearly
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _sibling(folder: Path, name: str) -> Path | None:
+    """``folder/name.py`` or the package ``folder/name/``, if that is what ``name`` imports."""
+    candidate = folder / f"{name}.py"
+    if not candidate.is_file():
+        candidate = folder / name
+        if not (candidate / "__init__.py").is_file():
+            return None
+    origin = candidate / "__init__.py" if candidate.is_dir() else candidate
+    loaded = sys.modules.get(name)
+    if loaded is not None:
+        file = getattr(loaded, "__file__", None)
+    else:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        file = spec.origin if spec is not None and spec.has_location else None
+        if file is None:
+            return candidate  # not importable from here: only the sibling can be meant
+    # A same-named module that resolves elsewhere (an installed one) is what runs.
+    return candidate if file and Path(file).resolve() == origin.resolve() else None
+
+
+def local_modules(source: Path) -> list[Path]:
+    """The modules and packages beside ``source`` that it imports, transitively, sorted."""
+    folder = source.parent
+    if _installed(folder):
+        return []
+    found: dict[str, Path] = {}
+    queue, seen = [source], set()
+    while queue:
+        item = queue.pop()
+        for file in sorted(item.rglob("*.py")) if item.is_dir() else [item]:
+            if file in seen:
+                continue
+            seen.add(file)
+            for name in sorted(_imported_names(file) - set(found) - {source.stem}):
+                sibling = _sibling(folder, name)
+                if sibling is not None:
+                    found[name] = sibling
+                    queue.append(sibling)
+    return [found[name] for name in sorted(found)]
+
+
+def _same_tree(src: Path, dest: Path) -> bool:
+    """True when folder ``dest`` holds exactly the files ``copy_code`` would copy from ``src``."""
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+
+    def files(root: Path) -> dict[str, bytes]:
+        out = {}
+        for dirpath, dirnames, filenames in os.walk(root):
+            ignored = skip(dirpath, dirnames + filenames)
+            dirnames[:] = sorted(d for d in dirnames if d not in ignored)
+            for name in filenames:
+                if name not in ignored:
+                    path = Path(dirpath, name)
+                    out[path.relative_to(root).as_posix()] = path.read_bytes()
+        return out
+
+    return files(src) == files(dest)
+
+
 def copy_code(paths: list[Path], code_dir: Path) -> list[str]:
-    """Copy source files and folders into ``code/``; returns the relative names."""
+    """Copy source files and folders into ``code/``; returns the relative names.
+
+    A path whose copy is already there (the class file's own imports, given again
+    with ``code=``) is skipped; a different file or folder of the same name is an error.
+    """
     names = []
     for src in paths:
         dest = code_dir / src.name
         if dest.exists():
             if src.is_file() and dest.is_file() and src.read_bytes() == dest.read_bytes():
+                continue
+            if src.is_dir() and dest.is_dir() and _same_tree(src, dest):
                 continue
             raise UsageError(f"two code files are both called {src.name!r}", where="code=")
         if src.is_dir():
@@ -99,7 +198,7 @@ def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
         cls = model if inspect.isclass(model) else type(model)
         file, cls_name = _class_file(cls), cls.__name__
     module = file.stem
-    copy_code([file], ctx.code)
+    copy_code([file, *local_modules(file)], ctx.code)
     artifacts = ctx.options.get("artifacts") or {}
     recorded = {}
     for name, src in sorted(artifacts.items()):
@@ -148,7 +247,16 @@ def import_from_package(code_dir: Path, module: str) -> ModuleType:
         spec.loader.exec_module(mod)
     except Exception as exc:
         sys.modules.pop(module, None)
-        raise FlavorError(f"importing code/{file.name} failed: {exc!r}", where=str(file)) from exc
+        fix = None
+        if isinstance(exc, ModuleNotFoundError):
+            fix = (
+                f"if {exc.name!r} is your own module, pack it with code=['path/to/{exc.name}.py'] "
+                "(modules beside the class file are found by themselves); if it is a "
+                "distribution, install it"
+            )
+        raise FlavorError(
+            f"importing code/{file.name} failed: {exc!r}", where=str(file), fix=fix
+        ) from exc
     return mod
 
 

@@ -68,9 +68,10 @@ def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
     method_caller(model, ctx.method)
     source = user_source(type(model))
     if source is not None:
-        from .custom import copy_code
+        from .custom import copy_code, local_modules
 
-        copy_code([source], ctx.code)
+        siblings = local_modules(source) if source.is_file() else []
+        copy_code([source, *siblings], ctx.code)
     try:
         data = pickle.dumps(model, protocol=PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:

@@ -113,7 +113,7 @@ def _init_kwargs(cls: type, model: Any, given: Any) -> dict[str, Any]:
 def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
     from safetensors.torch import save_file
 
-    from .custom import _class_file, copy_code
+    from .custom import _class_file, copy_code, local_modules
 
     device = _check_device(ctx.options.get("device", "cpu"))
     cls = _user_class(model)
@@ -122,7 +122,7 @@ def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
     # Tied or shared tensors cannot be stored twice in safetensors: store copies.
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     _check_rebuild(model, cls, kwargs, state, ctx.example)
-    copy_code([source], ctx.code)
+    copy_code([source, *local_modules(source)], ctx.code)
     save_file(state, str(ctx.artifacts / "model.safetensors"), metadata={"format": "pt"})
     return {
         "file": FILE,
