@@ -136,7 +136,7 @@ def key_list(trusted_keys: Any) -> list[Any]:
     if isinstance(trusted_keys, (list, tuple, set, frozenset)):
         return list(trusted_keys)
     _, ed25519, ec, _ = _crypto()
-    kinds = (ed25519.Ed25519PublicKey, ed25519.Ed25519PrivateKey)
+    kinds: tuple[type, ...] = (ed25519.Ed25519PublicKey, ed25519.Ed25519PrivateKey)
     kinds += (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)
     if isinstance(trusted_keys, kinds):
         return [trusted_keys]
