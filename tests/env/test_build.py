@@ -120,3 +120,86 @@ def test_package_without_lock_resolves_its_requirements(
 def test_missing_package_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(tiffin.PackageNotFoundError):
         ensure_environment(tmp_path / "nope")
+
+
+@pytest.fixture
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TIFFIN_CACHE_DIR", str(cache))
+    return cache
+
+
+def test_a_damaged_cached_environment_is_built_again(
+    packed_env_iris: Path, private_cache: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    python = ensure_environment(packed_env_iris)
+    site = next(iter(python.parent.parent.glob("lib/python*/site-packages")))
+    (site / "sklearn" / "__init__.py").unlink()  # a file lost from the cache entry
+    again = ensure_environment(packed_env_iris)
+    assert again == python
+    assert "sklearn/__init__.py is missing" in capfd.readouterr().err
+    run = subprocess.run([str(python), "-I", "-c", "import sklearn"], capture_output=True)
+    assert run.returncode == 0, run.stderr
+    # a module dropped into it afterwards makes it no longer the lock's environment
+    (site / "sneaked_in.py").write_text("X = 1\n")
+    ensure_environment(packed_env_iris)
+    assert "sneaked_in.py was added" in capfd.readouterr().err
+    assert not (site / "sneaked_in.py").exists()
+    # bytecode written by running it is no damage: the next lookup is a hit, silently
+    subprocess.run([str(python), "-c", "import sklearn.linear_model"], check=True)
+    stamp = (python.parent.parent / ".tiffin-ready").stat().st_mtime_ns
+    ensure_environment(packed_env_iris)
+    assert (python.parent.parent / ".tiffin-ready").stat().st_mtime_ns == stamp
+    assert capfd.readouterr().err == ""
+
+
+def test_a_build_killed_mid_install_is_replaced_by_the_next(
+    packed_env_iris: Path, private_cache: Path
+) -> None:
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BUILDER, str(packed_env_iris)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ),
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list((private_cache / "envs").glob(".*.tmp-*/bin/python")):
+        assert time.monotonic() < deadline and proc.poll() is None, "the build never started"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list((private_cache / "envs").glob(".*.tmp-*"))  # the half build it left
+    python = ensure_environment(packed_env_iris)
+    assert list((private_cache / "envs").glob(".*.tmp-*")) == []
+    run = subprocess.run([str(python), "-I", "-c", "import sklearn, tiffin"], capture_output=True)
+    assert run.returncode == 0, run.stderr
+
+
+def test_an_unwritable_cache_is_a_clear_error(
+    packed_env_iris: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # (as root a chmod would not stop the write; a file in the way does)
+    monkeypatch.setenv("TIFFIN_CACHE_DIR", str(blocker / "cache"))
+    with pytest.raises(tiffin.EnvironmentBuildError, match="cannot write the environment cache"):
+        ensure_environment(packed_env_iris)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "env", "build", str(packed_env_iris)],
+        capture_output=True, text=True, env=dict(os.environ),
+    )  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "TIFFIN_CACHE_DIR" in proc.stderr
+
+
+def test_a_local_label_pin_finds_its_accelerator_index() -> None:
+    from tiffin.env.build import pins_of
+    from tiffin.env.lock import accelerator_indexes, pip_index_args
+
+    lock = "torch==2.13.0+cpu \\\n    --hash=sha256:00\nnumpy==2.4.6 \\\n    --hash=sha256:11\n"
+    assert pins_of(lock) == ["torch==2.13.0+cpu", "numpy==2.4.6"]
+    extra = accelerator_indexes(pins_of(lock))
+    assert extra == ["https://download.pytorch.org/whl/cpu"]
+    args = pip_index_args({"extra-index-url": ["https://example.org/simple"]}, extra)
+    assert args.count("--index-strategy") == 1  # uv refuses the option twice
+    assert args[args.index(extra[0]) - 1] == "--extra-index-url"
+    assert accelerator_indexes(["torch==2.13.0"]) == []  # PyPI's own build: no extra index

@@ -21,7 +21,9 @@ import hashlib
 import json
 import os
 import platform as _platform
+import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -31,10 +33,11 @@ from pathlib import Path
 from .. import layout
 from ..errors import EnvironmentBuildError, PackageNotFoundError
 from ..integrity import verify_tree
-from .lock import UNHASHED_HEADER, pip_index_args, uv_binary
+from .lock import UNHASHED_HEADER, accelerator_indexes, pip_index_args, uv_binary
 
 READY = ".tiffin-ready"
 _TMP = ".tmp-"
+_PIN_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*==[^\s;\\]+)", re.MULTILINE)
 
 
 def cache_root() -> Path:
@@ -73,12 +76,13 @@ def python_of(env: Path) -> Path:
     return env / "bin" / "python"
 
 
-def _run(argv: list[str], what: str) -> None:
+def _run(argv: list[str], what: str, fix: str | None = None) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         raise EnvironmentBuildError(
             f"{what} failed: {proc.stderr.strip()[-2000:]}",
-            fix="check that every pin in env/requirements.lock exists for this platform and "
+            fix=fix
+            or "check that every pin in env/requirements.lock exists for this platform and "
             "that its index is reachable (pip's find-links and index URLs are passed to uv)",
         )
 
@@ -140,53 +144,144 @@ def build_environment(
     """Build (or find) the environment for ``lock_text``; returns its Python.
 
     ``resolve=True`` treats the text as requirements to resolve (``uv pip install``)
-    rather than a complete lock to sync.
+    rather than a complete lock to sync. A cached environment whose files no longer
+    match what its build left (a file deleted, truncated or added since) is built again.
     """
     cache = cache_root()
-    cache.mkdir(parents=True, exist_ok=True)
     key = env_key(lock_text + ("\0resolve" if resolve else ""), python)
     final = cache / key
-    if (final / READY).is_file():
+    if _damage(final) is None:
         return python_of(final)
-    with open(cache / f"{key}.lock", "w") as lock_fh:
-        fcntl.flock(lock_fh, fcntl.LOCK_EX)  # a concurrent builder of this key waits here
-        if (final / READY).is_file():
-            return python_of(final)
-        # Under the lock, anything left for this key is from a builder that died.
-        shutil.rmtree(final, ignore_errors=True)
-        for stale in cache.glob(f".{key}{_TMP}*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = cache / f".{key}{_TMP}{os.getpid()}"
-        if sys.stderr.isatty():
-            sys.stderr.write(f"tiffin: building environment {key} (first use of this lock)\n")
-        started = time.perf_counter()
-        try:
-            _create(tmp, lock_text, python=python, hashed=hashed, resolve=resolve)
-            (tmp / READY).write_text(
-                json.dumps({"seconds": round(time.perf_counter() - started, 3), "python": python})
-            )
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with open(cache / f"{key}.lock", "w") as lock_fh:
+            fcntl.flock(lock_fh, fcntl.LOCK_EX)  # a concurrent builder of this key waits here
+            damage = _damage(final)
+            if damage is None:
+                return python_of(final)
+            if (final / READY).is_file():
+                sys.stderr.write(
+                    f"tiffin: warning: the cached environment {final} was changed since it was "
+                    f"built ({damage}); building it again\n"
+                )
+            # Under the lock, anything left for this key is from a builder that died.
+            shutil.rmtree(final, ignore_errors=True)
+            for stale in cache.glob(f".{key}{_TMP}*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = cache / f".{key}{_TMP}{os.getpid()}"
+            if sys.stderr.isatty():
+                sys.stderr.write(f"tiffin: building environment {key} (first use of this lock)\n")
+            started = time.perf_counter()
+            try:
+                _create(tmp, lock_text, python=python, hashed=hashed, resolve=resolve)
+                mark: dict[str, object] = {
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "python": python,
+                    "files": _file_sizes(tmp),
+                }
+                (tmp / READY).write_text(json.dumps(mark))
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+    except OSError as exc:
+        raise EnvironmentBuildError(
+            f"cannot write the environment cache at {cache}: {exc.strerror or exc}",
+            where=str(exc.filename or cache),
+            fix="set TIFFIN_CACHE_DIR to a writable folder with free space (`tiffin env path` "
+            "shows the one in use)",
+        ) from exc
     return python_of(final)
+
+
+def _file_sizes(env: Path) -> dict[str, int]:
+    """Every file of an environment and its size (links as -1), bytecode caches aside."""
+    sizes: dict[str, int] = {}
+    for folder, subfolders, names in os.walk(env):
+        subfolders[:] = [d for d in subfolders if d != "__pycache__"]
+        for name in names:
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, env)
+            if rel == READY or name.endswith(".pyc"):
+                continue
+            st = os.lstat(path)
+            sizes[rel] = -1 if stat.S_ISLNK(st.st_mode) else st.st_size
+    return sizes
+
+
+def _damage(env: Path) -> str | None:
+    """None when ``env`` is a finished build whose files are as it left them, else why not.
+
+    Sizes, not digests: a stat of every file takes milliseconds (a scikit-learn
+    environment has about 4,000), so a cache hit stays instant and still notices a
+    deleted, truncated or added file. Same-size edits are left to ``tiffin verify``,
+    which replays the examples there.
+    """
+    try:
+        mark = json.loads((env / READY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "not built"
+    recorded = mark.get("files") if isinstance(mark, dict) else None
+    if not isinstance(recorded, dict):
+        return "built by an older tiffin, without a file list"
+    if not python_of(env).exists():
+        return f"its interpreter {python_of(env)} is gone"
+    try:
+        found = _file_sizes(env)
+    except OSError as exc:
+        return f"unreadable: {exc}"
+    for rel, size in recorded.items():
+        if rel not in found:
+            return f"{rel} is missing"
+        if found[rel] != size:
+            return f"{rel} changed size"
+    extra = sorted(found.keys() - recorded.keys())
+    if extra:
+        return f"{extra[0]} was added"
+    return None
 
 
 def _create(tmp: Path, lock_text: str, *, python: str, hashed: bool, resolve: bool) -> None:
     uv = uv_binary()
     _run(
-        [uv, "venv", "--quiet", "--no-python-downloads", "--python", python, str(tmp)],
+        [uv, "venv", "--quiet", "--relocatable", "--no-python-downloads", "--python", python,
+         str(tmp)],
         f"creating a Python {python} virtual environment",
-    )
+        fix=f"install Python {python} (`uv python install {python}`), or lock the package for "
+        "a Python installed here: `tiffin env lock PKG --python X.Y`",
+    )  # fmt: skip
     lock_file = tmp / "requirements.lock"
     lock_file.write_text(lock_text, encoding="utf-8")
-    verb: Sequence[str] = ("install", "-r") if resolve else ("sync",)
-    argv = [uv, "pip", *verb[:1], "--quiet", "--python", str(python_of(tmp)), *pip_index_args()]
+    try:
+        _run(
+            _install_argv(uv, tmp, lock_file, hashed, resolve), "installing the locked requirements"
+        )
+    except EnvironmentBuildError:
+        # A local-label pin (torch==2.13.0+cpu) lives on its accelerator's index, which
+        # the machine that locked it may have had as a local wheel folder: retry there.
+        extra = accelerator_indexes(pins_of(lock_text))
+        if not extra:
+            raise
+        argv = _install_argv(uv, tmp, lock_file, hashed, resolve, extra)
+        _run(argv, "installing the locked requirements")
+    _install_runtime(tmp)
+
+
+def _install_argv(
+    uv: str, env: Path, lock_file: Path, hashed: bool, resolve: bool, extra: Sequence[str] = ()
+) -> list[str]:
+    """``uv pip sync`` (or ``install -r`` to resolve) of ``lock_file`` into ``env``."""
+    verb = ["install"] if resolve else ["sync"]
+    argv = [uv, "pip", *verb, "--quiet", "--python", str(python_of(env))]
+    argv += pip_index_args(extra_indexes=extra)
     if hashed:
         argv.append("--require-hashes")
-    argv += [*verb[1:], str(lock_file)]
-    _run(argv, "installing the locked requirements")
-    _install_runtime(tmp)
+    return [*argv, *(["-r"] if resolve else []), str(lock_file)]
+
+
+def pins_of(lock_text: str) -> list[str]:
+    """The ``name==version`` pins of a lock or requirements text."""
+    return [m.group(1) for m in _PIN_LINE.finditer(lock_text)]
 
 
 def _install_runtime(env: Path) -> None:

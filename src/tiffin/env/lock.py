@@ -99,7 +99,9 @@ def pip_config() -> dict[str, list[str]]:
     return found
 
 
-def pip_index_args(config: dict[str, list[str]] | None = None) -> list[str]:
+def pip_index_args(
+    config: dict[str, list[str]] | None = None, extra_indexes: Sequence[str] = ()
+) -> list[str]:
     """pip's configured indexes and wheel folders, as uv arguments (missing folders skipped).
 
     uv's own ``UV_FIND_LINKS`` and ``UV_EXTRA_INDEX_URL`` are merged in (a command-line
@@ -110,7 +112,11 @@ def pip_index_args(config: dict[str, list[str]] | None = None) -> list[str]:
     find_links = config.get("find-links", []) + re.split(
         r"[,\s]+", os.environ.get("UV_FIND_LINKS", "").strip()
     )
-    extra = config.get("extra-index-url", []) + os.environ.get("UV_EXTRA_INDEX_URL", "").split()
+    extra = [
+        *config.get("extra-index-url", []),
+        *os.environ.get("UV_EXTRA_INDEX_URL", "").split(),
+        *extra_indexes,
+    ]
     args: list[str] = []
     for v in dict.fromkeys(v for v in find_links if v):
         if v.startswith(("http://", "https://", "file:")) or Path(v).exists():
@@ -144,14 +150,18 @@ def uv_platform(platform: str) -> str:
 
 
 def compile_lock(
-    requirements: Sequence[str], *, python: str, platform: str, extra: Sequence[str] = ()
+    requirements: Sequence[str],
+    *,
+    python: str,
+    platform: str,
+    extra_indexes: Sequence[str] = (),
 ) -> str:
     """``uv pip compile --generate-hashes`` for the target; raises with uv's reason."""
     config = pip_config()
     argv = [
         uv_binary(), "pip", "compile", "-", "--generate-hashes", "--quiet", "--no-header",
         "--python-version", python, "--python-platform", uv_platform(platform),
-        *pip_index_args(config), *pip_constraint_args(config), *extra,
+        *pip_index_args(config, extra_indexes), *pip_constraint_args(config),
     ]  # fmt: skip
     proc = subprocess.run(
         argv,
@@ -222,12 +232,17 @@ def _closure(requirements: Sequence[str]) -> tuple[dict[str, str], list[str]]:
     return pins, missing
 
 
-def _accelerator_indexes(requirements: Sequence[str]) -> list[str]:
+def accelerator_indexes(requirements: Sequence[str]) -> list[str]:
+    """The index of a local-label pin (``torch==2.13.0+cpu``: the PyTorch CPU index), if any.
+
+    Passed as one more ``--extra-index-url`` through :func:`pip_index_args`, which sets
+    the index strategy once (uv refuses the option twice).
+    """
     from .capture import accelerator_of
 
     acc = accelerator_of(requirements)
     if acc and acc.get("index") and "+" in str(acc.get("package", "")):
-        return ["--extra-index-url", str(acc["index"]), "--index-strategy", "unsafe-best-match"]
+        return [str(acc["index"])]
     return []
 
 
@@ -239,10 +254,10 @@ def lock_text(
         try:
             text = compile_lock(requirements, python=python, platform=platform)
         except EnvironmentBuildError:
-            extra = _accelerator_indexes(requirements)
+            extra = accelerator_indexes(requirements)
             if not extra:
                 raise
-            text = compile_lock(requirements, python=python, platform=platform, extra=extra)
+            text = compile_lock(requirements, python=python, platform=platform, extra_indexes=extra)
         info: dict[str, Any] = {"status": "locked", "hashed": True, "tool": "uv pip compile"}
     except EnvironmentBuildError as exc:
         cause = exc.message.partition(": ")[2] or exc.message
