@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,4 +116,67 @@ def test_nothing_deserialized_before_verification(packed_iris: Path) -> None:
     """A tampered artifact fails integrity even if skops would choke on it first."""
     (packed_iris / "artifacts" / "model.skops").write_bytes(b"not a zip at all")
     with pytest.raises(tiffin.IntegrityError, match="artifacts/model.skops was changed"):
+        tiffin.load(packed_iris)
+
+
+def _reseal(pkg: Path, edit: Any) -> None:
+    """What an attacker who can write the whole folder does: edit, then seal again."""
+    from tiffin.manifest import Manifest
+
+    raw = json.loads((pkg / "tiffin.json").read_bytes())
+    edit(raw)
+    (pkg / "tiffin.json").write_bytes(Manifest.from_dict(raw).seal().to_bytes())
+
+
+@pytest.mark.parametrize("where", ["/etc/hostname", "../outside.pkl", "artifacts/../../x"])
+def test_runtime_options_cannot_point_outside_the_package(packed_iris: Path, where: str) -> None:
+    """A re-sealed manifest once sent the flavor to a file no digest covers (skops then
+    died with a raw BadZipFile); now only files listed in the manifest are read."""
+    outside = packed_iris.parent / "outside.pkl"
+    outside.write_bytes(b"cposix\nsystem\n(Vtouch TRIPWIRE\ntR.")
+    _reseal(packed_iris, lambda raw: raw["runtime"]["options"].update(file=where))
+    with pytest.raises(tiffin.IntegrityError, match="not a file of this package"):
+        tiffin.load(packed_iris)
+
+
+def test_pickle_flavor_reads_the_bytes_it_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file swapped between verification and deserialization (a shared disk, a
+    signature already checked) is caught: the pickle flavor hashes what it unpickles."""
+    import pickle
+    import sys
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    load_module = sys.modules["tiffin.load"]  # (tiffin.load is also the function)
+
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    model = LogisticRegression().fit(X, [0, 0, 1, 1])
+    pkg = tiffin.pack(
+        model, tmp_path / "p", name="p", version="1", example=X, flavor="pickle",
+        allow_pickle=True,
+    )  # fmt: skip
+    assert tiffin.load(pkg.path, allow_pickle=True).name == "p"
+    real = load_module.read_signature
+    other = pickle.dumps(LogisticRegression().fit(X, [1, 1, 0, 0]), protocol=5)
+
+    def swap_then_read(root: Path) -> Any:  # runs after verify_tree, before the flavor
+        (root / "artifacts" / "model.pkl").write_bytes(other)
+        return real(root)
+
+    monkeypatch.setattr(load_module, "read_signature", swap_then_read)
+    with pytest.raises(tiffin.IntegrityError, match="model.pkl changed after"):
+        tiffin.load(pkg.path, allow_pickle=True)
+
+
+def test_a_file_filed_under_another_layer_is_caught(packed_iris: Path) -> None:
+    def move(raw: dict[str, Any]) -> None:
+        for entry in raw["files"]:
+            if entry["path"] == "README.md":
+                entry["layer"] = "artifact"
+
+    _reseal(packed_iris, move)
+    with pytest.raises(tiffin.IntegrityError, match="README.md is listed in the artifact layer"):
         tiffin.load(packed_iris)

@@ -143,6 +143,14 @@ def verify_tree(root: str | os.PathLike[str], manifest: Manifest | None = None) 
         )
     for rel in sorted(expected):
         entry = expected[rel]
+        if entry.layer != layer_of(rel):
+            # layers are shipped and cached on their own (OCI), so a file filed under
+            # the wrong one would travel or be trusted as something it is not
+            raise IntegrityError(
+                f"{rel} is listed in the {entry.layer} layer, but belongs to {layer_of(rel)}",
+                where=str(root / MANIFEST),
+                fix="the manifest was edited by hand; pack the package again",
+            )
         full = root / rel
         if full.stat().st_size != entry.size or sha256_file(full) != entry.sha256:
             raise IntegrityError(

@@ -122,7 +122,9 @@ def load(
             # package, ahead of anything else of the same name.
             sys.path.insert(0, str(code_dir))
     flavor = flavors.get(manifest.flavor)
-    model = flavor.load(flavors.LoadContext(path=root, options=options, allow_pickle=allow_pickle))
+    digests = {f.path: f.sha256 for f in manifest.files}
+    ctx = flavors.LoadContext(root, options, allow_pickle=allow_pickle, digests=digests)
+    model = flavor.load(ctx)
     return Predictor(root, manifest, signature, model)
 
 

@@ -18,6 +18,7 @@ touches only its own module (and the name below).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 from collections.abc import Callable, Mapping
@@ -26,7 +27,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from ..errors import FlavorError, UsageError
+from ..errors import FlavorError, IntegrityError, UsageError
+from ..layout import MANIFEST
+from ..manifest import is_safe_relpath
 
 # Detection order matters: XGBoost and LightGBM sklearn wrappers are also sklearn
 # estimators, so they are tried first; pickle is the explicit last resort.
@@ -69,12 +72,44 @@ class LoadContext:
     options: Mapping[str, Any]
     allow_pickle: bool = False
     artifacts: Mapping[str, Path] = field(default_factory=dict)
+    digests: Mapping[str, str] = field(default_factory=dict)  # verified path -> sha256
 
     def file(self, key: str = "file") -> Path:
+        """The package file a runtime option names; only a verified file of this package.
+
+        A re-sealed manifest could otherwise point a flavor at ``/tmp/x`` or ``../x``,
+        a file that no digest covers and the sniffer never saw.
+        """
         rel = self.options.get(key)
         if not isinstance(rel, str):
             raise FlavorError(f"runtime option {key!r} is missing", where="tiffin.json: runtime")
+        listed = rel in self.digests if self.digests else (self.path / rel).is_file()
+        if not is_safe_relpath(rel) or not listed:
+            raise IntegrityError(
+                f"runtime option {key!r} names {rel!r}, which is not a file of this package",
+                where=str(self.path / MANIFEST),
+                fix="do not load it; a packed model names a file listed in its own manifest",
+            )
         return self.path / rel
+
+    def read_verified(self, key: str = "file") -> bytes:
+        """The bytes of ``file(key)``, checked against the manifest as they are read.
+
+        ``load`` verified every file before any flavor ran, but a file can be swapped on
+        disk in between; deserializing these bytes, not the path, closes that window.
+        """
+        path = self.file(key)
+        data = path.read_bytes()
+        rel = path.relative_to(self.path).as_posix()
+        if not self.digests:
+            return data  # a folder being packed, not yet sealed: nothing to check against
+        if hashlib.sha256(data).hexdigest() != self.digests[rel]:
+            raise IntegrityError(
+                f"{rel} changed after the package was verified",
+                where=str(self.path),
+                fix="something is writing to the package while it loads; load a private copy",
+            )
+        return data
 
 
 def get(name: str) -> ModuleType:

@@ -95,7 +95,7 @@ def load(ctx: LoadContext) -> Any:
             "through the allow-list unpickler)",
         )
     model = safe_loads(
-        ctx.file().read_bytes(),
+        ctx.read_verified(),  # the verified bytes, not whatever the path holds by now
         code_modules=code_modules_of(ctx.path / "code"),
         trusted=ctx.options.get("trusted_types") or (),
     )
