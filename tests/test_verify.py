@@ -84,13 +84,59 @@ def test_other_library_version_changes_outputs(
     assert loose.ok and "atol=10" in loose.render()
 
 
-def test_install_error_is_named(tmp_path: Path, scale_installed: Path) -> None:  # noqa: F811
-    pkg = pack_scale(scale_installed, tmp_path / "p", requirements=["+tiffin-scale==9.9"])
-    assert pkg.manifest.environment["lock"]["hashed"] is False  # uv could not resolve it
+def test_install_error_is_named(
+    tmp_path: Path,
+    scale_installed: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Locked where its wheel was found; verified where no source has it any more."""
+    pkg = pack_scale(scale_installed, tmp_path / "p")
+    assert pkg.manifest.environment["lock"]["hashed"] is True
+    monkeypatch.delenv("UV_FIND_LINKS")
+    monkeypatch.setenv("UV_NO_CACHE", "1")  # nor uv's download cache
+    monkeypatch.setenv("TIFFIN_CACHE_DIR", str(tmp_path / "fresh-cache"))
     report = verify(pkg.path)
     assert not report.ok and report.failed == "environment"
     assert "installing the locked requirements failed" in (report.error or "")
     assert "tiffin-scale" in (report.error or "")
+    assert report.replay is None and report.cold_start_seconds is None
+
+
+def test_mismatch_report_is_complete_json(
+    tmp_path: Path,
+    scale_installed: Path,  # noqa: F811
+) -> None:
+    pkg = pack_scale(scale_installed, tmp_path / "p", requirements=["+tiffin-scale==2.0"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "verify", str(pkg.path), "--json", "--atol", "0.5"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 10, proc.stderr
+    data = json.loads(proc.stdout)  # stdout is the JSON document alone
+    assert data["ok"] is False and data["failed"] == "replay"
+    assert "largest difference 3" in data["replay"]["difference"]
+    assert data["replay"]["atol"] == 0.5 and data["replay"]["load_seconds"] >= 0
+    assert data["python"].endswith("/bin/python") and data["cold_start_seconds"] > 0
+    assert [s["name"] for s in data["steps"]] == ["integrity", "environment", "replay"]
+
+
+def test_no_example_fails_before_building(
+    tmp_path: Path,
+    custom_source: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tiffin.signature import Signature
+
+    sig = Signature.infer(np.ones((2, 2)), np.ones((2, 2)))
+    pkg = tiffin.pack(f"{custom_source}:VersionScaled", tmp_path / "p", name="s", version="1",
+                      signature=sig)  # fmt: skip
+    cache = tmp_path / "untouched-cache"
+    monkeypatch.setenv("TIFFIN_CACHE_DIR", str(cache))
+    report = verify(pkg.path)
+    assert not report.ok and report.failed == "replay"
+    assert "no recorded example" in (report.error or "")
+    assert [s.name for s in report.steps] == ["integrity", "replay"]
+    assert not cache.exists()  # no environment was built for nothing
 
 
 def test_tampered_package_fails_integrity_first(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
@@ -113,6 +159,14 @@ def test_bad_arguments(tmp_path: Path, custom_source: Path) -> None:  # noqa: F8
         verify(tmp_path, env="docker")
     with pytest.raises(tiffin.UsageError):
         verify(tmp_path, rtol=-1)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(tiffin.UsageError, match="finite"):
+            verify(tmp_path, atol=bad)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "verify", str(tmp_path), "--rtol", "nan"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "finite" in proc.stderr and "Traceback" not in proc.stderr
     report = verify(tmp_path / "missing")
     assert not report.ok and report.failed == "integrity"
 

@@ -6,11 +6,15 @@ Steps, each timed and reported:
    signature);
 2. ``environment``: the environment built from the lock in the content-addressed cache
    (``env="isolated"``, the default), or the current interpreter (``env="current"``);
-3. ``replay``: the recorded examples run in a fresh subprocess of that environment
+3. ``replay``: (refused at once when the package has no example) the recorded examples run in a fresh subprocess of that environment
    (``python -I``, so nothing from the host's ``PYTHONPATH`` or working folder leaks in)
    and compared with the recorded outputs: exact for integers, booleans and strings,
    floats within ``rtol`` and ``atol`` (default 1e-6 each, as ``numpy.isclose``);
    the cold start (process launch to first prediction) is measured there.
+
+The report (``to_dict()``, ``tiffin verify --json``) holds each step, the interpreter
+used (``python``), the replay's figures (``replay``: load and predict seconds, the
+tolerances, the Python version, and on a mismatch the ``difference``) and the cold start.
 
 The first failure stops the run and is named: a missing module, a mismatched output
 with the largest difference, an install error. Example::
@@ -22,6 +26,7 @@ with the largest difference, an install error. Example::
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -59,6 +64,8 @@ class Report:
     failed: str | None = None
     fix: str | None = None
     environment: str | None = None
+    python: str | None = None
+    replay: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,8 +106,12 @@ def verify(
     """
     if env not in ("isolated", "current"):
         raise UsageError(f"env must be 'isolated' or 'current', not {env!r}", where="env")
-    if rtol < 0 or atol < 0:
-        raise UsageError("rtol and atol must not be negative", where="rtol/atol")
+    if not (math.isfinite(rtol) and math.isfinite(atol)) or rtol < 0 or atol < 0:
+        raise UsageError(
+            f"rtol and atol must be finite and not negative, not {rtol!r} and {atol!r}",
+            where="rtol/atol",
+            fix="give tolerances like --rtol 1e-5 --atol 1e-8",
+        )
     root = Path(path).resolve()
     report = Report(package=str(root), environment=env)
 
@@ -127,6 +138,10 @@ def verify(
 
     if step("integrity", integrity) is None:
         return report
+    missing = [n for n in ("input.json", "output.json") if not (root / "examples" / n).is_file()]
+    if missing:  # said before a build that could take minutes
+        step("replay", _no_example(missing[0]))
+        return report
 
     def environment() -> tuple[str, Any]:
         if env == "current":
@@ -139,10 +154,20 @@ def verify(
     python = step("environment", environment)
     if python is None:
         return report
+    report.python = str(python)
 
     def replay() -> tuple[str, Any]:
         result = _replay(root, python, current=env == "current", rtol=rtol, atol=atol)
+        report.replay = {k: v for k, v in result.items() if k not in ("predicted_at", "match")}
         report.cold_start_seconds = result["cold_start_seconds"]
+        if not result["match"]:
+            raise VerificationError(
+                f"the replayed example does not match the recorded output: {result['difference']}",
+                where=str(root / "examples" / "output.json"),
+                fix="the environment differs from the one the package was made in: compare "
+                "env/requirements.lock with the versions used at pack time (or widen "
+                "--rtol/--atol if the difference is numerical noise)",
+            )
         return (
             f"examples match (rtol={rtol:g}, atol={atol:g}); "
             f"cold start {result['cold_start_seconds']:.3f} s",
@@ -153,15 +178,20 @@ def verify(
     return report
 
 
+def _no_example(name: str) -> Callable[[], tuple[str, Any]]:
+    def fail() -> tuple[str, Any]:
+        raise VerificationError(
+            f"the package has no recorded example to replay (no examples/{name})",
+            where="examples/",
+            fix="pack it with example= (a few rows of real input)",
+        )
+
+    return fail
+
+
 def _replay(root: Path, python: Path, *, current: bool, rtol: float, atol: float) -> Any:
     from .env.build import clean_env
 
-    if not (root / "examples" / "input.json").is_file():
-        raise VerificationError(
-            "the package has no recorded example to replay",
-            where=str(root / "examples"),
-            fix="pack it with example= (a few rows of real input)",
-        )
     env_vars = clean_env()
     # -B: importing code/ must not write __pycache__ into the sealed package.
     flags = ["-I", "-B"]
@@ -192,13 +222,6 @@ def _replay(root: Path, python: Path, *, current: bool, rtol: float, atol: float
             f"the package failed to run: {proc.stderr.strip()[-1500:]}",
             where=str(root),
             fix="run `tiffin predict PKG --isolated` on the example to see the failure",
-        )
-    if not result["match"]:
-        raise VerificationError(
-            f"the replayed example does not match the recorded output: {result['difference']}",
-            where=str(root / "examples" / "output.json"),
-            fix="the environment differs from the one the package was made in: compare "
-            "env/requirements.lock with the versions used at pack time",
         )
     result["cold_start_seconds"] = round(max(result["predicted_at"] - launched, 0.0), 4)
     return result
