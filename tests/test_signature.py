@@ -116,9 +116,51 @@ def test_dataframe_errors() -> None:
     assert list(ok.columns) == ["age", "city"]
 
 
+def test_dataframe_columns_reordered_repeated_and_empty() -> None:
+    frame = pd.DataFrame({"age": [30, 40], "city": ["x", "y"]})
+    sig = Signature.infer(frame)
+    assert list(sig.validate(frame[["city", "age"]]).columns) == ["age", "city"]
+    with pytest.raises(tiffin.SignatureError, match="'age' appears more than once"):
+        sig.validate(pd.concat([frame, frame[["age"]]], axis=1))
+    assert len(sig.validate(frame.iloc[:0])) == 0
+
+
+def test_nullable_int_and_bool_columns_keep_their_gaps() -> None:
+    """Int64/boolean with <NA>: the own example validates and the gaps stay gaps."""
+    frame = pd.DataFrame(
+        {
+            "n": pd.array([1, None, 3], dtype="Int64"),
+            "ok": pd.array([True, None, False], dtype="boolean"),
+            "small": pd.array([1, None, 2], dtype="Int8"),
+        }
+    )
+    sig = Signature.infer(frame)
+    assert [(s.dtype, s.nullable) for s in sig.inputs] == [
+        ("int64", True),
+        ("bool", True),
+        ("int8", True),
+    ]
+    out = sig.validate(frame)
+    assert str(out["n"].dtype) == "Int64" and str(out["ok"].dtype) == "boolean"
+    assert out["n"].isna().tolist() == [False, True, False]
+    assert out["small"].tolist()[::2] == [1, 2] and str(out["small"].dtype) == "Int8"
+    # From JSON: Python values with null, checked one by one, never turned into floats.
+    out = sig.validate({"n": [7, None], "ok": [None, True], "small": [None, 5]})
+    assert out["n"].tolist()[0] == 7 and out["n"].isna().tolist() == [False, True]
+    assert str(out["small"].dtype) == "Int8"
+    # A safe cast of a nullable column (Int32 -> Int64) keeps the gaps too.
+    out = sig.validate(frame.assign(n=pd.array([None, 2, 3], dtype="Int32")))
+    assert str(out["n"].dtype) == "Int64" and out["n"].isna().tolist() == [True, False, False]
+    with pytest.raises(tiffin.SignatureError, match="'n' expects dtype int64, got float64"):
+        sig.validate({"n": [1.5, None], "ok": [True, True], "small": [1, 1]})
+    with pytest.raises(tiffin.SignatureError, match="'small' expects dtype int8"):
+        sig.validate({"n": [1, None], "ok": [True, True], "small": [1000, None]})
+
+
 def test_strings_kind() -> None:
     sig = Signature.infer(["a", "b"])
     assert sig.validate(["x"]) == ["x"]
+    assert sig.validate([]) == []  # an empty batch is still a batch
     with pytest.raises(tiffin.SignatureError, match="expects strings"):
         sig.validate([1, 2])
 

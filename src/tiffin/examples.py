@@ -17,9 +17,13 @@ import numpy as np
 
 from .errors import ManifestError
 from .manifest import pretty_json
-from .signature import _is_frame, _pandas, _to_array, dtype_name
+from .signature import _is_frame, _pandas, _to_array, dtype_name, masked_dtype
 
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+# Column dtypes whose gaps (null) decode to a pandas nullable array (Int64, boolean, ...).
+MASKABLE = frozenset(
+    {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+)
 
 
 def _encode_scalar(value: Any) -> Any:
@@ -58,10 +62,21 @@ def _decode_array(raw: Mapping[str, Any]) -> np.ndarray:
 def encode(value: Any) -> dict[str, Any]:
     """Encode a model input or output as typed JSON-ready data."""
     if _is_frame(value):
+        pd = _pandas()
         columns = {}
         for col in value.columns:
             series = value[col]
-            if series.dtype.kind in "biufM":
+            numpy_dtype = getattr(series.dtype, "numpy_dtype", None)
+            if numpy_dtype is not None and bool(series.isna().any()):
+                # A pandas nullable column (Int64, boolean) with gaps: to_numpy() would
+                # make floats or objects of it; keep its dtype and write the gaps as null.
+                data = [None if v is None or v is pd.NA or v != v else v for v in series.tolist()]
+                columns[str(col)] = {
+                    "dtype": dtype_name(np.dtype(numpy_dtype)),
+                    "shape": [len(data)],
+                    "data": [v if v is None else _encode_scalar(v) for v in data],
+                }
+            elif series.dtype.kind in "biufM":
                 columns[str(col)] = _encode_array(series.to_numpy())
             else:
                 values = [None if (v is None or v != v) else _encode_scalar(v) for v in series]
@@ -85,9 +100,14 @@ def decode(raw: Any) -> Any:
         kind = raw["kind"]
         if kind == "dataframe":
             pd = _pandas()
-            cols = {}
+            cols: dict[str, Any] = {}
             for name, col in raw["columns"].items():
-                cols[name] = _decode_array(col) if col["dtype"] != "str" else list(col["data"])
+                if col["dtype"] == "str":
+                    cols[name] = list(col["data"])
+                elif col["dtype"] in MASKABLE and None in col["data"]:
+                    cols[name] = pd.array(col["data"], dtype=masked_dtype(np.dtype(col["dtype"])))
+                else:
+                    cols[name] = _decode_array(col)
             return pd.DataFrame(cols)
         if kind == "dict":
             return {k: _decode_array(v) for k, v in raw["arrays"].items()}

@@ -440,6 +440,8 @@ def _check_array(spec: TensorSpec, value: Any) -> np.ndarray:
 def _check_strings(spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
     if arr.dtype.kind == "U":
         return arr
+    if arr.size == 0 and arr.dtype.kind in "f":  # np.asarray([]) is float64: no rows at all
+        return arr.astype(object)
     if arr.dtype.kind in "OS":
         flat = arr.ravel()
         out = np.empty(flat.shape, dtype=object)
@@ -489,7 +491,14 @@ def _validate_frame(specs: Sequence[TensorSpec], value: Any) -> Any:
     pd = _pandas()
     if isinstance(value, Mapping):
         try:
-            value = pd.DataFrame({k: value[k] for k in value})
+            # Python lists keep their values as objects, so they are checked one by one
+            # (a JSON [1, null] is a nullable int column, not the floats pandas would make).
+            value = pd.DataFrame(
+                {
+                    k: pd.Series(v, dtype=object) if isinstance(v, list) else v
+                    for k, v in value.items()
+                }
+            )
         except (ValueError, TypeError) as exc:
             raise SignatureError(f"cannot build a DataFrame from the inputs: {exc}") from None
     if not _is_frame(value):
@@ -499,6 +508,13 @@ def _validate_frame(specs: Sequence[TensorSpec], value: Any) -> Any:
             fix="pass a pandas DataFrame (or a dict of column name to values)",
         )
     expected = [s.name for s in specs]
+    repeated = sorted({str(c) for c in value.columns[value.columns.duplicated()]})
+    if repeated:
+        raise SignatureError(
+            f"input column {repeated[0]!r} appears more than once",
+            where="inputs",
+            fix="give each column once",
+        )
     missing = [n for n in expected if n not in value.columns]
     if missing:
         raise SignatureError(
@@ -540,17 +556,48 @@ def _validate_frame(specs: Sequence[TensorSpec], value: Any) -> Any:
                 )
             columns[spec.name] = series
         else:
-            raw = series.to_numpy()
-            spec1 = TensorSpec(spec.name, spec.dtype, (-1,), spec.nullable)
-            if raw.dtype.kind == "O":
-                try:
-                    raw = np.asarray(raw.tolist())
-                except (ValueError, TypeError):
-                    pass
-                columns[spec.name] = _check_array(spec1, raw.tolist())
-            else:
-                columns[spec.name] = _check_array(spec1, raw)
+            columns[spec.name] = _numeric_column(pd, spec, series)
     return pd.DataFrame(columns, index=value.index)
+
+
+def masked_dtype(dtype: np.dtype[Any]) -> str:
+    """The pandas nullable dtype for a NumPy one: int64 -> Int64, uint8 -> UInt8, bool -> boolean."""
+    if dtype.kind == "b":
+        return "boolean"
+    bits = dtype.itemsize * 8
+    return {"i": f"Int{bits}", "u": f"UInt{bits}", "f": f"Float{bits}"}[dtype.kind]
+
+
+def _numeric_column(pd: Any, spec: TensorSpec, series: Any) -> Any:
+    """One numeric column, checked as an array; missing values of a nullable column kept.
+
+    The present values are checked like any input (safe casts, lossless conversion of
+    Python objects). Missing values come back as NaN in a float column and as a pandas
+    nullable array (``Int64``, ``boolean``) in an int or bool column, which is what such
+    a column was packed with: ``to_numpy`` would turn ``Int64`` with a gap into floats.
+    """
+    target = np.dtype(spec.dtype)
+    spec1 = TensorSpec(spec.name, spec.dtype, (-1,), spec.nullable)
+    missing = np.asarray(series.isna().to_numpy(), dtype=bool)
+    present = series[~missing] if missing.any() else series
+    numpy_dtype = getattr(series.dtype, "numpy_dtype", None)
+    if numpy_dtype is not None and np.dtype(numpy_dtype).kind in "biuf":
+        raw: Any = present.to_numpy(dtype=numpy_dtype)  # a pandas nullable column, gaps removed
+    else:
+        raw = present.to_numpy()
+    if raw.dtype.kind == "O":
+        raw = raw.tolist()  # Python objects: checked (and converted only when lossless) as such
+    checked = _check_array(spec1, raw)
+    if not missing.any():
+        return checked
+    if target.kind == "f":
+        out = np.full(len(series), np.nan, dtype=target)
+        out[~missing] = checked
+        return out
+    data = np.zeros(len(series), dtype=target)
+    data[~missing] = checked
+    cls = pd.arrays.BooleanArray if target.kind == "b" else pd.arrays.IntegerArray
+    return cls(data, missing)
 
 
 def _spec_schema(spec: TensorSpec) -> dict[str, Any]:

@@ -213,3 +213,53 @@ def test_text_pipeline_reproducible_across_processes(tmp_path: Path) -> None:
     ).read_bytes()
     out = predict_in_fresh_process(tmp_path / "a", "['good bad', 'never seen']", tmp_path)
     np.testing.assert_allclose(out["output"], json.loads(runs[0][1]), rtol=0, atol=1e-12)
+
+
+def _mixed_frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    city = rng.choice(np.array(["paris", "rome", "oslo", None], dtype=object), size=n)
+    city[1] = np.nan  # None and NaN both mean missing in a string column
+    count = pd.array(rng.integers(0, 5, size=n), dtype="Int64")
+    count[2] = pd.NA
+    return pd.DataFrame(
+        {
+            "city": city,
+            "count": count,
+            "flag": rng.random(n) > 0.5,
+            "kind": pd.Categorical(rng.choice(["a", "b"], size=n)),
+            "amount": rng.normal(size=n),
+        }
+    )
+
+
+def test_column_transformer_over_nullable_bool_and_category_columns(tmp_path: Path) -> None:
+    """Strings with None/NaN, nullable Int64 with <NA>, bool and category, unseen values."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    train = _mixed_frame(80, 0)
+    y = (train["amount"] > 0).astype(int)
+    prep = ColumnTransformer(
+        [
+            ("cat", make_pipeline(
+                SimpleImputer(strategy="constant", fill_value="missing"),
+                OneHotEncoder(handle_unknown="ignore"),
+            ), ["city", "kind"]),
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["count", "amount"]),
+            ("flag", "passthrough", ["flag"]),
+        ]
+    )  # fmt: skip
+    model = make_pipeline(prep, LogisticRegression()).fit(train, y)
+    pkg = tiffin.pack(model, tmp_path / "p", name="mixed", version="1", example=train.head(8),
+                      method="predict_proba")  # fmt: skip
+    specs = {s.name: (s.dtype, s.nullable) for s in pkg.load().signature.inputs}
+    assert specs["count"] == ("int64", True) and specs["flag"] == ("bool", False)
+    rows = _mixed_frame(30, 1)
+    rows.loc[0, "city"] = "tokyo"  # never seen in training
+    rows.to_parquet(tmp_path / "rows.parquet")
+    code = f"__import__('pandas').read_parquet({str(tmp_path / 'rows.parquet')!r})"
+    out = predict_in_fresh_process(pkg.path, code, tmp_path)
+    np.testing.assert_allclose(out["output"], model.predict_proba(rows), rtol=0, atol=1e-12)
