@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tiffin.security.sniff import classify_bytes, sniff
+from tiffin.security.sniff import Verdict, classify_bytes, sniff
 
 
 @pytest.mark.parametrize(
@@ -159,3 +159,27 @@ def test_protocol0_streams_pickletools_misreads_are_still_pickles(tmp_path: Path
     assert trip.exists()
     assert classify_bytes("c\u0455klearn.base\nBaseEstimator\n)R.".encode()).carries_code
     assert not classify_bytes(b"Iris data\nI0x10\nnot a pickle\n").carries_code
+
+
+def test_pickle_padded_past_the_examined_bytes_is_still_a_pickle(tmp_path: Path) -> None:
+    """5 MB of harmless opcodes, then the global: the sniffer sees only the first 4 MiB,
+    all of it valid opcodes, and once called the file UTF-8 text."""
+    import subprocess
+    import sys
+
+    trip = tmp_path / "TRIPWIRE"
+    evil = f"cposix\nsystem\n(Vtouch {trip}\ntR.".encode()
+    for pad in (b"N0", b"(l0", b")0"):
+        path = tmp_path / "notes.txt"
+        path.write_bytes(pad * ((5 << 20) // len(pad)) + evil)
+        assert sniff(path).carries_code, pad
+    loader = "import pickle,sys; pickle.load(open(sys.argv[1], 'rb'))"
+    subprocess.run([sys.executable, "-c", loader, str(path)], check=True)
+    assert trip.exists()  # the real unpickler does run it
+    csv = "\n".join(f"{i},{i * 0.5},{i % 7}" for i in range(400_000)).encode()
+    assert len(csv) > 4 << 20 and not sniff_file(tmp_path / "big.csv", csv).carries_code
+
+
+def sniff_file(path: Path, data: bytes) -> Verdict:
+    path.write_bytes(data)
+    return sniff(path)

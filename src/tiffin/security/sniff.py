@@ -24,6 +24,7 @@ from typing import IO, Any
 _SCAN_BYTES = 4 << 20  # how much of a file (or of a decompressed stream) is examined
 _MAX_MEMBERS = 10_000  # members of a zip or tar examined before giving up (fails closed)
 _MAX_DEPTH = 4  # containers inside containers
+_CUT_SLACK = 1 << 16  # an opcode argument (a long line, say) straddling the cut
 _GLOBALS = frozenset({"STACK_GLOBAL", "EXT1", "EXT2", "EXT4"})
 _PICKLE_STARTS = b"(cSKIJLFGTUVX]})NM\x8c\x95ip"  # how protocol 0 and 1 streams begin
 _TEXT_CONTROLS = frozenset(range(32)) - {9, 10, 12, 13}
@@ -59,7 +60,7 @@ def _c_reads_int(line: bytes) -> bool:
     return True
 
 
-def _ops(data: bytes) -> Iterator[tuple[str, Any]]:
+def _ops(data: bytes) -> Iterator[tuple[str, Any, int]]:
     """The opcodes of a pickle stream as the C unpickler would read them.
 
     :func:`pickletools.genops` is stricter than the unpickler in two places, and a
@@ -74,8 +75,8 @@ def _ops(data: bytes) -> Iterator[tuple[str, Any]]:
         end = start
         try:
             for opcode, arg, _pos in pickletools.genops(stream):
-                yield opcode.name, arg
                 end = stream.tell()
+                yield opcode.name, arg, end
             return
         except ValueError:
             op, rest = data[end : end + 1], data[end + 1 :]
@@ -86,7 +87,7 @@ def _ops(data: bytes) -> Iterator[tuple[str, Any]]:
             second, nl2, _ = tail.partition(b"\n")
             if op in (b"c", b"i") and nl and nl2:
                 try:
-                    yield "GLOBAL", f"{first.decode()} {second.decode()}"
+                    yield "GLOBAL", f"{first.decode()} {second.decode()}", end
                 except UnicodeDecodeError:
                     pass
             raise
@@ -100,14 +101,20 @@ def _is_pickle(data: bytes) -> bool:
     importable-looking global (GLOBAL, INST, STACK_GLOBAL, EXT) counts even if it
     breaks afterwards: the unpickler imports it before reading on. Callables only ever
     come from globals, so a stream without one cannot call anything.
+
+    Only the first ``_SCAN_BYTES`` are examined, so a sample that still parses as
+    opcodes where it was cut off is a pickle too: 5 MB of ``N0`` (push None, pop) then
+    a GLOBAL once passed as text while ``pickle.load`` ran it.
     """
     if not data:
         return False
     if data[0] == 0x80 and len(data) > 1 and 2 <= data[1] <= 5:
         return True
     names = False
+    end = 0
     try:
-        for ops, (opname, arg) in enumerate(_ops(data), 1):
+        for ops, (opname, arg, op_end) in enumerate(_ops(data), 1):
+            end = op_end
             if opname in ("GLOBAL", "INST"):
                 module, _, name = str(arg).partition(" ")
                 names = names or (_dotted(module) and _dotted(name))
@@ -117,7 +124,8 @@ def _is_pickle(data: bytes) -> bool:
                 # a lone STOP, or "0." at the start of a CSV, is not a pickle of anything
                 return ops > 1 and (names or data[:1] in _PICKLE_STARTS)
     except (ValueError, EOFError, struct.error, KeyError, IndexError, Warning):
-        return names
+        # parsed up to the cut: what follows it is unknown, so fail closed
+        return names or (len(data) >= _SCAN_BYTES and end >= len(data) - _CUT_SLACK)
     return names
 
 
