@@ -207,3 +207,32 @@ def test_a_full_queue_is_overloaded() -> None:
         await asyncio.gather(first, second)
 
     run(main)
+
+
+def test_a_request_whose_inputs_disagree_on_rows_is_never_merged() -> None:
+    """x of 2 rows with y of 1 row is legal (the model broadcasts), but merged with others
+    and split by x's rows, it once returned x of one request added to y of another."""
+
+    def add(arrays: Arrays) -> Arrays:
+        return {"out": arrays["x"][:, 0] + arrays["y"][:, 0]}
+
+    a = {"x": np.array([[1.0], [2.0]]), "y": np.array([[10.0]])}
+    b = {"x": np.array([[100.0]]), "y": np.array([[1000.0], [2000.0]])}
+    c = {"x": np.array([[5.0]]), "y": np.array([[7.0]])}
+    # a and b together have as many x rows as y rows, so a merged call would not fail
+    requests = [c] + [a, b] * 8
+
+    async def main(pool: ThreadPoolExecutor) -> list[Any]:
+        batcher = Batcher(_slow(add), pool, max_batch_size=64)
+        return await staggered(batcher, requests)
+
+    for request, out in zip(requests, run(main)):
+        assert out["out"].tolist() == add(request)["out"].tolist()
+
+
+def _slow(predict: Callable[[Arrays], Arrays]) -> Callable[[Arrays], Arrays]:
+    def call(arrays: Arrays) -> Arrays:
+        time.sleep(0.02)  # long enough for the others to queue behind the first
+        return predict(arrays)
+
+    return call

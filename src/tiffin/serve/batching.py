@@ -62,9 +62,14 @@ class Overloaded(Exception):
 @dataclass
 class _Pending:
     arrays: Arrays
-    rows: int
+    merge_rows: int | None  # None: inputs disagree on the batch size, so it runs alone
     future: asyncio.Future[Arrays]
     enqueued: float = field(default_factory=time.perf_counter)
+
+    @property
+    def rows(self) -> int:
+        """Rows it adds to a batch (for the caps and the wait estimate)."""
+        return 1 if self.merge_rows is None else self.merge_rows
 
 
 class Batcher:
@@ -111,7 +116,8 @@ class Batcher:
         """Queue one request and wait for its share of a batch."""
         if len(self._queue) >= self.queue_size:
             raise Overloaded("the model's queue is full")
-        rows = _rows(arrays)
+        merge_rows = _rows(arrays)
+        rows = 1 if merge_rows is None else merge_rows
         wait = self.expected_wait(rows)
         if wait > self.max_latency:
             raise Overloaded(
@@ -119,7 +125,7 @@ class Batcher:
                 f"over the {self.max_latency * 1000:.0f} ms budget"
             )
         future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(arrays, rows, future))
+        self._queue.append(_Pending(arrays, merge_rows, future))
         self._queued_rows += rows
         if not self.busy:
             self._task = asyncio.create_task(self._run())
@@ -198,14 +204,22 @@ def _fail(p: _Pending, exc: BaseException) -> None:
         p.future.set_exception(exc)
 
 
-def _rows(arrays: Arrays) -> int:
-    first = next(iter(arrays.values()))
-    return int(first.shape[0]) if first.ndim else 1
+def _rows(arrays: Arrays) -> int | None:
+    """The request's batch size; None when its inputs disagree on it (never merged).
+
+    A request may legally send inputs of different leading sizes (the model may
+    broadcast them); merged with others, split points taken from one input would hand
+    rows of one request to another, so such a request always runs alone.
+    """
+    sizes = {int(a.shape[0]) if a.ndim else -1 for a in arrays.values()}
+    if len(sizes) != 1 or -1 in sizes:
+        return None
+    return sizes.pop()
 
 
 def _compatible(a: _Pending, b: _Pending) -> bool:
     """Requests merge only when every input agrees on dtype and trailing shape."""
-    if a.arrays.keys() != b.arrays.keys():
+    if a.merge_rows is None or b.merge_rows is None or a.arrays.keys() != b.arrays.keys():
         return False
     return all(
         a.arrays[k].dtype == b.arrays[k].dtype and a.arrays[k].shape[1:] == b.arrays[k].shape[1:]
