@@ -175,3 +175,50 @@ def test_repeated_input_names() -> None:
     x = {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}
     with pytest.raises(codec.BadRequest, match="given twice"):
         codec.decode_request(_request(x, x), None)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [[1, 2], [3, 4, 5, 6]],  # six values, but not two rows of three
+        [[1, 2, 3], [4, 5, [6]]],  # mixed depth
+        [[[1, 2, 3, 4, 5, 6]]],  # deeper than the shape
+        [[1, 2, 3], 4, 5, 6],  # a row, then loose values
+    ],
+)
+def test_nested_data_must_follow_the_shape(data: list[Any]) -> None:
+    """Flattening a mis-nested body would feed the model rows the client never sent."""
+    body = _request({"name": "x", "datatype": "FP64", "shape": [2, 3], "data": data})
+    with pytest.raises(codec.BadRequest, match="shape"):
+        codec.decode_request(body, None)
+
+
+def test_nested_data_with_empty_dimensions() -> None:
+    body = _request({"name": "x", "datatype": "FP64", "shape": [2, 0], "data": [[], []]})
+    assert codec.decode_request(body, None)[0]["x"].shape == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"outputs": [{"name": "y", "parameters": "binary"}]}, "must be an object"),
+        ({"outputs": [{"name": "y"}, {"name": "y"}]}, "requested twice"),
+        ({"outputs": {"name": "y"}}, "must be a list"),
+        ({"outputs": [{"name": "y", "parameters": {"binary_data": "yes"}}]}, "true or false"),
+        ({"parameters": {"binary_data_output": 1}}, "true or false"),
+        ({"parameters": "binary"}, "must be an object"),
+    ],
+)
+def test_malformed_outputs_and_parameters_are_400_before_predict(
+    extra: dict[str, Any], message: str
+) -> None:
+    """Once a 500 (AttributeError on a string 'parameters'), or silently ignored."""
+    body = _request({"name": "x", "datatype": "FP64", "shape": [1], "data": [1]}, **extra)
+    with pytest.raises(codec.BadRequest, match=message):
+        codec.decode_request(body, None)
+
+
+def test_input_parameters_must_be_an_object() -> None:
+    tensor = {"name": "x", "datatype": "FP64", "shape": [1], "data": [1], "parameters": [8]}
+    with pytest.raises(codec.BadRequest, match="'parameters' of input 'x' must be an object"):
+        codec.decode_request(_request(tensor), None)

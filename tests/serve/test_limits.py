@@ -116,8 +116,46 @@ def test_content_types(ctype: bytes | None, binary_ok: bool, status: int | None)
 def test_bearer_token() -> None:
     limits.check_token({}, None)  # no token configured: open
     limits.check_token({b"authorization": b"Bearer s3cret"}, "s3cret")
-    for given in (None, b"Bearer wrong", b"bearer s3cret", b"s3cret", b"Bearer s3cret "):
+    # the scheme is case-insensitive (RFC 9110 11.1), the token is not
+    limits.check_token({b"authorization": b"bearer s3cret"}, "s3cret")
+    limits.check_token({b"authorization": b"BEARER s3cret"}, "s3cret")
+    bad = (None, b"Bearer wrong", b"Bearer S3CRET", b"Basic s3cret", b"s3cret", b"Bearer s3cret ",
+           b"Bearers3cret", b"Bearer  s3cret")  # fmt: skip
+    for given in bad:
         headers = {} if given is None else {b"authorization": given}
         with pytest.raises(HTTPError) as err:
             limits.check_token(headers, "s3cret")
         assert err.value.status == 401 and err.value.headers == {"WWW-Authenticate": "Bearer"}
+
+
+@pytest.mark.parametrize("raw", ["\u00b2", "\u0661", "-1", "1e3", "", "0x10"])
+def test_header_numbers_are_ascii_decimals(raw: str) -> None:
+    """'²'.isdigit() is True and int('²') raises: once a 500 for Inference-Header-Content-Length."""
+    with pytest.raises(HTTPError) as err:
+        limits.decimal(raw, "Inference-Header-Content-Length")
+    assert err.value.status == 400
+    assert limits.decimal(" 42 ", "Content-Length") == 42
+
+
+def _gzip_body(*members: bytes) -> bytes:
+    return b"".join(gzip.compress(m) for m in members)
+
+
+def test_gzip_members_and_trailing_data() -> None:
+    gz = {b"content-encoding": b"gzip"}
+    # several gzip members are one body (RFC 1952), as Python's gzip module reads them
+    two = _gzip_body(b'{"a": ', b"1}")
+    assert read(channel(two), gz) == b'{"a": 1}'
+    pieces = [two[i : i + 3] for i in range(0, len(two), 3)]  # member edges inside chunks
+    assert read(channel(*pieces), gz) == b'{"a": 1}'
+    for tail in (b"garbage", b"\x1f\x8b"):
+        with pytest.raises(HTTPError) as err:
+            read(channel(gzip.compress(b"{}") + tail), gz)
+        assert err.value.status == 400
+    deflate = {b"content-encoding": b"deflate"}
+    with pytest.raises(HTTPError, match="after the end") as err:
+        read(channel(zlib.compress(b"{}") + b"more"), deflate)
+    # the limit counts every member: a bomb in the second member is still a 413
+    with pytest.raises(HTTPError) as err:
+        read(channel(_gzip_body(b"{}", b" " * 5000)), gz)
+    assert err.value.status == 413

@@ -65,22 +65,41 @@ def _shape(raw: Any, name: str) -> tuple[int, ...]:
     return tuple(raw)
 
 
-def _flatten(data: Any) -> list[Any]:
-    """Row-major flatten of nested lists (V2 allows nested or flat data)."""
+def _flatten(data: Any, shape: tuple[int, ...], name: str) -> list[Any]:
+    """Row-major flatten of V2 data: flat, or nested exactly as ``shape`` says.
+
+    Nested data must follow the shape level by level (``[[1, 2], [3, 4, 5, 6]]`` is not
+    a [2, 3] tensor, even with six values): a ragged or mis-nested body is the client's
+    bug, and flattening it anyway would feed the model rows it never sent.
+    """
     if not isinstance(data, list):
         return [data]
     if not data or not isinstance(data[0], list):
         return data
     flat: list[Any] = []
     stack = [iter(data)]
+    lengths = [len(data)]
     while stack:
+        depth = len(stack) - 1
         for item in stack[-1]:
             if isinstance(item, list):
+                if depth + 1 >= len(shape):
+                    raise BadRequest(
+                        f"input {name!r}: data is nested deeper than shape {list(shape)}"
+                    )
                 stack.append(iter(item))
+                lengths.append(len(item))
                 break
+            if depth != len(shape) - 1:
+                raise BadRequest(f"input {name!r}: nested data does not follow shape {list(shape)}")
             flat.append(item)
         else:
             stack.pop()
+            if lengths.pop() != shape[depth]:
+                raise BadRequest(
+                    f"input {name!r}: nested data does not follow shape {list(shape)} "
+                    f"(a list at depth {depth} has the wrong length)"
+                )
     return flat
 
 
@@ -103,9 +122,9 @@ def _decode_bytes_elements(raw: bytes, count: int, name: str) -> np.ndarray:
     return out
 
 
-def _json_tensor(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
+def json_tensor(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
     count = math.prod(shape)
-    flat = _flatten(data)
+    flat = _flatten(data, shape, name)
     if len(flat) != count:
         raise BadRequest(
             f"input {name!r}: shape {list(shape)} needs {count} values, got {len(flat)}"
@@ -151,6 +170,7 @@ def decode_request(
         or not request["inputs"]
     ):
         raise BadRequest("the request needs a non-empty 'inputs' list")
+    requested_outputs(request, _flag(request, "binary_data_output", False, "the request"))
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for tensor in request["inputs"]:
@@ -165,8 +185,7 @@ def decode_request(
         if name in arrays:
             raise BadRequest(f"input {name!r} is given twice")
         shape = _shape(tensor.get("shape"), name)
-        params = tensor.get("parameters") or {}
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        size = _parameters(tensor, f"input {name!r}").get("binary_data_size")
         if size is not None:
             if type(size) is not int or size < 0 or offset + size > len(binary):
                 raise BadRequest(f"input {name!r}: binary_data_size runs past the body")
@@ -185,7 +204,7 @@ def decode_request(
         else:
             if "data" not in tensor:
                 raise BadRequest(f"input {name!r} has neither 'data' nor binary_data_size")
-            arrays[name] = _json_tensor(name, datatype, shape, tensor["data"])
+            arrays[name] = json_tensor(name, datatype, shape, tensor["data"])
     if offset != len(binary):
         raise BadRequest(
             f"{len(binary) - offset} bytes of binary data are not claimed by any input"
@@ -212,6 +231,45 @@ def _json_data(arr: np.ndarray) -> list[Any]:
     return arr.ravel().tolist()  # type: ignore[no-any-return]
 
 
+def _parameters(item: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    params = item.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BadRequest(f"'parameters' of {where} must be an object")
+    return params
+
+
+def _flag(item: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
+    value = _parameters(item, where).get(key, default)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{key} of {where} must be true or false, got {value!r:.40}")
+    return value
+
+
+def requested_outputs(request: Mapping[str, Any], binary_default: bool) -> list[tuple[str, bool]]:
+    """The request's ``outputs`` as (name, binary) pairs, checked; [] means every output.
+
+    Checked before the model runs, so a malformed list costs no predict call.
+    """
+    wanted = request.get("outputs")
+    if wanted is None:
+        return []
+    if not isinstance(wanted, list):
+        raise BadRequest("'outputs' must be a list of {'name': ...} objects")
+    selected: list[tuple[str, bool]] = []
+    seen: set[str] = set()
+    for item in wanted:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise BadRequest("each requested output needs a string 'name'")
+        name = item["name"]
+        if name in seen:
+            raise BadRequest(f"output {name!r:.80} is requested twice")
+        seen.add(name)
+        selected.append((name, _flag(item, "binary_data", binary_default, f"output {name!r:.80}")))
+    return selected
+
+
 def encode_response(
     outputs: Mapping[str, np.ndarray],
     request: Mapping[str, Any],
@@ -219,23 +277,13 @@ def encode_response(
     version: str,
 ) -> tuple[bytes, int | None]:
     """The response body, and the JSON header length when binary outputs follow."""
-    wanted = request.get("outputs")
-    params = request.get("parameters") or {}
-    binary_default = (
-        bool(params.get("binary_data_output", False)) if isinstance(params, dict) else False
-    )
+    binary_default = _flag(request, "binary_data_output", False, "the request")
     selected: list[tuple[str, bool]] = []
-    if isinstance(wanted, list) and wanted:
-        for item in wanted:
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                raise BadRequest("each requested output needs a string 'name'")
-            if item["name"] not in outputs:
-                raise BadRequest(
-                    f"unknown output {item['name']!r}; the model gives {sorted(outputs)}"
-                )
-            p = item.get("parameters") or {}
-            selected.append((item["name"], bool(p.get("binary_data", binary_default))))
-    else:
+    for name, binary in requested_outputs(request, binary_default):
+        if name not in outputs:
+            raise BadRequest(f"unknown output {name!r}; the model gives {sorted(outputs)}")
+        selected.append((name, binary))
+    if not selected:
         selected = [(name, binary_default) for name in outputs]
     tensors, blobs = [], []
     for name, binary in selected:

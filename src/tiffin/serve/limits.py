@@ -50,7 +50,9 @@ def check_content_type(headers: Mapping[bytes, bytes], *, binary_ok: bool) -> No
     if not ctype or ctype in JSON_TYPES or (binary_ok and ctype in BINARY_TYPES):
         return
     allowed = "application/json" + (" or application/octet-stream" if binary_ok else "")
-    raise HTTPError(415, f"unsupported Content-Type {ctype!r}; send {allowed}")
+    if ctype == "text/csv":  # MLflow's server takes CSV; its types are guesses (mlflow_format)
+        allowed += ', e.g. {"dataframe_split": {"columns": [...], "data": [[...]]}}'
+    raise HTTPError(415, f"unsupported Content-Type {ctype!r:.60}; send {allowed}")
 
 
 def check_token(headers: Mapping[bytes, bytes], token: str | None) -> None:
@@ -58,17 +60,29 @@ def check_token(headers: Mapping[bytes, bytes], token: str | None) -> None:
     if not token:
         return
     given = headers.get(b"authorization", b"")
-    if not hmac.compare_digest(given, b"Bearer " + token.encode()):
+    scheme, _, credentials = given.partition(b" ")
+    # The scheme is case-insensitive (RFC 9110 11.1); the token is compared in constant time.
+    if scheme.lower() != b"bearer" or not hmac.compare_digest(credentials, token.encode()):
         raise HTTPError(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+
+
+def decimal(raw: str, name: str) -> int:
+    """A header's non-negative decimal value; 400 otherwise.
+
+    ASCII digits only: ``str.isdigit`` also accepts '²' and other Unicode digits, which
+    ``int`` then refuses (a 500 instead of a 400).
+    """
+    value = raw.strip()
+    if not (value.isascii() and value.isdigit()):
+        raise HTTPError(400, f"bad {name} {raw!r:.40}; send a non-negative decimal number")
+    return int(value)
 
 
 def _declared_length(headers: Mapping[bytes, bytes], limit: int) -> int | None:
     raw = header(headers, b"content-length")
     if raw is None:
         return None
-    if not raw.strip().isdigit():
-        raise HTTPError(400, f"bad Content-Length {raw!r}")
-    length = int(raw)
+    length = decimal(raw, "Content-Length")
     if length > limit:
         raise HTTPError(413, f"the body is {length} bytes; the limit is {limit}")
     return length
@@ -85,6 +99,29 @@ def _inflater(headers: Mapping[bytes, bytes]) -> tuple[str, Any]:
     return encoding, zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
 
 
+def _inflate(inflater: Any, data: bytes, size: int, limit: int, encoding: str) -> tuple[bytes, Any]:
+    """Inflate ``data`` into at most ``limit - size`` bytes (413 past it).
+
+    A gzip body may hold several members one after another (RFC 1952), each inflated by
+    a fresh decompressor; bytes after the end of a deflate stream are refused.
+    """
+    out: list[bytes] = []
+    while True:
+        try:
+            piece = inflater.decompress(data, limit + 1 - size)
+        except zlib.error as exc:
+            raise HTTPError(400, f"the body is not valid {encoding}: {exc}") from None
+        size += len(piece)
+        out.append(piece)
+        if inflater.unconsumed_tail or size > limit:
+            raise HTTPError(413, f"the body expands past the limit of {limit} bytes")
+        if not (inflater.eof and inflater.unused_data):
+            return b"".join(out), inflater
+        if encoding != "gzip":
+            raise HTTPError(400, f"the body has data after the end of its {encoding} stream")
+        data, inflater = inflater.unused_data, zlib.decompressobj(wbits=31)
+
+
 async def read_body(receive: Receive, headers: Mapping[bytes, bytes], limit: int) -> bytes:
     """The request body, decoded from gzip/deflate, never more than ``limit`` bytes."""
     _declared_length(headers, limit)
@@ -99,12 +136,7 @@ async def read_body(receive: Receive, headers: Mapping[bytes, bytes], limit: int
         chunk: bytes = message.get("body", b"")
         more = bool(message.get("more_body", False))
         if inflater is not None:
-            try:
-                chunk = inflater.decompress(chunk, limit + 1 - size)
-            except zlib.error as exc:
-                raise HTTPError(400, f"the body is not valid {encoding}: {exc}") from None
-            if inflater.unconsumed_tail:
-                raise HTTPError(413, f"the body expands past the limit of {limit} bytes")
+            chunk, inflater = _inflate(inflater, chunk, size, limit, encoding)
         size += len(chunk)
         if size > limit:
             raise HTTPError(413, f"the body is over the limit of {limit} bytes")
