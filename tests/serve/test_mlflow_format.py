@@ -62,10 +62,70 @@ def test_dataframe_model() -> None:
     ):
         arrays = decode(body, sig)
         assert arrays["city"].tolist() == ["nice"] and arrays["age"].tolist() == [40.0]
-    from tiffin.errors import SignatureError
-
-    with pytest.raises(SignatureError, match="unknown input column 'zip'"):
+    with pytest.raises(BadRequest, match="unknown input 'zip'"):
         decode({"dataframe_records": [{"city": "nice", "age": 40.0, "zip": 6000}]}, sig)
+
+
+def test_json_numbers_take_the_signature_dtype() -> None:
+    """A float32 column (every PyTorch model, many DataFrames) takes JSON numbers.
+
+    Before, the decoder built a float64 DataFrame and the signature refused it: no MLflow
+    client could call a float32 model unless every value was exactly representable.
+    """
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"f": np.array([0.5], np.float32), "n": np.array([1], np.int8)})
+    sig = Signature.infer(frame, np.zeros(1))
+    for body in (
+        {"dataframe_split": {"columns": ["f", "n"], "data": [[0.1, 1], [2, -3]]}},
+        {"dataframe_records": [{"f": 0.1, "n": 1}, {"f": 2, "n": -3}]},
+        {"inputs": {"f": [0.1, 2], "n": [1, -3]}},
+        {"instances": [{"f": 0.1, "n": 1}, {"f": 2, "n": -3}]},
+    ):
+        arrays = decode(body, sig)
+        assert arrays["f"].dtype == np.float32 and arrays["f"].tolist() == [np.float32(0.1), 2.0]
+        assert arrays["n"].dtype == np.int8 and arrays["n"].tolist() == [1, -3]
+        sig.from_named_arrays(arrays)  # and the signature takes them, as the server does
+    mlp = Signature.infer(np.zeros((1, 3), np.float32), np.zeros((1, 2), np.float32))
+    assert decode({"inputs": [[0.1, 0.2, 0.3]]}, mlp)["input"].dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"inputs": {"f": [0.5], "n": [300]}}, "does not fit INT8"),
+        ({"inputs": {"f": [0.5], "n": [1.5]}}, "INT8 needs integers"),
+        ({"inputs": {"f": [True], "n": [1]}}, "FP32 needs numbers"),
+        ({"inputs": {"f": [1e39], "n": [1]}}, "does not fit FP32"),
+        ({"inputs": {"f": [0.5], "n": [None]}}, "missing value"),
+        ({"inputs": {"f": [[0.5]], "n": [1, [2]]}}, "ragged"),
+        ({"dataframe_split": {"columns": ["f", "n"], "data": [[0.5]]}}, "one value per column"),
+        ({"dataframe_split": {"columns": "fn", "data": [[0.5, 1]]}}, "list of names"),
+        ({"inputs": {"n": [1]}}, "input 'f' is missing"),
+        ({"inputs": [[0.5, 1]]}, "must be records or an object"),
+    ],
+)
+def test_values_that_do_not_fit_are_refused(body: dict[str, Any], message: str) -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"f": np.array([0.5], np.float32), "n": np.array([1], np.int8)})
+    with pytest.raises(BadRequest, match=message):
+        decode(body, Signature.infer(frame, np.zeros(1)))
+
+
+def test_null_is_nan_in_a_float_input_and_strings_stay_strings() -> None:
+    assert np.isnan(decode({"inputs": [[1, None, 3]]}, TENSOR)["input"][0, 1])
+    with pytest.raises(BadRequest, match="expects strings, got 3"):
+        decode({"inputs": {"a": [1.0], "b": [3]}}, NAMED)  # never str(3) silently
+    words = Signature.infer(["a", "bb"], np.zeros(2, np.int64))
+    assert words.input_kind == "strings"
+    # a one-column table for a 1-D input is that column
+    for body in (
+        {"dataframe_split": {"columns": ["input"], "data": [["a"], ["bb"]]}},
+        {"dataframe_records": [{"input": "a"}, {"input": "bb"}]},
+        {"instances": ["a", "bb"]},
+    ):
+        arrays = decode(body, words)
+        assert arrays["input"].tolist() == ["a", "bb"]
+        assert words.from_named_arrays(arrays) == ["a", "bb"]
 
 
 @pytest.mark.parametrize(
@@ -87,11 +147,11 @@ def test_malformed(body: bytes, error: type[Exception], message: str) -> None:
 def test_signature_errors_name_the_problem() -> None:
     from tiffin.errors import SignatureError
 
-    with pytest.raises(SignatureError, match="expects shape"):
-        decode({"instances": [[1, 2]]}, TENSOR)
-    with pytest.raises(SignatureError, match="expects dtype float64"):
+    with pytest.raises(SignatureError, match="expects shape"):  # checked as a V2 request is
+        TENSOR.from_named_arrays(decode({"instances": [[1, 2]]}, TENSOR))
+    with pytest.raises(BadRequest, match="FP64 needs numbers, got 'a'"):
         decode({"instances": [["a", "b", "c"]]}, TENSOR)
-    with pytest.raises(SignatureError, match="missing"):
+    with pytest.raises(BadRequest, match="input 'b' is missing"):
         decode({"inputs": {"a": [1.0]}}, NAMED)
 
 

@@ -4,26 +4,32 @@ In: one of ``dataframe_split`` (``{"columns": [...], "data": [[...]]}``),
 ``dataframe_records`` (``[{column: value}, ...]``), ``instances`` or ``inputs`` (a list,
 or an object of named lists). Out: ``{"predictions": ...}`` as MLflow's scoring server
 answers: a list for one output, an object of lists for several, records for a
-DataFrame output. The request is checked against the signature with the same rules as
-in-process ``predict`` (plain JSON numbers may be cast when no value changes), then
-goes through the same admission and batching as V2 requests.
+DataFrame output. Each input's JSON values become an array of the signature's dtype by
+the same rules as V2 JSON tensors (``codec.json_tensor``: a number is rounded to a
+float32 input, never cast from a boolean or a fraction to an integer), then the request
+goes through the same signature check, admission and batching as a V2 request.
+
+Only JSON: MLflow's scoring server also takes ``text/csv``, but CSV carries no types
+(is ``1`` an integer, a float or the string "1"?), so tiffin answers 415 and asks for
+``dataframe_split``, which every MLflow client can send.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import orjson
 
-from ..signature import Signature
-from .codec import BadRequest
+from ..signature import V2_DATATYPES, Signature, TensorSpec
+from .codec import BadRequest, json_tensor
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
 def decode_invocation(body: bytes, signature: Signature) -> dict[str, np.ndarray]:
-    """The request as named arrays, already checked against ``signature``."""
+    """The request as named arrays of the signature's dtypes (then checked as V2 requests are)."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -33,64 +39,91 @@ def decode_invocation(body: bytes, signature: Signature) -> dict[str, np.ndarray
     keys = [k for k in FORMATS if k in payload]
     if len(keys) != 1:
         raise BadRequest(f"give exactly one of {', '.join(FORMATS)}; got {sorted(payload)}")
-    value = _model_input(keys[0], payload[keys[0]], signature)
-    return _named(signature.validate(value), signature)
+    named = _named_values(keys[0], payload[keys[0]], signature)
+    expected = signature.input_names()
+    for name in expected:
+        if name not in named:
+            raise BadRequest(f"input {name!r} is missing; the model takes {expected}")
+    for name in named:
+        if name not in expected:
+            raise BadRequest(f"unknown input {name!r:.80}; the model takes {expected}")
+    return {spec.name: _typed(spec, named[spec.name]) for spec in signature.inputs}
 
 
-def _model_input(key: str, value: Any, signature: Signature) -> Any:
-    kind = signature.input_kind
+def _named_values(key: str, value: Any, signature: Signature) -> dict[str, Any]:
+    """The JSON values of each input, by name, from any of MLflow's four formats."""
     names = signature.input_names()
+    by_column = signature.input_kind in ("dict", "dataframe")
     if key == "dataframe_split":
         if not isinstance(value, dict) or not isinstance(value.get("data"), list):
             raise BadRequest("dataframe_split needs {'columns': [...], 'data': [[...], ...]}")
-        columns = value.get("columns")
         rows = value["data"]
-        if kind == "dataframe":
-            return _frame(lambda pd: pd.DataFrame(rows, columns=columns or names))
-        if kind == "dict":
-            if not isinstance(columns, list) or not all(isinstance(r, list) for r in rows):
-                raise BadRequest("dataframe_split needs 'columns' and list rows for named inputs")
-            if any(len(r) != len(columns) for r in rows):
-                raise BadRequest("every dataframe_split row needs one value per column")
-            return {c: [r[i] for r in rows] for i, c in enumerate(columns)}
-        return rows
-    if key == "dataframe_records":
+        if not by_column:
+            return {names[0]: _one_column(rows, signature)}
+        columns = value.get("columns", names)
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise BadRequest("dataframe_split 'columns' must be a list of names")
+        if not all(isinstance(r, list) and len(r) == len(columns) for r in rows):
+            raise BadRequest(f"every dataframe_split row needs one value per column {columns}")
+        return {c: [r[i] for r in rows] for i, c in enumerate(columns)}
+    records = key == "dataframe_records" or (
+        isinstance(value, list) and by_column and all(isinstance(r, dict) for r in value)
+    )
+    if records:
         if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
             raise BadRequest("dataframe_records needs a list of objects")
-        if kind == "dataframe":
-            return _frame(lambda pd: pd.DataFrame.from_records(value))
         columns = list(dict.fromkeys(k for r in value for k in r))
-        if kind == "dict":
-            return {c: [r.get(c) for r in value] for c in columns}
-        return [[r.get(c) for c in columns] for r in value]
-    # instances / inputs: a list (one tensor, or records), or an object of named lists
-    if kind == "dataframe":
-        if isinstance(value, dict):
-            return _frame(lambda pd: pd.DataFrame(value))
-        if isinstance(value, list) and all(isinstance(r, dict) for r in value):
-            return _frame(lambda pd: pd.DataFrame.from_records(value))
-        raise BadRequest(f"{key} for a DataFrame model must be records or an object of columns")
-    return value
+        if not by_column:  # records of one tensor: each record is a row of its columns
+            rows = [[r.get(c) for c in columns] for r in value]
+            return {names[0]: _one_column(rows, signature)}
+        # a key missing from a record is a missing value, as in a DataFrame
+        return {c: [r.get(c) for r in value] for c in columns}
+    if isinstance(value, dict):  # instances / inputs: an object of named inputs
+        return value
+    if by_column:
+        raise BadRequest(f"{key} for a model of named inputs {names} must be records or an object")  # fmt: skip
+    return {names[0]: value}
 
 
-def _frame(build: Any) -> Any:
-    import pandas as pd
-
-    try:
-        return build(pd)
-    except (ValueError, TypeError) as exc:
-        raise BadRequest(f"cannot build a DataFrame: {exc}") from None
+def _one_column(rows: list[Any], signature: Signature) -> Any:
+    """Table rows for a one-tensor model; a one-column table of a 1-D input is that column."""
+    if len(signature.inputs[0].shape) == 1 and all(isinstance(r, list) and len(r) == 1 for r in rows):  # fmt: skip
+        return [r[0] for r in rows]
+    return rows
 
 
-def _named(checked: Any, signature: Signature) -> dict[str, np.ndarray]:
-    """The checked model input as the named arrays the server queues."""
-    if signature.input_kind == "dataframe":
-        return {str(c): checked[c].to_numpy() for c in checked.columns}
-    if signature.input_kind == "dict":
-        return {str(k): np.asarray(v) for k, v in checked.items()}
-    if signature.input_kind == "strings":
-        return {signature.inputs[0].name: np.array(checked, dtype=object)}
-    return {signature.inputs[0].name: np.asarray(checked)}
+def _typed(spec: TensorSpec, values: Any) -> np.ndarray:
+    """JSON values as an array of the spec's dtype, by the V2 codec's rules for JSON data.
+
+    A JSON number has no width: 0.1 for a float32 input is the nearest float32, as in a
+    V2 request, while a value out of range, a fraction for an integer, a boolean for a
+    number or a number for a string is refused. ``null`` is NaN in a float input and a
+    missing value elsewhere (refused unless the input is nullable).
+    """
+    grid = np.array(values, dtype=object)
+    flat = grid.ravel().tolist()
+    if any(isinstance(v, (list, dict)) for v in flat):
+        raise BadRequest(f"input {spec.name!r} is ragged or nested deeper than its values")
+    shape = tuple(grid.shape)
+    if spec.dtype == "str" or spec.dtype.startswith("datetime"):
+        bad = next((v for v in flat if not isinstance(v, str) and v is not None), None)
+        if bad is not None:
+            raise BadRequest(f"input {spec.name!r} expects strings, got {bad!r:.40}")
+        if spec.dtype == "str":
+            return grid
+        try:
+            return np.array(flat, dtype=spec.dtype).reshape(shape)
+        except ValueError as exc:
+            raise BadRequest(f"input {spec.name!r}: {exc}") from None
+    datatype = V2_DATATYPES[spec.dtype]
+    if None in flat:
+        if spec.dtype.startswith("float"):
+            flat = [math.nan if v is None else v for v in flat]
+        elif spec.nullable:
+            return grid  # the signature decides what a missing value becomes
+        else:
+            raise BadRequest(f"input {spec.name!r} has a missing value (null) but is not nullable")
+    return json_tensor(spec.name, datatype, shape, flat)
 
 
 def _plain(arr: np.ndarray) -> Any:
