@@ -52,3 +52,25 @@ def test_request_schema_accepts_what_the_server_accepts(models: list[tiffin.Pred
     ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, schema)
+
+
+def test_the_document_is_valid_openapi_3_1(models: list[tiffin.Predictor]) -> None:
+    """Checked by openapi-spec-validator, not by eye: a description on a Media Type Object
+    (which OpenAPI 3.1 does not allow) once made every served document invalid."""
+    from openapi_spec_validator import validate
+
+    for doc in (openapi_document(models), openapi_document(models[:1], auth=True)):
+        validate(doc)  # type: ignore[arg-type]
+
+
+def test_unversioned_paths_describe_the_version_that_answers(
+    models: list[tiffin.Predictor],
+) -> None:
+    iris1, iris2 = models[0], models[1]  # iris 2 answers /v2/models/iris (predict_proba)
+    for order in ([iris1, iris2], [iris2, iris1]):
+        doc = openapi_document(order)
+        infer = doc["paths"]["/v2/models/iris/infer"]["post"]
+        assert infer["summary"].startswith("run iris 2 ")
+        assert doc["paths"]["/v2/models/iris/versions/1/infer"]["post"]["summary"].startswith(
+            "run iris 1 "
+        )

@@ -46,9 +46,9 @@ def test_newest_version_answers_unversioned_lookups(packages: dict[str, Path]) -
 
 
 def test_version_order_is_numeric() -> None:
-    from tiffin.serve.repository import _version_key
+    from tiffin.serve.repository import version_key
 
-    assert sorted(["1.9", "1.10", "1.2", "10", "2"], key=_version_key) == ["1.2", "1.9", "1.10", "2", "10"]  # fmt: skip
+    assert sorted(["1.9", "1.10", "1.2", "10", "2"], key=version_key) == ["1.2", "1.9", "1.10", "2", "10"]  # fmt: skip
 
 
 def test_missing_folder(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from .._version import __version__
 from ..load import Predictor
 from ..signature import TensorSpec
+from .repository import version_key
 
 _ERROR = {
     "description": "error",
@@ -155,8 +156,17 @@ def openapi_document(models: Iterable[Predictor], *, auth: bool = False) -> dict
         "/v2": {"get": _simple("server metadata")},
         "/metrics": {"get": _simple("Prometheus metrics")},
     }
+    latest: dict[str, Predictor] = {}
     for p in models:
-        for base in (f"/v2/models/{p.name}", f"/v2/models/{p.name}/versions/{p.version}"):
+        best = latest.get(p.name)
+        if best is None or version_key(p.version) > version_key(best.version):
+            latest[p.name] = p
+    for p in models:
+        # the unversioned paths answer with the newest version, so they describe it
+        bases = [f"/v2/models/{p.name}/versions/{p.version}"]
+        if latest[p.name] is p:
+            bases.insert(0, f"/v2/models/{p.name}")
+        for base in bases:
             paths[base] = {"get": _simple(f"metadata of {p.name}", "401", "404", secured=True)}
             paths[f"{base}/ready"] = {"get": _simple(f"{p.name} ready", "404", "503")}
             paths[f"{base}/infer"] = {
@@ -167,9 +177,14 @@ def openapi_document(models: Iterable[Predictor], *, auth: bool = False) -> dict
                         "content": {
                             "application/json": {"schema": request_schema(p)},
                             "application/octet-stream": {
-                                "schema": {"type": "string", "format": "binary"},
-                                "description": "binary tensor extension: a JSON header of "
-                                "Inference-Header-Content-Length bytes, then tensor data",
+                                # a Media Type Object has no description (OpenAPI 3.1):
+                                # it goes on the schema
+                                "schema": {
+                                    "type": "string",
+                                    "format": "binary",
+                                    "description": "binary tensor extension: a JSON header of "
+                                    "Inference-Header-Content-Length bytes, then tensor data",
+                                },
                             },
                         },
                     },

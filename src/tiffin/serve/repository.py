@@ -11,7 +11,8 @@ from ..errors import UsageError
 from ..load import Predictor, load
 
 
-def _version_key(version: str) -> list[Any]:
+def version_key(version: str) -> list[Any]:
+    """Sort key of a version: numeric parts as numbers ("10" after "9")."""
     return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.+_-]", version)]
 
 
@@ -35,7 +36,7 @@ class Repository:
         versions = [v for (n, v) in self.models if n == name]
         if not versions:
             return None
-        return self.models[(name, max(versions, key=_version_key))]
+        return self.models[(name, max(versions, key=version_key))]
 
     def __iter__(self) -> Any:
         return iter(self.models.values())
