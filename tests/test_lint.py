@@ -154,3 +154,91 @@ def test_pack_strict_fails_on_findings(
         tiffin.pack(model, tmp_path / "p", name="i", version="1", example=X[:2],
                     requirements=["scikit-learn==1.9.1", "matplotlib==3.9.0"], strict=True)  # fmt: skip
     assert not (tmp_path / "p").exists()
+
+
+def test_absolute_paths_false_positives_and_negatives(tmp_path: Path, packed_iris: Path) -> None:
+    pkg = _folder(tmp_path, packed_iris)
+    (pkg / "code").mkdir()
+    (pkg / "code" / "quiet.py").write_text(
+        '"""Trained on /home/user/data/train.csv; serves /api/v1/predict."""\n'
+        "URL = 'https://x/y'\n"
+        "SINK = '/dev/null'\n"
+        "ROUTE = '/api/v1/predict'\n"
+        "BUCKET = 's3://bucket/key.csv'\n"
+        "def f():\n"
+        "    '''Reads ~/x in development only.'''\n"
+    )
+    (pkg / "code" / "loud.py").write_text(
+        "import os, pathlib\n"
+        "A = pathlib.Path('/data/x')\n"
+        "B = open(r'C:\\models\\a')\n"
+        "C = os.path.expanduser('~/x')\n"
+        "D = '/usr/local/share/model.bin'\n"
+        "E = '/etc/model/config.yaml'\n"
+        "F = '/weights/final/model.pt'\n"
+    )
+    found = [f for f in lint(pkg) if f.rule == "TL001"]
+    assert {f.file for f in found} == {"code/loud.py"}, [f.render() for f in found]
+    assert sorted(f.line for f in found) == [2, 3, 4, 5, 6, 7]
+
+
+def test_more_training_only_dependencies(tmp_path: Path, packed_iris: Path) -> None:
+    pkg = _folder(tmp_path, packed_iris)
+    extra = ["mlflow-skinny==3.1.0", "jupyter-core==5.7.0", "pytest-cov==5.0.0", "black==24.1.0",
+             "tensorboard==2.17.0", "jupyterlab-git==0.50.0", "pre-commit==3.7.0"]  # fmt: skip
+    with open(pkg / "env/requirements.txt", "a") as fh:
+        fh.write("".join(f"{r}\n" for r in extra))
+    named = {f.message.split()[0] for f in lint(pkg) if f.rule == "TL002"}
+    assert named == {r.split("==")[0] for r in extra}
+    assert "TL002" not in rules(packed_iris)
+
+
+def test_optional_imports_are_not_implicit_dependencies(tmp_path: Path, packed_iris: Path) -> None:
+    pkg = _folder(tmp_path, packed_iris)
+    (pkg / "code").mkdir()
+    (pkg / "code" / "m.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "try:\n"
+        "    import orjson as fastjson\n"
+        "except ImportError:\n"
+        "    fastjson = None\n"
+        "if TYPE_CHECKING:\n"
+        "    import pandas\n"
+        "import yaml\n"
+    )
+    found = [f for f in lint(pkg) if f.rule == "TL003"]
+    assert [(f.line, "'yaml'" in f.message) for f in found] == [(8, True)]
+
+
+def test_data_under_another_name(tmp_path: Path, packed_iris: Path) -> None:
+    pkg = _folder(tmp_path, packed_iris)
+    rows = "".join(f"{i},{i * 0.5},{i % 3}\n" for i in range(3000))
+    (pkg / "artifacts" / "table.bin").write_text("id,x,label\n" + rows)  # a renamed CSV
+    (pkg / "artifacts" / "rows.dat").write_bytes(b"SQLite format 3\0" + bytes(100))
+    (pkg / "artifacts" / "labels.txt").write_text("cat\ndog\n")  # small lookup: fine
+    found = {f.file: f.message for f in lint(pkg) if f.rule == "TL004"}
+    assert set(found) == {"artifacts/table.bin", "artifacts/rows.dat"}
+    assert "','-separated table" in found["artifacts/table.bin"]
+    assert "SQLite" in found["artifacts/rows.dat"]
+
+
+@pytest.mark.parametrize("flavor", ["xgboost", "lightgbm"])
+def test_native_model_files_are_not_data(tmp_path: Path, flavor: str) -> None:
+    """The text and JSON model formats are no tables."""
+    rng = np.random.RandomState(0)
+    X = rng.rand(200, 4)
+    y = (X[:, 0] > 0.5).astype(int)
+    if flavor == "xgboost":
+        import xgboost
+
+        model: Any = xgboost.XGBClassifier(n_estimators=80, max_depth=3).fit(X, y)
+    else:
+        import lightgbm
+
+        model = lightgbm.LGBMClassifier(n_estimators=80, verbose=-1).fit(X, y)
+    pkg = tiffin.pack(model, tmp_path / "p", name="m", version="1", example=X[:3])
+    from tiffin.lint import TABLE_TEXT_BYTES
+
+    sizes = [p.stat().st_size for p in (pkg.path / "artifacts").iterdir()]
+    assert max(sizes) > TABLE_TEXT_BYTES  # big enough for the content check to look
+    assert "TL004" not in rules(pkg.path)

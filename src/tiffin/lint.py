@@ -31,7 +31,14 @@ TRAINING_ONLY = frozenset({
     "tensorboardx", "comet-ml", "neptune", "clearml", "aim", "optuna", "ray-tune", "jupyter",
     "jupyterlab", "notebook", "ipykernel", "ipython", "ipywidgets", "nbconvert", "papermill",
     "pytest", "black", "ruff", "mypy", "flake8", "pylint",
+    "mlflow-skinny", "mlflow-tracing", "tensorboard-data-server", "torch-tb-profiler",
+    "jupyter-core", "jupyter-client", "jupyter-server", "jupyter-console", "nbformat",
+    "nbclient", "voila", "ydata-profiling", "pandas-profiling", "sweetviz", "dvc", "sacred",
+    "hyperopt", "pre-commit", "isort", "coverage", "tox", "nox", "pyright", "bandit",
+    "keras-tuner",
 })  # fmt: skip
+# Families named by a prefix: pytest plugins, jupyterlab extensions, MLflow's parts.
+TRAINING_PREFIXES = ("pytest-", "jupyterlab-", "jupyter-", "mlflow-", "wandb-", "types-")
 DATA_SUFFIXES = frozenset(
     {
         ".csv",
@@ -60,7 +67,15 @@ KNOWN_IMPORTS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 _ABS_PATH = re.compile(
     r"^(/(home|Users|tmp|mnt|media|data|datasets|models|opt|var|srv|root|workspace|content"
-    r"|work|app|scratch|nfs|gpfs|dbfs|Volumes|private)/|[A-Za-z]:[\\/]|~/|\\\\[^\\]+\\)"
+    r"|work|app|scratch|nfs|gpfs|dbfs|Volumes|private|usr|etc|lustre|shared|storage|efs|nas"
+    r"|kaggle|export|net|gcs|s3)/|[A-Za-z]:[\\/]|~/|\\\\[^\\]+\\)"
+)
+# Any other absolute path to a file of a kind a model reads (``/weights/model.pt``); an
+# URL path such as ``/api/v1/predict`` has no such suffix. Device and kernel files aside.
+_ABS_FILE = re.compile(
+    r"^/(?!dev/|proc/|sys/)[^\s/:]+(/[^\s/:]+)*\.(pt|pth|bin|ckpt|safetensors|onnx|pkl|pickle"
+    r"|joblib|h5|hdf5|npy|npz|csv|tsv|parquet|json|ya?ml|txt|model|ubj|msgpack|tar|gz|zip)$",
+    re.IGNORECASE,
 )
 _PIN = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?\s*===?\s*[A-Za-z0-9][A-Za-z0-9.+!_-]*\s*(;.*)?$"
@@ -123,11 +138,13 @@ def check_paths(root: Path) -> list[Finding]:
                 )
             )
             continue
+        docstrings = _docstrings(tree)
         for node in ast.walk(tree):
             if (
                 isinstance(node, ast.Constant)
                 and isinstance(node.value, str)
-                and _ABS_PATH.match(node.value)
+                and id(node) not in docstrings
+                and (_ABS_PATH.match(node.value) or _ABS_FILE.match(node.value))
             ):
                 found.append(Finding(
                     "TL001", "error", file.relative_to(root).as_posix(), node.lineno,
@@ -137,11 +154,25 @@ def check_paths(root: Path) -> list[Finding]:
     return found
 
 
+def _docstrings(tree: ast.AST) -> set[int]:
+    """The string constants that are documentation (a module, class or function docstring,
+    or any bare string statement): prose about a path is not a path the code opens."""
+    found = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            found.add(id(node.value))
+    return found
+
+
 def check_training_deps(root: Path) -> list[Finding]:
     found = []
     for line, req in _requirements(root):
         name = re.sub(r"[-_.]+", "-", re.split(r"[\s=<>!~;\[]", req, maxsplit=1)[0]).lower()
-        if name in TRAINING_ONLY:
+        if name in TRAINING_ONLY or name.startswith(TRAINING_PREFIXES):
             found.append(Finding(
                 "TL002", "warning", layout.REQUIREMENTS, line, f"{name} is a training, tracking or notebook tool",
                 f"drop {name} from the requirements; inference does not need it",
@@ -170,8 +201,11 @@ def check_implicit_deps(root: Path) -> list[Finding]:
             tree = ast.parse(file.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError):
             continue
+        optional = _guarded_imports(tree)
         for node in ast.walk(tree):
             names: list[str] = []
+            if id(node) in optional:
+                continue
             if isinstance(node, ast.Import):
                 names = [a.name.split(".")[0] for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -192,6 +226,35 @@ def check_implicit_deps(root: Path) -> list[Finding]:
     return found
 
 
+_IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
+
+
+def _guarded_imports(tree: ast.AST) -> set[int]:
+    """Imports the code expects may fail: in a ``try`` that catches ImportError (an
+    optional speed-up with a fallback), or under ``if TYPE_CHECKING:`` (never run)."""
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        body: list[ast.stmt] = []
+        if isinstance(node, ast.Try):
+            caught: set[str] = set()
+            for handler in node.handlers:
+                kinds = handler.type
+                elts = kinds.elts if isinstance(kinds, ast.Tuple) else [kinds]
+                if kinds is None:
+                    caught.add("BaseException")
+                caught |= {e.id if isinstance(e, ast.Name) else getattr(e, "attr", "")
+                           for e in elts if e is not None}  # fmt: skip
+            if caught & _IMPORT_ERRORS:
+                body = node.body
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            body = node.body
+        for stmt in body:
+            guarded |= {
+                id(n) for n in ast.walk(stmt) if isinstance(n, (ast.Import, ast.ImportFrom))
+            }
+    return guarded
+
+
 def check_data(root: Path) -> list[Finding]:
     found = []
     for rel in _package_files(root):
@@ -200,14 +263,60 @@ def check_data(root: Path) -> list[Finding]:
             continue
         suffix = path.suffix.lower()
         size = path.stat().st_size
-        if suffix in DATA_SUFFIXES or (
-            rel.startswith(layout.CODE_DIR + "/") and size > LARGE_TABLE_BYTES
+        content = None if suffix in DATA_SUFFIXES else _data_content(path, size)
+        if (
+            suffix in DATA_SUFFIXES
+            or content
+            or (rel.startswith(layout.CODE_DIR + "/") and size > LARGE_TABLE_BYTES)
         ):
+            what = content or suffix or "large file"
             found.append(Finding(
-                "TL004", "warning", rel, None, f"looks like data ({suffix or 'large file'}, {size:,} bytes)",
+                "TL004", "warning", rel, None, f"looks like data ({what}, {size:,} bytes)",
                 "keep data sets out of model packages; ship only what inference reads",
             ))  # fmt: skip
     return found
+
+
+_DATA_MAGIC = (
+    (b"PAR1", "Parquet content"),
+    (b"SQLite format 3\0", "SQLite content"),
+    (b"ARROW1", "Arrow content"),
+    (b"Obj\x01", "Avro content"),
+    (b"ORC", "ORC content"),
+    (b"PK\x03\x04", None),  # a zip: a spreadsheet if it holds xl/ (checked below)
+)
+TABLE_TEXT_BYTES = 16 << 10
+
+
+def _data_content(path: Path, size: int) -> str | None:
+    """What a file holds when its name hides it: a table format's magic, or CSV-like text
+    (a renamed ``train.csv``), the latter only past a size a lookup table would have."""
+    if path.suffix.lower() == ".py":
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8192)
+    except OSError:
+        return None
+    for magic, what in _DATA_MAGIC:
+        if head.startswith(magic):
+            if what is None:
+                return "spreadsheet content" if b"xl/" in head else None
+            return what
+    if size < TABLE_TEXT_BYTES:
+        return None
+    try:  # whole lines only: the read may have cut a character in two
+        text = head[: head.rfind(b"\n") + 1].decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # binary: weights, not a table
+    lines = [line for line in text.splitlines() if line.strip()][:40]
+    if len(lines) < 10:
+        return None
+    for sep in (",", "\t", ";", "|"):
+        counts = [line.count(sep) for line in lines]
+        if counts[0] >= 1 and sum(c == counts[0] for c in counts) >= 0.9 * len(counts):
+            return f"{'tab' if sep == chr(9) else repr(sep)}-separated table"
+    return None
 
 
 def check_pins(root: Path) -> list[Finding]:
