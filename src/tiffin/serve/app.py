@@ -158,7 +158,7 @@ class Server:
         # request ever reads a file.
         found = self.latest.get(name) if version is None else self.models.get((name, version))
         if found is None:
-            what = f"model {name!r}" + (f" version {version!r}" if version else "")
+            what = f"model {name!r:.100}" + (f" version {version!r:.100}" if version else "")
             if self.config.token:  # model ready is open: do not list names to strangers
                 raise HTTPError(404, f"{what} is not served here")
             served = ", ".join(sorted(self.latest)[:10])
@@ -198,9 +198,8 @@ class Server:
     async def _infer(self, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> tuple[bytes, int | None]:  # fmt: skip
         body = await limits.read_body(receive, headers, self.config.max_body)
         length = limits.header(headers, b"inference-header-content-length")
-        if length is not None and not length.strip().isdigit():
-            raise HTTPError(400, f"bad Inference-Header-Content-Length {length!r}")
-        arrays, request = codec.decode_request(body, int(length) if length is not None else None)
+        json_len = None if length is None else limits.decimal(length, "Inference-Header-Content-Length")  # fmt: skip
+        arrays, request = codec.decode_request(body, json_len)
         outputs = await model.infer(arrays)
         return codec.encode_response(outputs, request, model.name, model.version)
 
@@ -277,7 +276,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _starlette_error(request: Request, exc: Exception) -> Response:
     status = int(getattr(exc, "status_code", 404))
     detail = "no such endpoint" if status == 404 else str(getattr(exc, "detail", "error"))
-    return json_response({"error": f"{request.method} {request.url.path}: {detail}"}, status)
+    headers = getattr(exc, "headers", None)  # 405 carries Allow
+    if status == 405 and headers and "Allow" in headers:
+        detail += f"; use {headers['Allow']}"
+    path = request.url.path
+    where = path if len(path) <= 200 else path[:200] + "..."
+    return json_response({"error": f"{request.method} {where}: {detail}"}, status, headers)
+
+
+async def _post_only(request: Request) -> Response:
+    # Inference paths are answered by the raw front for POST; these routes exist so that
+    # any other method gets 405 with Allow: POST rather than 404.
+    raise HTTPError(404, f"{request.method} {request.url.path[:200]}: no such endpoint")
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -299,6 +309,9 @@ class App:
             Route(versioned, s.model_metadata),
             Route(model + "/ready", s.model_ready),
             Route(versioned + "/ready", s.model_ready),
+            Route(model + "/infer", _post_only, methods=["POST"]),
+            Route(versioned + "/infer", _post_only, methods=["POST"]),
+            Route("/invocations", _post_only, methods=["POST"]),
             Route("/metrics", s.metrics_endpoint),
             Route("/v2/openapi.json", s.openapi_endpoint),
             Route("/openapi.json", s.openapi_endpoint),
@@ -310,10 +323,15 @@ class App:
             Exception: _server_error,
         }
         self.starlette = Starlette(routes=routes, exception_handlers=handlers)
+        # A trailing slash is served as if absent (below), never redirected: a 307 has no
+        # JSON body, and clients do not re-send a POST body after one.
+        self.starlette.router.redirect_slashes = False
         self.state = self.starlette.state
         self.state.server = server
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and len(scope["path"]) > 1 and scope["path"].endswith("/"):
+            scope = {**scope, "path": scope["path"].rstrip("/") or "/"}
         if scope["type"] == "http" and scope["method"] == "POST":
             path: str = scope["path"]
             if path.endswith("/infer"):

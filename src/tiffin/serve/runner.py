@@ -1,13 +1,14 @@
 """Run the server: one process, or several worker processes sharing one port.
 
-One process (the default) runs the event loop (HTTP, JSON, batching) on one core and
-predict calls on a thread pool; NumPy, scikit-learn's BLAS, PyTorch and ONNX Runtime
-release the GIL while they compute, and adaptive batching turns many small calls into
-few large ones. ``--workers N`` starts N processes, each with its own copy of the
-models, each listening on the port with ``SO_REUSEPORT`` so the kernel spreads
-connections among them; it pays off when the event loop itself is the bottleneck (many
-clients, cheap models) and there are cores to spare. ``benchmarks/serve.py`` measures
-both (README, "Serving").
+One process runs the event loop (HTTP, JSON, batching) on one core and predict calls
+on a thread pool; NumPy, scikit-learn's BLAS, PyTorch and ONNX Runtime release the GIL
+while they compute, and adaptive batching turns many small calls into few large ones.
+``--workers N`` starts N processes, each with its own copy of the models, each
+listening on the port with ``SO_REUSEPORT`` so the kernel spreads connections among
+them; it pays off when the event loop itself is the bottleneck (many clients, cheap
+models). The CLI's default is ``--workers auto``: one process per CPU this process may
+run on (``os.sched_getaffinity``); ``--workers 1`` is the single process.
+``benchmarks/serve.py`` measures both (README, "Serving").
 
 Each predict call gets a budget of compute threads (PyTorch intra-op, BLAS, OpenMP):
 the CPUs divided among the workers (one worker: all CPUs but the event loop's), unless
@@ -39,6 +40,7 @@ from typing import Any
 from ..errors import TiffinError, UsageError
 from .app import ServeConfig, create_app
 from .metrics import MULTIPROC_ENV
+from .protocol import bounded_protocol
 from .repository import Repository, from_folder, from_paths
 
 SPEC_ENV = "TIFFIN_SERVE_SPEC"
@@ -96,6 +98,7 @@ def _uvicorn_server(app: Any, config: ServeConfig, log_level: str) -> Any:
     uv_config = uvicorn.Config(
         app, log_level=log_level, lifespan="off", server_header=False,
         timeout_graceful_shutdown=int(config.timeout + 5),
+        http=bounded_protocol(head_timeout=config.timeout),
     )  # fmt: skip
     return _Server(uv_config)
 

@@ -1,0 +1,101 @@
+"""HTTP/1.1 connection limits uvicorn's httptools protocol does not have.
+
+uvicorn's httptools protocol buffers a request head (request line and headers) without
+bound and without a deadline: measured here, one connection sent a 161 MB header and
+the server held it all in memory, and a client that sends one header byte every few
+seconds holds its connection open forever (the keep-alive timer only runs between
+requests). ``--max-body`` cannot help: the head is not the body. This protocol adds:
+
+- a head size cap (``MAX_HEAD``, 64 KiB, four times nginx's default buffers for one
+  header line): past it, 431 and the connection is closed;
+- a head deadline: a connection must finish each request head within the request
+  timeout of its first byte (or of the connection, for a client that sends nothing);
+  past it, 408 and the connection is closed.
+
+Both answers are JSON ``{"error": ...}`` like every other. Without httptools, uvicorn
+falls back to h11, which caps the head itself (16 KiB) but has no deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+MAX_HEAD = 64 << 10
+
+
+def bounded_protocol(head_timeout: float, max_head: int = MAX_HEAD) -> Any:
+    """The protocol class for ``uvicorn.Config(http=...)``; ``"auto"`` without httptools."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # pragma: no cover - httptools comes with the serve extra
+        return "auto"
+
+    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._in_head = True
+            self._head_bytes = 0
+            self._head_began = False  # the head began inside the chunk being parsed
+            self._head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if not self._in_head or self.transport.is_closing():
+                return
+            if self._head_began:  # part of this chunk may belong to the previous request
+                self._head_began = False
+                return
+            self._head_bytes += len(data)
+            if self._head_bytes > max_head:
+                self._refuse(431, f"the request head is over {max_head} bytes")
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head, self._head_bytes, self._head_began = True, 0, True
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._disarm()
+            super().on_headers_complete()
+
+        def _arm(self) -> None:
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(head_timeout, self._expired)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _expired(self) -> None:
+            self._head_timer = None
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._arm()  # a pipelined head waits behind a running request: not its fault
+                return
+            if self._in_head and not self.transport.is_closing():
+                self._refuse(408, f"the request head did not arrive within {head_timeout:g} s")
+
+        def _refuse(self, status: int, message: str) -> None:
+            self._disarm()
+            body = orjson.dumps({"error": message})
+            reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                % (status, reason, len(body), body)
+            )
+            self.transport.close()
+
+    return BoundedHttpToolsProtocol

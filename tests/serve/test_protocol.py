@@ -1,0 +1,139 @@
+"""A real `tiffin serve` against clients that lie, stall or bloat at the HTTP level.
+
+Raw sockets, because well-behaved clients (httpx, tritonclient) refuse to send these.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+
+from tests.serve.conftest import Served
+
+BODY = json.dumps(
+    {
+        "inputs": [
+            {"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}
+        ]
+    }
+).encode()
+
+
+def exchange(served: Served, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``data`` on a fresh connection and read until the server closes it."""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and close before taking it all
+        out = b""
+        try:
+            while chunk := sock.recv(65536):
+                out += chunk
+        except ConnectionResetError:  # closed with our bytes still unread: the answer came
+            pass
+    return out
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def body_of(answer: bytes) -> dict[str, str]:
+    return json.loads(answer.split(b"\r\n\r\n", 1)[1])  # type: ignore[no-any-return]
+
+
+def request(method: str, path: str, body: bytes = b"", headers: bytes = b"") -> bytes:
+    return (
+        (
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n"
+        ).encode()
+        + headers
+        + b"\r\n"
+        + body
+    )
+
+
+def test_a_huge_request_head_is_431_not_buffered(server: Served) -> None:
+    """uvicorn's httptools protocol buffered a 161 MB header line in memory."""
+    answer = exchange(server, b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * (4 << 20))  # fmt: skip
+    assert status_of(answer) == 431 and "request head" in body_of(answer)["error"]
+    many = b"".join(b"X-%d: %s\r\n" % (i, b"v" * 100) for i in range(2000))  # 200 KB of headers
+    assert status_of(exchange(server, request("GET", "/v2/health/live", headers=many))) == 431
+    ok = request("GET", "/v2/health/live", headers=b"X-A: " + b"a" * 8000 + b"\r\n")
+    assert status_of(exchange(server, ok)) == 200  # ordinary big headers still pass
+
+
+def test_a_stalled_request_head_is_408(strict_server: Served) -> None:
+    """A client trickling header bytes (or sending none) once held its connection forever."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", strict_server.port), timeout=10) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\n")
+        answer = b""
+        try:
+            for _ in range(20):  # one header line every 0.2 s, never the blank line
+                sock.sendall(b"X-Slow: 1\r\n")
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            answer = sock.recv(65536)
+        except ConnectionResetError:
+            pass
+    assert status_of(answer) == 408 and "did not arrive" in body_of(answer)["error"]
+    assert time.monotonic() - started < 4.5  # the --timeout 0.5 server cut it short
+    silent = exchange(strict_server, b"")
+    assert status_of(silent) == 408
+
+
+def test_pipelined_requests_and_100_continue_still_work(server: Served) -> None:
+    one = request("POST", "/v2/models/iris/infer", BODY).replace(b"Connection: close\r\n", b"")
+    answer = exchange(server, one * 3 + request("GET", "/v2/health/live"))
+    assert answer.count(b"HTTP/1.1 200 OK") == 4
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        head = request("POST", "/v2/models/iris/infer", headers=b"Expect: 100-continue\r\n")
+        sock.sendall(head.replace(b"Content-Length: 0", b"Content-Length: %d" % len(BODY)))
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(BODY)
+        assert b"200 OK" in sock.recv(65536)
+
+
+def test_a_non_ascii_digit_in_a_length_header_is_400(server: Served) -> None:
+    """'²' passes str.isdigit() and then fails int(): that was a 500."""
+    ihcl = b"Inference-Header-Content-Length: \xb2\r\n"
+    answer = exchange(server, request("POST", "/v2/models/iris/infer", BODY, ihcl))
+    assert (
+        status_of(answer) == 400 and "Inference-Header-Content-Length" in body_of(answer)["error"]
+    )
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "OPTIONS", "HEAD"])
+@pytest.mark.parametrize("path", ["/v2/models/iris/infer", "/v2/models/iris/versions/1/infer", "/invocations"])  # fmt: skip
+def test_other_methods_on_post_endpoints_are_405_with_allow(
+    server: Served, method: str, path: str
+) -> None:
+    """They were 404 "no such endpoint", though the endpoint exists."""
+    answer = exchange(server, request(method, path))
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert status_of(answer) == 405 and b"\r\nallow: post" in head
+    if method != "HEAD":
+        assert "use POST" in body_of(answer)["error"]
+
+
+def test_a_trailing_slash_is_served_not_redirected(server: Served) -> None:
+    """A 307 with an empty body (not JSON), which clients do not follow with a POST body."""
+    with server.client() as c:
+        assert c.get("/v2/health/ready/").json() == {"ready": True}
+        assert c.get("/v2/models/iris/").json()["name"] == "iris"
+        r = c.post("/v2/models/iris/infer/", content=BODY)
+        assert r.status_code == 200 and r.json()["model_name"] == "iris"
+
+
+def test_a_long_unknown_name_is_not_echoed_whole(server: Served) -> None:
+    with server.client() as c:
+        r = c.post(f"/v2/models/{'a' * 50_000}/infer", content=BODY)
+    assert r.status_code == 404 and len(r.content) < 1000
