@@ -192,8 +192,7 @@ def test_an_unwritable_cache_is_a_clear_error(
 
 
 def test_a_local_label_pin_finds_its_accelerator_index() -> None:
-    from tiffin.env.build import pins_of
-    from tiffin.env.lock import accelerator_indexes, pip_index_args
+    from tiffin.env.lock import accelerator_indexes, pins_of, pip_index_args
 
     lock = "torch==2.13.0+cpu \\\n    --hash=sha256:00\nnumpy==2.4.6 \\\n    --hash=sha256:11\n"
     assert pins_of(lock) == ["torch==2.13.0+cpu", "numpy==2.4.6"]

@@ -206,3 +206,38 @@ def test_env_lock_cli_refuses_a_bad_platform(packed_env_iris: Path, tmp_path: Pa
     assert proc.returncode == 2, proc.stderr
     assert "unknown target platform 'bogus'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_gpu_only_packages() -> None:
+    from tiffin.env.lock import gpu_only_packages
+
+    lock = "nvidia-nccl-cu12==2.32.3 \\\n    --hash=sha256:00\nxgboost==3.2.0 \\\n"
+    assert gpu_only_packages(["xgboost==3.2.0"], lock) == ["nvidia-nccl-cu12"]
+    assert gpu_only_packages(["torch==2.13.0+cpu", "xgboost==3.2.0"], lock) == ["nvidia-nccl-cu12"]
+    # asked for by name, or a CUDA build in the pins: kept
+    assert gpu_only_packages(["xgboost==3.2.0", "nvidia-nccl-cu12==2.32.3"], lock) == []
+    assert gpu_only_packages(["torch==2.13.0+cu128", "xgboost==3.2.0"], lock) == []
+
+
+def test_cpu_xgboost_package_leaves_out_nccl_and_verifies(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """XGBoost declares a 470 MB NCCL wheel it loads only for multi-GPU training."""
+    import xgboost
+
+    from tiffin.verify import verify
+
+    rng = np.random.RandomState(0)
+    X = rng.rand(60, 3)
+    model = xgboost.XGBClassifier(n_estimators=3, max_depth=2).fit(X, (X[:, 0] > 0.5).astype(int))
+    pkg = tiffin.pack(model, tmp_path / "p", name="xgb", version="1", example=X[:3])
+    env = pkg.manifest.environment
+    lock = (pkg.path / "env/requirements.lock").read_text()
+    if sys.platform == "linux":
+        assert env["lock"]["omitted"] == ["nvidia-nccl-cu12"]
+        assert "nvidia-nccl-cu12" in capfd.readouterr().err
+    assert "\nnvidia-" not in lock and env["accelerator"] is None
+    # the wrapper needs scikit-learn, which XGBoost imports as if it were optional
+    assert any(r.startswith("scikit-learn==") for r in env["requirements"])
+    report = verify(pkg.path)
+    assert report.ok, report.render()

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import platform as _platform
-import re
 import shutil
 import stat
 import subprocess
@@ -33,11 +32,10 @@ from pathlib import Path
 from .. import layout
 from ..errors import EnvironmentBuildError, PackageNotFoundError
 from ..integrity import verify_tree
-from .lock import UNHASHED_HEADER, accelerator_indexes, pip_index_args, uv_binary
+from .lock import UNHASHED_HEADER, accelerator_indexes, pins_of, pip_index_args, uv_binary
 
 READY = ".tiffin-ready"
 _TMP = ".tmp-"
-_PIN_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*==[^\s;\\]+)", re.MULTILINE)
 
 
 def cache_root() -> Path:
@@ -277,11 +275,6 @@ def _install_argv(
     if hashed:
         argv.append("--require-hashes")
     return [*argv, *(["-r"] if resolve else []), str(lock_file)]
-
-
-def pins_of(lock_text: str) -> list[str]:
-    """The ``name==version`` pins of a lock or requirements text."""
-    return [m.group(1) for m in _PIN_LINE.finditer(lock_text)]
 
 
 def _install_runtime(env: Path) -> None:

@@ -155,6 +155,7 @@ def compile_lock(
     python: str,
     platform: str,
     extra_indexes: Sequence[str] = (),
+    omit: Sequence[str] = (),
 ) -> str:
     """``uv pip compile --generate-hashes`` for the target; raises with uv's reason."""
     config = pip_config()
@@ -162,6 +163,7 @@ def compile_lock(
         uv_binary(), "pip", "compile", "-", "--generate-hashes", "--quiet", "--no-header",
         "--python-version", python, "--python-platform", uv_platform(platform),
         *pip_index_args(config, extra_indexes), *pip_constraint_args(config),
+        *(a for name in omit for a in ("--no-emit-package", name)),
     ]  # fmt: skip
     proc = subprocess.run(
         argv,
@@ -246,11 +248,39 @@ def accelerator_indexes(requirements: Sequence[str]) -> list[str]:
     return []
 
 
+_PIN_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*==[^\s;\\]+)", re.MULTILINE)
+_CUDA_LIBRARY = re.compile(r"^nvidia-[a-z0-9-]+$")
+
+
+def pins_of(lock_text: str) -> list[str]:
+    """The ``name==version`` pins of a lock or requirements text."""
+    return [m.group(1) for m in _PIN_LINE.finditer(lock_text)]
+
+
+def gpu_only_packages(requirements: Sequence[str], text: str) -> list[str]:
+    """NVIDIA CUDA libraries that only a dependency pulls in, for a CPU package.
+
+    XGBoost's Linux wheels declare ``nvidia-nccl-cu12`` (about 470 MB) and load it only
+    for multi-GPU training; a package whose pins name no CUDA build has no use for it.
+    A CUDA library the user requires directly, or any package with a CUDA accelerator
+    (a ``+cu128`` or PyPI Linux torch), keeps them all.
+    """
+    from .capture import accelerator_of, requirement_name
+
+    acc = accelerator_of(requirements)
+    if acc is not None and acc.get("kind") != "cpu":
+        return []
+    direct = {requirement_name(r) for r in requirements}
+    names = {requirement_name(p) for p in pins_of(text)}
+    return sorted(n for n in names - direct if _CUDA_LIBRARY.match(n))
+
+
 def lock_text(
     requirements: Sequence[str], *, python: str, platform: str
 ) -> tuple[str, dict[str, Any]]:
     """The lock's text and its description for the manifest (``status``, ``hashed``...)."""
     try:
+        extra: list[str] = []
         try:
             text = compile_lock(requirements, python=python, platform=platform)
         except EnvironmentBuildError:
@@ -259,6 +289,18 @@ def lock_text(
                 raise
             text = compile_lock(requirements, python=python, platform=platform, extra_indexes=extra)
         info: dict[str, Any] = {"status": "locked", "hashed": True, "tool": "uv pip compile"}
+        cuda = gpu_only_packages(requirements, text)
+        if cuda:
+            text = compile_lock(
+                requirements, python=python, platform=platform, extra_indexes=extra,
+                omit=cuda,
+            )  # fmt: skip
+            info["omitted"] = cuda
+            sys.stderr.write(
+                f"tiffin: the lock leaves out {', '.join(cuda)}: CUDA libraries that a "
+                "dependency declares for GPU use, and this package is for the CPU (require "
+                "them directly to keep them)\n"
+            )
     except EnvironmentBuildError as exc:
         cause = exc.message.partition(": ")[2] or exc.message
         offline = bool(_NETWORK.search(cause)) or _uv_offline()

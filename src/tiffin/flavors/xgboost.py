@@ -168,6 +168,10 @@ def load(ctx: LoadContext) -> Any:
         )
     try:
         if wrapper:
+            # The wrappers need scikit-learn, which XGBoost imports as if optional:
+            # importing it here makes the environment capture pin it.
+            import sklearn  # noqa: F401
+
             model = getattr(xgb, wrapper)()
             model.load_model(path)
             return _WrapperModel(model, method)
