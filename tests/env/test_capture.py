@@ -313,3 +313,39 @@ def test_dataframe_signature_needs_pandas(tmp_path: Path) -> None:
     env = pkg.manifest.environment
     assert f"pandas=={pd.__version__}" in env["requirements"]
     assert "DataFrame signature" in " ".join(env["why"]["pandas"])
+
+
+def test_hand_called_dunder_import_and_a_code_package(tmp_path: Path) -> None:
+    """``__import__(name)`` passes no globals; a package folder in code/ is local too."""
+    helper = tmp_path / "helpers"
+    helper.mkdir()
+    (helper / "__init__.py").write_text("from . import inner\n")
+    (helper / "inner.py").write_text(textwrap.dedent("""
+        def major(text):
+            import packaging.version
+
+            return packaging.version.Version(text).major
+    """))  # fmt: skip
+    src = tmp_path / "dunder.py"
+    src.write_text(textwrap.dedent("""
+        import numpy as np
+
+        class M:
+            def load(self, context):
+                pass
+
+            def predict(self, inputs):
+                import helpers
+
+                threads = __import__("threadpool" + "ctl")
+                assert threads.threadpool_info is not None
+                return np.asarray(inputs, dtype=np.float64) * helpers.inner.major("2.0")
+    """))  # fmt: skip
+    pkg = tiffin.pack(
+        f"{src}:M", tmp_path / "p", name="m", version="1", example=np.ones((1, 2)), code=[helper]
+    )
+    env = pkg.manifest.environment
+    assert "unresolved" not in env
+    assert names(pkg) == {"numpy", "packaging", "threadpoolctl"}
+    assert env["why"]["threadpoolctl"] == ["threadpoolctl (imported by dunder)"]
+    assert env["why"]["packaging"] == ["packaging (imported by helpers.inner)"]

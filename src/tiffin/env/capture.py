@@ -121,7 +121,10 @@ _TRACER = textwrap.dedent(
         fresh = level == 0 and name.split(".")[0] not in sys.modules
         module = real_import(name, globals, locals, fromlist, level)
         if level == 0:
-            note(name, globals, fresh, fromlist)
+            # __import__("yaml") called by hand passes no globals: the caller's frame says
+            # who it was.
+            note(name, globals if globals is not None else sys._getframe(1).f_globals,
+                 fresh, fromlist)
         return module
 
     def tracing_import_module(name, package=None):
