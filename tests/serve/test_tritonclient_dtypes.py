@@ -100,10 +100,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "city": rng.choice(["paris", "lyon", "nice"], 40), "n": rng.integers(0, 9, 40),
         "f": rng.normal(size=40).astype(np.float32), "b": rng.integers(0, 2, 40).astype(bool),
     })  # fmt: skip
-    pipe = make_pipeline(
-        ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), ["city"])], remainder="passthrough"),  # fmt: skip
-        Ridge(),
-    ).fit(frame, rng.normal(size=40))
+    encode = ColumnTransformer(
+        [("c", OneHotEncoder(handle_unknown="ignore"), ["city"])], remainder="passthrough"
+    )
+    pipe = make_pipeline(encode, Ridge()).fit(frame, rng.normal(size=40))
     table = tiffin.pack(pipe, root / "table", name="table", version="1", example=frame.head(3)).path  # fmt: skip
     return {"every": every, "add": add, "labels": labels, "table": table}
 
@@ -160,7 +160,11 @@ def test_per_output_binary_flags_and_subsets(client: Any) -> None:
     result = client.infer("every", inputs, outputs=wanted)
     response = result.get_response()["outputs"]
     assert [o["name"] for o in response] == ["s", "u64", "pair"]
-    assert [("binary_data_size" in o.get("parameters", {})) for o in response] == [True, False, True]
+    assert [("binary_data_size" in o.get("parameters", {})) for o in response] == [
+        True,
+        False,
+        True,
+    ]
     assert result.as_numpy("u64").tolist() == [0, 0, 2**64 - 1]
     from tritonclient.utils import InferenceServerException
 
