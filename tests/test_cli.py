@@ -104,7 +104,13 @@ def test_predict_formats_and_batches(
             2,
             "does not exist",
         ),
-        (["pack", "{skops}", "{tmp}/o", "--name", "x", "--version", "latest"], 5, "moving tag"),
+        (["pack", "{skops}", "{tmp}/o", "--name", "x", "--version", "latest"], 2, "moving tag"),
+        (["pack", "{skops}", "{tmp}/o", "--name", "x", "--version", "1.0 "], 2, "invalid package"),
+        (["pack", "{skops}", "{tmp}/o", "--name", "Iris", "--version", "1"], 2, "invalid package"),
+        (["predict", "{pkg}", "-i", "{tmp}/broken.csv"], 2, "cannot read"),
+        (["predict", "{pkg}", "-i", "{tmp}/wrong.csv"], 6, "expects shape"),
+        (["predict", "{pkg}", "-i", "{tmp}/in.npy", "-o", "{tmp}/no/such/out.json"], 2, "folder"),
+        (["predict", "{pkg}", "-i", "{tmp}/in.npy", "-o", "{tmp}/out.txt"], 2, "cannot tell"),
         (
             [
                 "pack",
@@ -129,6 +135,9 @@ def test_errors_are_clear(
     (tmp_path / "bad.json").write_text("{not json")
     (tmp_path / "short.json").write_text("[[1, 2]]")
     (tmp_path / "x.txt").write_text("1")
+    (tmp_path / "broken.csv").write_text('a,b\n1,"2\n')
+    (tmp_path / "wrong.csv").write_text("a,b\n1,2\n")
+    np.save(tmp_path / "in.npy", np.zeros((2, 4)))
     fmt = {"tmp": str(tmp_path), "pkg": str(packed_iris), "skops": str(skops_file)}
     proc = tiffin(*[a.format(**fmt) for a in args])
     assert proc.returncode == code, proc.stderr
@@ -142,3 +151,91 @@ def test_tampered_package_exit_code(packed_iris: Path) -> None:
     proc = tiffin("inspect", str(packed_iris))
     assert proc.returncode == 4
     assert "schema.json was changed" in proc.stderr
+
+
+ECHO_MODEL = """
+import numpy as np
+
+
+class Echo:
+    def load(self, context):
+        pass
+
+    def predict(self, frame):
+        kinds = ",".join(f"{c}={frame[c].dtype}" for c in frame.columns)
+        return np.array([f"{kinds}|{z}|{n}" for z, n in zip(frame["zip"], frame["n"])])
+"""
+
+
+def test_text_inputs_are_read_into_the_signature_dtypes(tmp_path: Path) -> None:
+    """CSV and JSON carry text: "007" stays a string, gaps in ints stay gaps, decimals
+    parse to float32 for a float32 column, datetimes are parsed; the model sees what it
+    was packed with, whichever file the rows come from."""
+    from tiffin import pack
+
+    (tmp_path / "echo.py").write_text(ECHO_MODEL)
+    frame = pd.DataFrame(
+        {
+            "zip": ["007", "123"],
+            "n": pd.array([1, None], dtype="Int64"),
+            "w": np.array([0.1, 2.5], dtype=np.float32),
+            "t": pd.to_datetime(["2024-01-02", "2024-03-04"]),
+            "ok": [True, False],
+        }
+    )
+    pkg = pack(f"{tmp_path / 'echo.py'}:Echo", tmp_path / "p", name="echo",
+                      version="1", example=frame)  # fmt: skip
+    want = pkg.load().predict(frame).tolist()
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    (tmp_path / "rows.json").write_text(
+        json.dumps(
+            [
+                {"zip": "007", "n": 1, "w": 0.1, "t": "2024-01-02", "ok": True},
+                {"zip": "123", "n": None, "w": 2.5, "t": "2024-03-04", "ok": False},
+            ]
+        )
+    )
+    for name in ("rows.csv", "rows.json"):
+        proc = tiffin("predict", str(pkg.path), "-i", str(tmp_path / name))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == want, name
+
+
+def test_decimal_text_for_a_float32_model(
+    tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]
+) -> None:
+    from tiffin import pack
+
+    model, X = iris_pipeline
+    x32 = X.astype(np.float32)
+    pkg = pack(model, tmp_path / "p", name="iris32", version="1", example=x32[:5])
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    pd.DataFrame(rows, columns=["a", "b", "c", "d"]).to_csv(tmp_path / "rows.csv", index=False)
+    want = model.predict(np.asarray(rows, dtype=np.float32)).tolist()
+    for name in ("rows.json", "rows.csv"):
+        proc = tiffin("predict", str(pkg.path), "-i", str(tmp_path / name))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == want
+    # A float64 .npy is typed: it is not silently narrowed.
+    np.save(tmp_path / "rows.npy", np.asarray(rows))
+    proc = tiffin("predict", str(pkg.path), "-i", str(tmp_path / "rows.npy"))
+    assert proc.returncode == 6 and "expects dtype float32" in proc.stderr
+
+
+def test_output_written_whole_or_not_at_all(
+    tmp_path: Path, packed_iris: Path, iris_pipeline: tuple[Any, np.ndarray]
+) -> None:
+    _, X = iris_pipeline
+    np.save(tmp_path / "in.npy", X)
+    (tmp_path / "out.csv").write_text("old\n")
+    np.save(tmp_path / "bad.npy", X[:, :2])
+    proc = tiffin("predict", str(packed_iris), "-i", str(tmp_path / "bad.npy"),
+                  "-o", str(tmp_path / "out.csv"))  # fmt: skip
+    assert proc.returncode == 6
+    assert (tmp_path / "out.csv").read_text() == "old\n"
+    for suffix in ("csv", "npy", "parquet", "json"):
+        out = tmp_path / f"out.{suffix}"
+        proc = tiffin("predict", str(packed_iris), "-i", str(tmp_path / "in.npy"), "-o", str(out))
+        assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if "tiffin-tmp" in p.name) == []

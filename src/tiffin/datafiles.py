@@ -2,11 +2,20 @@
 
 Used by ``tiffin predict``. JSON may be a tiffin example file (typed), a list of rows,
 a list of records (objects), an object of columns, or ``{"inputs": ...}``.
+
+Text formats (CSV, JSON) carry numbers as text, not as typed arrays, so they are read
+into the signature's dtypes: decimals parse to the signature's float type (``0.1``
+becomes the float32 nearest 0.1 for a float32 model), integers to its int type when
+every value fits, a string column stays text (``"007"`` is not 7), an int column with
+gaps becomes a nullable column rather than floats, and a datetime column is parsed.
+Whatever does not convert is left as read, for the signature to refuse by name.
+Binary formats (.npy, Parquet) are typed already and go to the signature as they are.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +24,7 @@ import numpy as np
 
 from . import examples
 from .errors import UsageError
-from .signature import Signature, named_arrays
+from .signature import Signature, TensorSpec, masked_dtype, named_arrays
 
 FORMATS = ("json", "csv", "parquet", "npy")
 
@@ -47,8 +56,11 @@ def read_input(path: Path, signature: Signature, fmt: str | None = None) -> Any:
             # allow_pickle=False: an object-dtype .npy is a pickle and is refused.
             return np.load(path, allow_pickle=False)
         if fmt == "csv":
-            frame = _pandas().read_csv(path)
-            return _frame_to_kind(frame, signature)
+            text_columns = {s.name: "str" for s in signature.inputs if s.dtype == "str"}
+            frame = _pandas().read_csv(
+                path, dtype=text_columns if signature.input_kind == "dataframe" else None
+            )
+            return _frame_to_kind(_typed_frame(frame, signature), signature)
         if fmt == "parquet":
             frame = _pandas().read_parquet(path)
             return _frame_to_kind(frame, signature)
@@ -60,36 +72,95 @@ def read_input(path: Path, signature: Signature, fmt: str | None = None) -> Any:
     return _json_to_kind(raw, signature, path)
 
 
+def _from_text(values: Any, spec: TensorSpec) -> Any:
+    """Numbers read from text, in the spec's dtype where no value changes (see above)."""
+    if spec.dtype == "str" or spec.dtype.startswith("datetime"):
+        return values
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError):
+        return values  # ragged: the signature names the problem
+    target = np.dtype(spec.dtype)
+    if arr.dtype.kind not in "biuf" or arr.dtype == target:
+        return values
+    if target.kind == "f" and arr.dtype.kind in "iuf":
+        return arr.astype(target)
+    if target.kind in "iu" and arr.dtype.kind in "iu":
+        with np.errstate(all="ignore"):
+            cast = arr.astype(target)
+        return cast if np.array_equal(cast.astype(arr.dtype), arr) else values
+    return values
+
+
+def _typed_frame(frame: Any, signature: Signature) -> Any:
+    """The columns of a frame read from text, in the signature's dtypes where they convert."""
+    pd = _pandas()
+    by_name = {s.name: s for s in signature.inputs}
+    if signature.input_kind != "dataframe":
+        return frame
+    frame = frame.copy()
+    for name in frame.columns:
+        spec = by_name.get(name)
+        if spec is None:
+            continue  # unknown columns are the signature's to name
+        col = frame[name]
+        if spec.dtype.startswith("datetime") and col.dtype.kind in "OU":
+            try:
+                frame[name] = pd.to_datetime(col)
+            except (ValueError, TypeError):
+                pass
+        elif spec.dtype != "str" and bool(col.isna().any()) and spec.nullable:
+            if np.dtype(spec.dtype).kind in "biu":
+                try:  # 3.0 and NaN (a gap made the column float) -> 3 and <NA>
+                    frame[name] = col.astype(masked_dtype(np.dtype(spec.dtype)))
+                except (ValueError, TypeError):
+                    pass
+            else:
+                frame[name] = _from_text(col.to_numpy(), spec)
+        elif spec.dtype != "str":
+            converted = _from_text(col.to_numpy(), spec)
+            if isinstance(converted, np.ndarray):
+                frame[name] = converted
+    return frame
+
+
 def _frame_to_kind(frame: Any, signature: Signature) -> Any:
     if signature.input_kind == "dataframe":
         return frame
     if signature.input_kind == "dict":
-        return {c: frame[c].to_numpy() for c in frame.columns}
+        specs = {s.name: s for s in signature.inputs}
+        return {
+            c: _from_text(frame[c].to_numpy(), specs[c]) if c in specs else frame[c].to_numpy()
+            for c in frame.columns
+        }
     if signature.input_kind == "strings":
         return [str(v) for v in frame.iloc[:, 0]]
-    return frame.to_numpy()
+    return _from_text(frame.to_numpy(), signature.inputs[0])
 
 
 def _json_to_kind(raw: Any, signature: Signature, path: Path) -> Any:
     if isinstance(raw, dict) and "kind" in raw:
-        return examples.decode(raw)
+        return examples.decode(raw)  # typed already
     if isinstance(raw, dict) and "inputs" in raw and len(raw) == 1:
         raw = raw["inputs"]
     if signature.input_kind == "dataframe":
         pd = _pandas()
         if isinstance(raw, list) and raw and isinstance(raw[0], dict):
-            return pd.DataFrame.from_records(raw)
+            return _typed_frame(pd.DataFrame.from_records(raw), signature)
         if isinstance(raw, dict):
-            return pd.DataFrame(raw)
+            return _typed_frame(pd.DataFrame(raw), signature)
         if isinstance(raw, list):
-            return pd.DataFrame(raw, columns=signature.input_names())
+            return _typed_frame(pd.DataFrame(raw, columns=signature.input_names()), signature)
         raise UsageError(f"{path}: expected records or columns for a DataFrame model")
     if signature.input_kind == "dict":
         if not isinstance(raw, dict):
             raise UsageError(
                 f"{path}: expected an object of named inputs {signature.input_names()}"
             )
-        return raw
+        specs = {s.name: s for s in signature.inputs}
+        return {k: _from_text(v, specs[k]) if k in specs else v for k, v in raw.items()}
+    if signature.input_kind == "tensor":
+        return _from_text(raw, signature.inputs[0])
     return raw
 
 
@@ -127,15 +198,28 @@ def concat(parts: list[Any]) -> Any:
     return np.concatenate([np.asarray(p) for p in parts])
 
 
+def check_output_path(path: Path, fmt: str | None = None) -> None:
+    """Refuse an output path that cannot be written, before any prediction runs."""
+    format_of(path, fmt)
+    if not path.parent.is_dir():
+        raise UsageError(f"the folder of output {path} does not exist", fix="create it first")
+    if path.is_dir():
+        raise UsageError(f"output {path} is a folder", fix="give a file name")
+
+
 def write_output(output: Any, path: Path | None, fmt: str | None = None) -> bytes | None:
-    """Write ``output`` to ``path`` (or return JSON bytes for stdout when path is None)."""
+    """Write ``output`` to ``path`` (or return JSON bytes for stdout when path is None).
+
+    The file is written beside ``path`` and renamed into place, so a failed or
+    interrupted write never leaves half an output file.
+    """
     arrays = named_arrays(output)
     if path is None or format_of(path, fmt) == "json":
         data = {k: _jsonable(v) for k, v in arrays.items()}
         body = json.dumps(data if len(data) > 1 else next(iter(data.values()))).encode() + b"\n"
         if path is None:
             return body
-        path.write_bytes(body)
+        _atomic(path, lambda tmp: tmp.write_bytes(body))
         return None
     fmt = format_of(path, fmt)
     if fmt == "npy":
@@ -143,7 +227,16 @@ def write_output(output: Any, path: Path | None, fmt: str | None = None) -> byte
             raise UsageError(
                 "the model has several outputs; .npy holds one", fix="use .json or .parquet"
             )
-        np.save(path, next(iter(arrays.values())), allow_pickle=False)
+        only = np.asarray(next(iter(arrays.values())))
+        if only.dtype.kind == "O":
+            # An object .npy is a pickle; text labels become a plain string array.
+            if not all(isinstance(v, str) for v in only.ravel().tolist()):
+                raise UsageError(
+                    "the output holds Python objects, which .npy can only store as pickle",
+                    fix="use .json, .csv or .parquet",
+                )
+            only = only.astype(str)
+        _atomic(path, lambda tmp: np.save(tmp, only, allow_pickle=False))
         return None
     pd = _pandas()
     cols: dict[str, Any] = {}
@@ -157,10 +250,22 @@ def write_output(output: Any, path: Path | None, fmt: str | None = None) -> byte
                 cols[f"{name}_{j}"] = flat[:, j]
     frame = pd.DataFrame(cols)
     if fmt == "csv":
-        frame.to_csv(path, index=False)
+        _atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
     else:
-        frame.to_parquet(path, index=False)
+        _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
     return None
+
+
+def _atomic(path: Path, write: Any) -> None:
+    # The suffix stays last: np.save appends ".npy" to a name that does not end in it.
+    tmp = path.with_name(f".{path.stem}.tiffin-tmp-{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}", where=str(path)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _jsonable(arr: Any) -> Any:

@@ -64,6 +64,8 @@ def predict(
         return
     from ..load import load
 
+    if output_path is not None:
+        datafiles.check_output_path(output_path)  # before loading and predicting, not after
     model = load(package, allow_pickle=allow_pickle)
     inputs = datafiles.read_input(input_path, model.signature, fmt)
     total = datafiles.rows(inputs) if model.signature.batchable else 0
