@@ -82,6 +82,9 @@ def test_build_factory(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) ->
     assert pkg.manifest.flavor == "sklearn"
 
 
+_T = '[tool.tiffin]\nname = "iris"\nversion = "1"\nsource = "model.skops"\n'
+
+
 @pytest.mark.parametrize(
     ("table", "match"),
     [
@@ -89,6 +92,18 @@ def test_build_factory(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) ->
         ('[tool.tiffin]\nname = "iris"\nversion = "1"\n', "exactly one of 'source' or 'factory'"),
         ('[tool.tiffin]\nname = "iris"\nversion = "1"\nsource = "m"\nbogus = 1\n', "unknown key"),
         ("[tool.tiffin\n", "not valid TOML"),
+        # Wrong TOML types are named, never coerced or iterated character by character.
+        (_T + 'code = "src/features.py"\n', "'code' must be an array of strings"),
+        (_T + 'requirements = "numpy==2.0"\n', "'requirements' must be an array of strings"),
+        (_T + 'artifacts = "vocab.txt"\n', "'artifacts' must be a table of strings"),
+        (_T + "example = 3\n", "'example' must be a string"),
+        (_T + 'metadata = "x"\n', "'metadata' must be a table"),
+        (_T + 'strict = "no"\n', "'strict' must be true or false"),
+        ('[tool.tiffin]\nname = "iris"\nversion = 1.10\nsource = "model.skops"\n', "'version'"),
+        ('[tool.tiffin]\nname = "Iris"\nversion = "1"\nsource = "model.skops"\n', "invalid"),
+        ('[tool.tiffin]\nname = "iris"\nversion = "latest"\nsource = "m.skops"\n', "moving"),
+        ("tool = 3\n", "no \\[tool.tiffin\\] table"),
+        ("[tool]\ntiffin = 3\n", "tool.tiffin must be a table"),
     ],
 )
 def test_bad_configs(
@@ -98,3 +113,30 @@ def test_bad_configs(
     (repo / "pyproject.toml").write_text(table)
     with pytest.raises(tiffin.UsageError, match=match):
         build(repo)
+
+    assert not (repo / "dist").exists()  # nothing made for a refused config
+
+
+def test_failing_factory_and_missing_config_are_clear(
+    tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]
+) -> None:
+    repo = _repo(tmp_path, iris_pipeline, """
+        [tool.tiffin]
+        name = "iris"
+        version = "1"
+        factory = "train.py:make"
+    """)  # fmt: skip
+    (repo / "train.py").write_text("def make():\n    raise RuntimeError('no data here')\n")
+    with pytest.raises(tiffin.TiffinError, match="factory train.py:make raised RuntimeError"):
+        build(repo)
+    (repo / "train.py").write_text("import not_a_module_anywhere\n")
+    with pytest.raises(tiffin.TiffinError, match="ModuleNotFoundError"):
+        build(repo)
+    with pytest.raises(tiffin.UsageError, match="does not exist"):
+        build(repo / "nope.toml")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "build", str(repo)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1 and proc.stderr.startswith("error: the factory")
+    assert "Traceback" not in proc.stderr

@@ -27,13 +27,47 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import TiffinError, UsageError
+from .manifest import validate_name, validate_version
 
-KEYS = {
-    "name", "version", "source", "factory", "example", "out", "method", "flavor", "code",
-    "artifacts", "requirements", "metadata", "allow_pickle", "trusted_types", "batching",
-    "python", "platform", "strict",
+# Each key and the TOML type it takes: "str", "bool", "table", "strings" (an array of
+# strings) or "paths" (a table of strings). A wrong type is named, never coerced: a
+# TOML ``version = 1.10`` is the float 1.1, and ``code = "src"`` is not a list.
+KEYS: dict[str, str] = {
+    "name": "str", "version": "str", "source": "str", "factory": "str", "example": "str",
+    "out": "str", "method": "str", "flavor": "str", "code": "strings", "artifacts": "paths",
+    "requirements": "strings", "metadata": "table", "allow_pickle": "bool",
+    "trusted_types": "strings", "batching": "table", "python": "str", "platform": "str",
+    "strict": "bool",
 }  # fmt: skip
+_TYPE_WORDS = {
+    "str": "a string",
+    "bool": "true or false",
+    "table": "a table",
+    "strings": "an array of strings",
+    "paths": "a table of strings",
+}
+
+
+def _check_types(table: dict[str, Any], where: str) -> None:
+    for key, kind in KEYS.items():
+        if key not in table:
+            continue
+        value = table[key]
+        ok = {
+            "str": isinstance(value, str),
+            "bool": isinstance(value, bool),
+            "table": isinstance(value, dict),
+            "strings": isinstance(value, list) and all(isinstance(v, str) for v in value),
+            "paths": isinstance(value, dict) and all(isinstance(v, str) for v in value.values()),
+        }[kind]
+        if not ok:
+            hint = f'e.g. {key} = "{value}"' if kind == "str" else f"give {_TYPE_WORDS[kind]}"
+            raise UsageError(
+                f"{key!r} must be {_TYPE_WORDS[kind]}, not {type(value).__name__} {value!r}",
+                where=where,
+                fix=hint,
+            )
 
 
 def _toml(path: Path) -> dict[str, Any]:
@@ -49,15 +83,24 @@ def _toml(path: Path) -> dict[str, Any]:
 
 def find_config(start: Path) -> tuple[Path, dict[str, Any]]:
     """The ``[tool.tiffin]`` table (pyproject.toml) or the whole tiffin.toml in ``start``."""
+    if not start.exists():
+        raise UsageError(
+            f"{start} does not exist", fix="give a folder, pyproject.toml or tiffin.toml"
+        )
     candidates = [start] if start.is_file() else [start / "tiffin.toml", start / "pyproject.toml"]
     for path in candidates:
         if not path.is_file():
             continue
         data = _toml(path)
         if path.name == "pyproject.toml" or "tool" in data:
-            table = data.get("tool", {}).get("tiffin")
+            tool = data.get("tool", {})
+            table = tool.get("tiffin") if isinstance(tool, dict) else None
             if table is None:
                 continue
+            if not isinstance(table, dict):
+                raise UsageError(
+                    "tool.tiffin must be a table", where=str(path), fix="write it as [tool.tiffin]"
+                )
             return path, table
         return path, data
     raise UsageError(
@@ -78,12 +121,21 @@ def _call_factory(spec: str, base: Path) -> Any:
     try:
         sys.modules[path.stem] = module
         module_spec.loader.exec_module(module)
+        fn = getattr(module, func, None)
+        if not callable(fn):
+            raise UsageError(f"{func} is not a function in {path}", where="factory")
+        return fn()
+    except TiffinError:
+        raise
+    except Exception as exc:
+        # The user's own code failed: say which factory and what it raised, not a traceback.
+        raise TiffinError(
+            f"the factory {spec} raised {type(exc).__name__}: {exc}",
+            where=str(path),
+            fix=f"run {path.name} yourself to see the full traceback",
+        ) from exc
     finally:
         sys.path.remove(str(path.parent))
-    fn = getattr(module, func, None)
-    if not callable(fn):
-        raise UsageError(f"{func} is not a function in {path}", where="factory")
-    return fn()
 
 
 def build(config: str | os.PathLike[str] = ".", *, force: bool = False) -> Any:
@@ -93,7 +145,7 @@ def build(config: str | os.PathLike[str] = ".", *, force: bool = False) -> Any:
 
     path, table = find_config(Path(config))
     where = f"{path}: [tool.tiffin]" if path.name == "pyproject.toml" else str(path)
-    unknown = sorted(set(table) - KEYS)
+    unknown = sorted(set(table) - set(KEYS))
     if unknown:
         raise UsageError(
             f"unknown key(s) {', '.join(unknown)}", where=where, fix=f"known keys: {sorted(KEYS)}"
@@ -101,6 +153,9 @@ def build(config: str | os.PathLike[str] = ".", *, force: bool = False) -> Any:
     for key in ("name", "version"):
         if key not in table:
             raise UsageError(f"{key!r} is required", where=where)
+    _check_types(table, where)
+    validate_name(table["name"], UsageError)
+    validate_version(table["version"], UsageError)
     if ("source" in table) == ("factory" in table):
         raise UsageError("give exactly one of 'source' or 'factory'", where=where)
     base = path.parent
