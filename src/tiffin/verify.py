@@ -210,6 +210,17 @@ def _replay(root: Path, python: Path, *, current: bool, rtol: float, atol: float
         if line.startswith("TIFFIN-REPLAY "):
             result = json.loads(line[len("TIFFIN-REPLAY ") :])
     if proc.returncode != 0 or result is None:
+        from .env.replay import child_error
+
+        reported = child_error(proc.stderr)
+        if reported is not None and missing_module(proc.stderr) is None:
+            raise VerificationError(
+                f"the package failed to run: {type(reported).__name__}: {reported.message}"
+                + (f" (in {reported.where})" if reported.where else ""),
+                where=str(root),
+                fix=getattr(reported, "fix", None)
+                or "run `tiffin predict PKG --isolated` on the example to see the failure",
+            )
         module = missing_module(proc.stderr)
         if module:
             raise VerificationError(

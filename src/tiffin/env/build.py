@@ -320,9 +320,12 @@ def run_isolated(
     from ..signature import Signature
 
     root = Path(package).resolve()
-    python = ensure_environment(root)
+    verify_tree(root)
     schema = json.loads((root / layout.SCHEMA).read_text(encoding="utf-8"))
-    inputs = datafiles.read_input(Path(input_file), Signature.from_dict(schema), fmt)
+    signature = Signature.from_dict(schema)
+    inputs = datafiles.read_input(Path(input_file), signature, fmt)
+    signature.validate(inputs)  # a wrong input is the caller's error, said here, before a build
+    python = ensure_environment(root)
     with tempfile.TemporaryDirectory(prefix="tiffin-isolated-") as tmp:
         sent, got = Path(tmp) / "input.json", Path(tmp) / "output.json"
         sent.write_bytes(examples.dumps(inputs))
@@ -332,8 +335,12 @@ def run_isolated(
         )
         if proc.returncode != 0:
             from ..verify import missing_module
+            from .replay import child_error
 
-            module = missing_module(proc.stderr)
+            module = missing_module(proc.stderr)  # the commonest failure, named first
+            reported = child_error(proc.stderr)
+            if reported is not None and module is None:
+                raise reported
             raise EnvironmentBuildError(
                 f"module {module!r} is missing from the package's environment"
                 if module

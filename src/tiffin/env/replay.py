@@ -13,6 +13,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tiffin.errors import TiffinError
 
 _START = time.perf_counter()
 
@@ -45,7 +49,41 @@ def replay_examples(path: str, rtol: float = 1e-6, atol: float = 1e-6) -> dict[s
     }
 
 
+ERROR_PREFIX = "TIFFIN-ERROR "
+
+
+def child_error(stderr: str) -> TiffinError | None:
+    """The tiffin error a replay subprocess reported, rebuilt as its own class, or None."""
+    from tiffin import errors
+
+    for line in reversed(stderr.splitlines()):
+        if line.startswith(ERROR_PREFIX):
+            try:
+                data = json.loads(line[len(ERROR_PREFIX) :])
+                cls = getattr(errors, str(data["type"]), errors.TiffinError)
+                if not (isinstance(cls, type) and issubclass(cls, errors.TiffinError)):
+                    cls = errors.TiffinError
+                return cls(str(data["message"]), where=data.get("where"), fix=data.get("fix"))
+            except (ValueError, KeyError, TypeError):
+                return None
+    return None
+
+
 def main(argv: list[str]) -> int:
+    """Run a replay command; a tiffin error is reported as one ``TIFFIN-ERROR {json}``
+    line on stderr (the parent raises it again), not a traceback."""
+    from tiffin.errors import TiffinError
+
+    try:
+        return _main(argv)
+    except TiffinError as exc:
+        report = {"type": type(exc).__name__, "message": exc.message, "where": exc.where,
+                  "fix": exc.fix}  # fmt: skip
+        sys.stderr.write(ERROR_PREFIX + json.dumps(report) + "\n")
+        return 3
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["examples"] and len(argv) in (2, 4):
         tol = [float(a) for a in argv[2:4]] or [1e-6, 1e-6]
         print("TIFFIN-REPLAY " + json.dumps(replay_examples(argv[1], *tol)), flush=True)
