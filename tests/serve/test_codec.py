@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tiffin.serve import codec
 
@@ -222,3 +225,19 @@ def test_input_parameters_must_be_an_object() -> None:
     tensor = {"name": "x", "datatype": "FP64", "shape": [1], "data": [1], "parameters": [8]}
     with pytest.raises(codec.BadRequest, match="'parameters' of input 'x' must be an object"):
         codec.decode_request(_request(tensor), None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=st.lists(st.integers(0, 3), min_size=1, max_size=4), regroup=st.integers(1, 4))
+def test_nested_data_is_the_shape_or_refused(shape: list[int], regroup: int) -> None:
+    """Data nested as the shape decodes to the flat tensor; regrouped otherwise, 400."""
+    flat = list(range(math.prod(shape)))
+    nested = np.arange(len(flat)).reshape(shape).tolist()
+    tensor = {"name": "x", "datatype": "INT64", "shape": shape}
+    got = codec.decode_request(_request({**tensor, "data": nested}), None)[0]["x"]
+    assert got.shape == tuple(shape) and got.ravel().tolist() == flat
+    other = [flat[i : i + regroup] for i in range(0, len(flat), regroup)]
+    if other == nested or not flat:
+        return  # the regrouping happens to be the shape, or there is nothing to group
+    with pytest.raises(codec.BadRequest, match="shape"):
+        codec.decode_request(_request({**tensor, "data": other}), None)

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tiffin.serve.codec import BadRequest
 from tiffin.serve.mlflow_format import decode_invocation, encode_predictions
@@ -163,3 +165,39 @@ def test_predictions_as_mlflow_answers_them() -> None:
     frame_sig = Signature(inputs=TENSOR.inputs, outputs=TENSOR.outputs, output_kind="dataframe")
     records = encode_predictions({"a": np.array([1, 2]), "b": np.array(["x", "y"])}, frame_sig)
     assert orjson.loads(records) == {"predictions": [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]}
+
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5)
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=30,
+)
+_KEYS = st.sampled_from(["dataframe_split", "dataframe_records", "instances", "inputs", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=_KEYS, value=_JSON)
+def test_any_json_is_arrays_or_a_bad_request(key: str, value: Any) -> None:
+    """Whatever JSON comes, the decoder answers typed arrays or a BadRequest, never a crash;
+    and the arrays it gives the signature check are a SignatureError at worst."""
+    from tiffin.errors import SignatureError
+
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"f": np.array([0.5], np.float32), "s": ["a"]})
+    for sig in (TENSOR, NAMED, Signature.infer(frame, np.zeros(1))):
+        try:
+            arrays = decode({key: value}, sig)
+        except BadRequest:
+            continue
+        assert set(arrays) == set(sig.input_names())
+        try:
+            sig.from_named_arrays(arrays)
+        except SignatureError:
+            pass
