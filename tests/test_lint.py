@@ -242,3 +242,12 @@ def test_native_model_files_are_not_data(tmp_path: Path, flavor: str) -> None:
     sizes = [p.stat().st_size for p in (pkg.path / "artifacts").iterdir()]
     assert max(sizes) > TABLE_TEXT_BYTES  # big enough for the content check to look
     assert "TL004" not in rules(pkg.path)
+
+
+def test_a_folder_that_is_no_package_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(tiffin.PackageNotFoundError, match="not a tiffin package"):
+        lint(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "lint", str(tmp_path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 3 and "not a tiffin package" in proc.stderr

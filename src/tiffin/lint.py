@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import layout
-from .errors import VerificationError
+from .errors import PackageNotFoundError, VerificationError
 
 TRAINING_ONLY = frozenset({
     "matplotlib", "seaborn", "plotly", "bokeh", "altair", "mlflow", "wandb", "tensorboard",
@@ -414,6 +414,12 @@ CHECKS = (
 def lint(path: str | Path) -> list[Finding]:
     """Every finding for the package (or package folder being written) at ``path``."""
     root = Path(path)
+    if not (root / layout.MANIFEST).is_file():
+        raise PackageNotFoundError(
+            f"{root} is not a tiffin package (it has no {layout.MANIFEST})",
+            where=str(root),
+            fix="give the folder that `tiffin pack` wrote",
+        )
     findings: list[Finding] = []
     for check in CHECKS:
         findings.extend(check(root))
