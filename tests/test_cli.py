@@ -239,3 +239,19 @@ def test_output_written_whole_or_not_at_all(
         proc = tiffin("predict", str(packed_iris), "-i", str(tmp_path / "in.npy"), "-o", str(out))
         assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir() if "tiffin-tmp" in p.name) == []
+
+
+def test_input_without_rows_gives_an_empty_output(tmp_path: Path, packed_iris: Path) -> None:
+    """scikit-learn refuses an empty batch; an empty file still has an empty answer."""
+    (tmp_path / "head.csv").write_text("a,b,c,d\n")
+    (tmp_path / "none.json").write_text("[]")
+    proc = tiffin("predict", str(packed_iris), "-i", str(tmp_path / "head.csv"),
+                  "-o", str(tmp_path / "out.csv"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.csv").read_text().strip() == "output"
+    proc = tiffin("predict", str(packed_iris), "-i", str(tmp_path / "none.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
+    (tmp_path / "cols.csv").write_text("a,b\n")  # no rows, but still the wrong columns
+    proc = tiffin("predict", str(packed_iris), "-i", str(tmp_path / "cols.csv"))
+    assert proc.returncode == 6 and "expects shape" in proc.stderr

@@ -81,6 +81,12 @@ def _from_text(values: Any, spec: TensorSpec) -> Any:
     except (ValueError, TypeError):
         return values  # ragged: the signature names the problem
     target = np.dtype(spec.dtype)
+    if arr.size == 0:
+        # No rows (a header-only CSV, a JSON []): no value to lose; [] has the row shape.
+        rest = spec.shape[1:]
+        if arr.ndim == 1 and rest and all(d >= 0 for d in rest):
+            arr = arr.reshape((0, *rest))
+        return arr.astype(target)
     if arr.dtype.kind not in "biuf" or arr.dtype == target:
         return values
     if target.kind == "f" and arr.dtype.kind in "iuf":
@@ -104,7 +110,9 @@ def _typed_frame(frame: Any, signature: Signature) -> Any:
         if spec is None:
             continue  # unknown columns are the signature's to name
         col = frame[name]
-        if spec.dtype.startswith("datetime") and col.dtype.kind in "OU":
+        if len(col) == 0 and spec.dtype != "str":
+            frame[name] = col.astype(spec.dtype)  # a header-only file: typed, empty
+        elif spec.dtype.startswith("datetime") and col.dtype.kind in "OU":
             try:
                 frame[name] = pd.to_datetime(col)
             except (ValueError, TypeError):
@@ -162,6 +170,27 @@ def _json_to_kind(raw: Any, signature: Signature, path: Path) -> Any:
     if signature.input_kind == "tensor":
         return _from_text(raw, signature.inputs[0])
     return raw
+
+
+def empty_output(signature: Signature) -> Any:
+    """The output for an input with no rows, from the signature's outputs.
+
+    Many models refuse an empty batch (scikit-learn needs one sample); an empty input
+    file still has a well-defined answer, an empty output with the declared columns.
+    """
+    outputs = signature.outputs
+    if not signature.batchable or not outputs or signature.output_kind == "dataframe":
+        raise UsageError(
+            "the input has no rows", fix="give at least one row, or check the input file"
+        )
+
+    def empty(spec: TensorSpec) -> np.ndarray:
+        dtype = object if spec.dtype == "str" else np.dtype(spec.dtype)
+        return np.empty((0, *(max(d, 0) for d in spec.shape[1:])), dtype=dtype)
+
+    if signature.output_kind == "dict" or len(outputs) > 1:
+        return {s.name: empty(s) for s in outputs}
+    return empty(outputs[0])
 
 
 def batches(inputs: Any, size: int) -> Iterator[Any]:
@@ -245,7 +274,7 @@ def write_output(output: Any, path: Path | None, fmt: str | None = None) -> byte
         if arr.ndim <= 1:
             cols[name] = arr
         else:
-            flat = arr.reshape(arr.shape[0], -1)
+            flat = arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:])))
             for j in range(flat.shape[1]):
                 cols[f"{name}_{j}"] = flat[:, j]
     frame = pd.DataFrame(cols)

@@ -69,7 +69,10 @@ def predict(
     model = load(package, allow_pickle=allow_pickle)
     inputs = datafiles.read_input(input_path, model.signature, fmt)
     total = datafiles.rows(inputs) if model.signature.batchable else 0
-    if total <= batch_size:
+    if model.signature.batchable and total == 0:
+        model.signature.validate(inputs)  # the columns must still be the right ones
+        output = datafiles.empty_output(model.signature)
+    elif total <= batch_size:
         output = model.predict(inputs)
     else:
         show = not no_progress and sys.stderr.isatty()
