@@ -176,3 +176,17 @@ def test_example_recorded(packed_iris: Path, iris_pipeline: tuple[Any, np.ndarra
     out = examples.loads((packed_iris / "examples/output.json").read_bytes())
     np.testing.assert_array_equal(inp, X[:5])
     np.testing.assert_array_equal(out, model.predict(X[:5]))
+
+
+@pytest.mark.parametrize(
+    "method", ["fit", "fit_transform", "partial_fit", "set_params", "_validate_data"]
+)
+def test_mutating_methods_refused(tmp_path: Path, method: str) -> None:
+    """fit_transform would refit the packed scaler on every batch it is asked about."""
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.arange(12.0).reshape(6, 2)
+    with pytest.raises(tiffin.UsageError, match="changes the model or is private"):
+        tiffin.pack(StandardScaler().fit(X), tmp_path / "p", name="s", version="1",
+                    example=X, method=method)  # fmt: skip
+    assert not (tmp_path / "p").exists()

@@ -141,7 +141,19 @@ def detect(model: Any) -> ModuleType:
     )
 
 
+# Methods that change the model when called: a package serving ``fit_transform`` would
+# refit itself on every request and answer from whatever batch came last.
+_MUTATING = ("fit", "partial_fit", "set_", "_")
+
+
 def method_caller(model: Any, method: str) -> Callable[[Any], Any]:
+    if not isinstance(method, str) or method.startswith(_MUTATING):
+        raise UsageError(
+            f"method {method!r} changes the model or is private; a package only predicts",
+            where="method",
+            fix="use a prediction method: predict, predict_proba, decision_function, "
+            "transform, ...",
+        )
     fn = getattr(model, method, None)
     if not callable(fn):
         raise FlavorError(
