@@ -214,6 +214,9 @@ def test_auth(strict_server: Served) -> None:
         r = c.post("/v2/models/multi/infer", json=MULTI, headers={"Authorization": "Bearer wrong"})
         assert r.status_code == 401
         assert c.get("/v2/models/multi").status_code == 401
+        assert c.get("/v2/models/multi/config").status_code == 401
+        auth = {"Authorization": "Bearer s3cret"}
+        assert c.get("/v2/models/multi/config", headers=auth).json()["max_batch_size"] == 0
         r = c.post("/v2/models/multi/infer", json=MULTI, headers={"Authorization": "Bearer s3cret"})
         assert r.status_code == 200, r.text
 

@@ -283,3 +283,18 @@ def _scrape(served: Served) -> dict[tuple[str, ...], float]:
             key = (sample.name, sample.labels.get("model", ""), *sorted(labels.items()))
             out[key] = sample.value
     return out
+
+
+def test_triton_model_config(client: Any, served: Served) -> None:
+    """get_model_config (and perf_analyzer) read Triton's config endpoint: once a 404."""
+    config = client.get_model_config("every")
+    assert config["max_batch_size"] == 64 and "dynamic_batching" in config
+    dims = {t["name"]: (t["data_type"], t["dims"]) for t in config["input"]}
+    assert dims["f16"] == ("TYPE_FP16", [2]) and dims["s"] == ("TYPE_STRING", [])
+    assert client.get_model_config("labels", "1")["output"] == [
+        {"name": "output", "data_type": "TYPE_STRING", "dims": []}
+    ]
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException, match="not served"):
+        client.get_model_config("labels", "9")

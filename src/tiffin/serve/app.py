@@ -7,7 +7,7 @@ model together. Every other endpoint is an ordinary Starlette route. Every answe
 JSON; every error is ``{"error": "..."}`` with its status; no bad request can take the
 worker down (an unexpected exception is a 500 with its type and message).
 
-Auth (``--token``): model metadata, inference, ``/invocations`` and the OpenAPI
+Auth (``--token``): model metadata and config, inference, ``/invocations`` and the OpenAPI
 document need ``Authorization: Bearer <token>``; the health endpoints (server live and
 ready, model ready), server metadata and ``/metrics`` stay open for probes and scrapers.
 """
@@ -37,6 +37,7 @@ from . import codec, limits
 from .batching import DEFAULT_MAX_BATCH_SIZE, Batcher, Overloaded
 from .limits import HTTPError
 from .metrics import CONTENT_TYPE, Metrics, ModelMetrics
+from .model_config import triton_config
 from .openapi import openapi_document
 from .repository import Repository
 
@@ -101,6 +102,10 @@ class Model:
                 queue_size=config.queue_size,
                 on_batch=self.metrics.batch,
             )
+        self.config = triton_config(
+            self.name, self.metadata["platform"], self.signature,
+            self.batcher.max_batch_size if self.batcher else None,
+        )  # fmt: skip
 
     async def infer(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Admit, check against the signature, then batch (or run alone)."""
@@ -273,6 +278,11 @@ class Server:
         model = self.model(request.path_params["name"], request.path_params.get("version"))
         return json_response(model.metadata)
 
+    async def model_config(self, request: Request) -> Response:
+        self._auth(request)
+        model = self.model(request.path_params["name"], request.path_params.get("version"))
+        return json_response(model.config)
+
     async def model_ready(self, request: Request) -> Response:
         model = self.model(request.path_params["name"], request.path_params.get("version"))
         body = {"name": model.name, "version": model.version, "ready": self.ready}
@@ -325,6 +335,8 @@ class App:
             Route("/v2", s.server_metadata),
             Route(model, s.model_metadata),
             Route(versioned, s.model_metadata),
+            Route(model + "/config", s.model_config),
+            Route(versioned + "/config", s.model_config),
             Route(model + "/ready", s.model_ready),
             Route(versioned + "/ready", s.model_ready),
             Route(model + "/infer", _post_only, methods=["POST"]),

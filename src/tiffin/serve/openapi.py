@@ -169,6 +169,8 @@ def openapi_document(models: Iterable[Predictor], *, auth: bool = False) -> dict
         for base in bases:
             paths[base] = {"get": _simple(f"metadata of {p.name}", "401", "404", secured=True)}
             paths[f"{base}/ready"] = {"get": _simple(f"{p.name} ready", "404", "503")}
+            config = _simple(f"Triton model configuration of {p.name}", "401", "404", secured=True)
+            paths[f"{base}/config"] = {"get": config}
             paths[f"{base}/infer"] = {
                 "post": {
                     "summary": f"run {p.name} {p.version} ({p.flavor})",
