@@ -87,3 +87,37 @@ def test_a_taken_port_is_a_clear_error(packages: dict[str, Path]) -> None:
 def test_usage_errors() -> None:
     assert "give package folders" in serve().stderr
     assert "--workers 'many'" in serve("x", "--workers", "many").stderr
+
+
+def test_sigterm_under_load_with_two_workers(packages: dict[str, Path]) -> None:
+    """Every accepted request is answered, nothing new is taken once draining (a probe
+    on a new connection is not "ready"), and the supervisor exits 0."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    served = start([str(packages["multi"]), "--workers", "2"])
+    slow = json.dumps({"inputs": [
+        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+        {"name": "n", "shape": [1], "datatype": "INT64", "data": [1]},
+        {"name": "s", "shape": [1], "datatype": "BYTES", "data": ["slow"]},
+    ]})  # fmt: skip
+
+    def call(_: int) -> int:
+        headers = {"Connection": "close"}  # new connections: both workers get some
+        return httpx.post(f"{served.url}/v2/models/multi/infer", content=slow, headers=headers, timeout=30).status_code  # fmt: skip
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = [pool.submit(call, i) for i in range(8)]
+            time.sleep(1.0)  # all eight accepted, the first batches running (2 s each)
+            served.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            try:
+                probe: int | str = httpx.get(f"{served.url}/v2/health/ready", timeout=2).status_code
+            except httpx.HTTPError as exc:
+                probe = type(exc).__name__
+            codes = [a.result() for a in answers]
+        assert codes == [200] * 8
+        assert probe != 200
+        assert served.proc.wait(30) == 0
+    finally:
+        stop(served)
