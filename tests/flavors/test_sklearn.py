@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -263,3 +264,38 @@ def test_column_transformer_over_nullable_bool_and_category_columns(tmp_path: Pa
     code = f"__import__('pandas').read_parquet({str(tmp_path / 'rows.parquet')!r})"
     out = predict_in_fresh_process(pkg.path, code, tmp_path)
     np.testing.assert_allclose(out["output"], model.predict_proba(rows), rtol=0, atol=1e-12)
+
+
+def test_declared_user_function_ships_in_code(tmp_path: Path) -> None:
+    """A FunctionTransformer's own function is imported at load: it must be in the package."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "feats.py").write_text(
+        "import numpy as np\nfrom scaling import K\n\n"
+        "def logabs(x):\n    return np.log1p(np.abs(x)) * K\n"
+    )
+    (proj / "scaling.py").write_text("K = 3.0\n")
+    proc = run_python(
+        f"""
+        import sys, json, numpy as np, tiffin
+        sys.path.insert(0, {str(proj)!r})
+        from sklearn.linear_model import LinearRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import FunctionTransformer
+        import feats
+        X = np.random.default_rng(0).normal(size=(40, 3))
+        m = make_pipeline(FunctionTransformer(feats.logabs), LinearRegression()).fit(X, X.sum(1))
+        tiffin.pack(m, {str(tmp_path / "p")!r}, name="f", version="1", example=X[:3],
+                    trusted_types=["feats.logabs"])
+        print(json.dumps(m.predict(X[:4]).tolist()))
+        np.save({str(tmp_path / "x.npy")!r}, X[:4])
+        """,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    want = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sorted(p.name for p in (tmp_path / "p" / "code").iterdir()) == ["feats.py", "scaling.py"]
+    shutil.rmtree(proj)
+    code = f"np.load({str(tmp_path / 'x.npy')!r})"
+    out = predict_in_fresh_process(tmp_path / "p", code, tmp_path)
+    np.testing.assert_allclose(out["output"], want, rtol=0, atol=1e-12)

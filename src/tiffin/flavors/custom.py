@@ -15,7 +15,7 @@ import inspect
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -141,6 +141,27 @@ def local_modules(source: Path) -> list[Path]:
                     found[name] = sibling
                     queue.append(sibling)
     return [found[name] for name in sorted(found)]
+
+
+def module_sources(modules: Sequence[str]) -> list[Path]:
+    """The user's own files behind dotted names (``feats.logabs``), with their siblings.
+
+    A name whose top-level module is in the standard library or an installed
+    distribution is left out: it belongs in the requirements, and a copy in code/ would
+    shadow the real one at load.
+    """
+    sources: list[Path] = []
+    for dotted in modules:
+        top = dotted.split(".")[0]
+        file = getattr(sys.modules.get(top), "__file__", None)
+        if not file or _installed(Path(file)):
+            continue
+        path = Path(file).resolve()
+        source = path.parent if path.name == "__init__.py" else path
+        for item in [source, *(local_modules(source) if source.is_file() else [])]:
+            if item not in sources:
+                sources.append(item)
+    return sources
 
 
 def _same_tree(src: Path, dest: Path) -> bool:

@@ -118,7 +118,15 @@ def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
                 fix="models holding non-scikit-learn objects need the custom flavor, or "
                 "allow_pickle=True",
             ) from exc
-    _audit(sio.get_untrusted_types(data=data), ctx.trusted_types, "skops model")
+    untrusted = _audit(sio.get_untrusted_types(data=data), ctx.trusted_types, "skops model")
+    # A declared type from the user's own module (a FunctionTransformer's function, a
+    # custom estimator) is rebuilt by importing that module at load: ship it in code/.
+    from .custom import copy_code, module_sources
+
+    declared = [t for t in untrusted if t in ctx.trusted_types]
+    sources = module_sources(declared)
+    if sources:
+        copy_code(sources, ctx.code)
     _reproducible_zip(ctx.root / FILE, data)
     return {
         "file": FILE,
