@@ -241,3 +241,11 @@ def test_nested_data_is_the_shape_or_refused(shape: list[int], regroup: int) -> 
         return  # the regrouping happens to be the shape, or there is nothing to group
     with pytest.raises(codec.BadRequest, match="shape"):
         codec.decode_request(_request({**tensor, "data": other}), None)
+
+
+def test_binary_bool_holds_only_zero_and_one() -> None:
+    header = _request({"name": "b", "datatype": "BOOL", "shape": [3], "parameters": {"binary_data_size": 3}})  # fmt: skip
+    ok, _ = codec.decode_request(header + b"\x01\x00\x01", len(header))
+    assert ok["b"].tolist() == [True, False, True]
+    with pytest.raises(codec.BadRequest, match="other than 0 and 1"):
+        codec.decode_request(header + b"\x01\x02\x00", len(header))

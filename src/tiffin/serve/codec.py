@@ -200,6 +200,9 @@ def decode_request(
                     raise BadRequest(
                         f"input {name!r}: {len(raw)} bytes do not make shape {list(shape)} of {datatype}"
                     )
+                if datatype == "BOOL" and raw.translate(None, b"\x00\x01"):
+                    # a byte other than 0 or 1 is not a boolean; numpy would keep it as is
+                    raise BadRequest(f"input {name!r}: BOOL binary data holds bytes other than 0 and 1")  # fmt: skip
                 arrays[name] = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
         else:
             if "data" not in tensor:
