@@ -94,7 +94,7 @@ def pack(
     validate_version(version, UsageError)
     meta = dict(metadata or {})
     _check_json(meta, "metadata")
-    dest = Path(dest).absolute()
+    dest = Path(os.path.abspath(dest))  # absolute, '..' folded, links kept
     if not dest.parent.is_dir():
         raise UsageError(f"the folder {dest.parent} does not exist", fix="create it first")
     if isinstance(model, (str, os.PathLike)) and not (
@@ -195,6 +195,11 @@ def _write(
                     f"the reloaded model failed on the example: {exc!r}",
                     fix="check that the example is what the model's predict takes",
                 ) from exc
+            if output is None:
+                raise FlavorError(
+                    "the model returned None on the example",
+                    fix="make predict return its predictions (an array, a dict of arrays, ...)",
+                )
     if example is not None:
         _check_same_as_original(model, flavor, method, example, output)
 

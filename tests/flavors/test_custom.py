@@ -220,3 +220,21 @@ def test_missing_module_error_says_how_to_ship_it(tmp_path: Path) -> None:
         tiffin.pack(f"{proj / 'model.py'}:M", tmp_path / "p", name="m", version="1",
                     example=np.zeros((1, 2)))  # fmt: skip
     assert info.value.fix is not None and "code=" in info.value.fix
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ("    def __init__(self, k):\n        self.k = k\n", r"Odd\(\) failed: TypeError"),
+        ("    def predict(self, x):\n        return None\n", "returned None on the example"),
+    ],
+)
+def test_unusable_classes_refused_clearly(tmp_path: Path, body: str, match: str) -> None:
+    src = tmp_path / "odd.py"
+    src.write_text(
+        "class Odd:\n    def load(self, context):\n        pass\n\n"
+        "    def predict(self, x):\n        return x\n\n" + body
+    )
+    with pytest.raises(tiffin.FlavorError, match=match):
+        tiffin.pack(f"{src}:Odd", tmp_path / "p", name="o", version="1", example=np.ones((1, 2)))
+    assert not (tmp_path / "p").exists()

@@ -289,7 +289,15 @@ def load(ctx: LoadContext) -> Any:
             f"class {ctx.options['class']} not found in code/{ctx.options['module']}.py"
         )
     artifacts = {k: ctx.path / v for k, v in dict(ctx.options.get("artifacts", {})).items()}
-    instance = cls()
+    try:
+        instance = cls()
+    except Exception as exc:
+        raise FlavorError(
+            f"{cls.__name__}() failed: {exc!r}",
+            where=f"code/{ctx.options['module']}.py",
+            fix="a custom model class is built without arguments; read settings and "
+            "weights in load(context) instead",
+        ) from exc
     try:
         instance.load(Context(path=ctx.path, artifacts=artifacts))
     except Exception as exc:
