@@ -244,3 +244,50 @@ def test_predict_isolated_checks_the_input_first(
     with pytest.raises(tiffin.SignatureError):
         run_isolated(pkg.path, tmp_path / "in.json", None)
     assert not cache.exists()  # said before any environment was built
+
+
+def test_replay_cannot_write_into_the_package(tmp_path: Path) -> None:
+    """The replay runs in a scratch folder: a model that writes where it runs leaves the
+    sealed package as it was."""
+    src = tmp_path / "scribbler.py"
+    src.write_text(
+        "import numpy as np\n\n"
+        "class Scribbler:\n"
+        "    def load(self, context):\n"
+        "        pass\n\n"
+        "    def predict(self, inputs):\n"
+        "        with open('predictions.log', 'a') as fh:\n"
+        "            fh.write('seen\\n')\n"
+        "        return np.asarray(inputs, dtype=np.float64)\n"
+    )
+    pkg = tiffin.pack(f"{src}:Scribbler", tmp_path / "p", name="s", version="1",
+                      example=np.ones((1, 2)))  # fmt: skip
+    for env in ("isolated", "current"):
+        report = verify(pkg.path, env=env)
+        assert report.ok, report.render()
+    assert not (pkg.path / "predictions.log").exists()
+    tiffin.inspect(pkg.path)  # still intact
+
+
+def test_a_hanging_replay_is_a_verification_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verify_module = sys.modules["tiffin.verify"]  # (tiffin.verify the name is the function)
+    src = tmp_path / "sleepy.py"
+    src.write_text(
+        "import os, time\nimport numpy as np\n\n"
+        "class Sleepy:\n"
+        "    def load(self, context):\n"
+        "        if not os.environ.get('TIFFIN_TEST_AWAKE'):\n"
+        "            time.sleep(60)\n\n"
+        "    def predict(self, inputs):\n"
+        "        return np.asarray(inputs, dtype=np.float64)\n"
+    )
+    monkeypatch.setenv("TIFFIN_TEST_AWAKE", "1")  # awake while packing
+    pkg = tiffin.pack(f"{src}:Sleepy", tmp_path / "p", name="s", version="1",
+                      example=np.ones((1, 2)))  # fmt: skip
+    monkeypatch.delenv("TIFFIN_TEST_AWAKE")
+    monkeypatch.setattr(verify_module, "REPLAY_TIMEOUT", 3)
+    report = verify(pkg.path, env="current")
+    assert not report.ok and report.failed == "replay"
+    assert "did not finish within 3 s" in (report.error or "")

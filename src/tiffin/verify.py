@@ -31,6 +31,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -42,6 +43,7 @@ from .integrity import verify_tree
 
 RTOL = 1e-6
 ATOL = 1e-6
+REPLAY_TIMEOUT = 1800  # seconds: loading a large model in a cold environment is slow
 
 
 @dataclass
@@ -200,11 +202,22 @@ def _replay(root: Path, python: Path, *, current: bool, rtol: float, atol: float
         env_vars["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
         flags = ["-B", "-P"] if sys.version_info >= (3, 11) else ["-B"]
     argv = [str(python), *flags, "-m", "tiffin.env.replay", "examples", str(root)]
-    launched = time.time()
-    proc = subprocess.run(
-        [*argv, repr(rtol), repr(atol)],
-        capture_output=True, text=True, timeout=1800, env=env_vars, cwd=str(root),
-    )  # fmt: skip
+    # A scratch working folder: a model that writes beside itself must not change the
+    # sealed package it is being verified from.
+    with tempfile.TemporaryDirectory(prefix="tiffin-verify-") as scratch:
+        launched = time.time()
+        try:
+            proc = subprocess.run(
+                [*argv, repr(rtol), repr(atol)],
+                capture_output=True, text=True, timeout=REPLAY_TIMEOUT, env=env_vars,
+                cwd=scratch,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise VerificationError(
+                f"the replay did not finish within {REPLAY_TIMEOUT} s",
+                where=str(root),
+                fix="run `tiffin predict PKG --isolated` on the example to see where it hangs",
+            ) from None
     result = None
     for line in proc.stdout.splitlines():
         if line.startswith("TIFFIN-REPLAY "):
