@@ -33,6 +33,7 @@ def decode(body: Any, sig: Signature) -> dict[str, np.ndarray]:
     ],
 )
 def test_every_format_for_a_tensor_model(body: dict[str, Any]) -> None:
+    assert decode({**body, "params": {}}, TENSOR)["input"].shape == (2, 3)  # empty params: fine
     arrays = decode(body, TENSOR)
     assert list(arrays) == ["input"]
     assert arrays["input"].dtype == np.float64  # plain JSON ints cast without loss
@@ -139,6 +140,9 @@ def test_null_is_nan_in_a_float_input_and_strings_stay_strings() -> None:
         (b'{"data": []}', BadRequest, "exactly one of"),
         (b'{"dataframe_split": [1]}', BadRequest, "needs {'columns'"),
         (b'{"dataframe_records": [1]}', BadRequest, "list of objects"),
+        (b'{"inputs": [[1, 2, 3]], "params": {"threshold": 0.9}}', BadRequest, "takes no 'params'"),
+        (b'{"inputs": [[1, 2, 3]], "params": 3}', BadRequest, "takes no 'params'"),
+        (b'{"inputs": [[1, 2, 3]], "extra": 1}', BadRequest, "unknown field 'extra'"),
     ],
 )
 def test_malformed(body: bytes, error: type[Exception], message: str) -> None:

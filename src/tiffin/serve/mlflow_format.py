@@ -39,6 +39,13 @@ def decode_invocation(body: bytes, signature: Signature) -> dict[str, np.ndarray
     keys = [k for k in FORMATS if k in payload]
     if len(keys) != 1:
         raise BadRequest(f"give exactly one of {', '.join(FORMATS)}; got {sorted(payload)}")
+    other = sorted(k for k in payload if k not in (keys[0], "params"))
+    if other:
+        raise BadRequest(f"unknown field {other[0]!r:.80}; the body holds {keys[0]!r} and optionally 'params'")  # fmt: skip
+    if payload.get("params") not in (None, {}):
+        # a tiffin model's predict takes no parameters: ignoring one (a threshold, a
+        # temperature) would silently answer a different question than was asked
+        raise BadRequest("this model takes no 'params'; remove them from the request")
     named = _named_values(keys[0], payload[keys[0]], signature)
     expected = signature.input_names()
     for name in expected:
