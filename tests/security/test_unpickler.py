@@ -465,3 +465,78 @@ def test_real_model_state_still_loads() -> None:
             model.fit(X, y)
             again = safe_loads(pickle.dumps(model, protocol=5))
             np.testing.assert_array_equal(again.predict(X), model.predict(X))
+
+
+_PTR = (0x4141414141414141).to_bytes(8, "little")
+_DT_O = b"cnumpy\ndtype\nX\x02\x00\x00\x00O8\x89\x88\x87R"  # dtype("O8", False, True)
+_STATE = b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xff"  # subarray, names, fields, -1, -1
+_RECON = b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R"
+
+# Only allowed NumPy names, aimed at memory: each segfaulted or corrupted the process.
+NUMPY_MEMORY = {
+    "object dtype with its flags zeroed, raw bytes as pointers": (
+        b"\x80\x02" + _RECON + b"(K\x01K\x01\x85" + _DT_O
+        + b"(K\x03X\x01\x00\x00\x00|" + _STATE + b"K\x00tb\x89C\x08" + _PTR + b"tb.",
+        "a state NumPy would never write",
+    ),
+    "float dtype claiming to hold objects": (
+        b"\x80\x02" + _RECON + b"(K\x01K\x01\x85cnumpy\ndtype\nX\x02\x00\x00\x00f8\x89\x88\x87R"
+        b"(K\x03X\x01\x00\x00\x00<" + _STATE + b"K\x3ftb\x89C\x08" + _PTR + b"tb.",
+        "a state NumPy would never write",
+    ),
+    "structured dtype smaller than its fields": (
+        b"\x80\x02cnumpy\ndtype\nX\x03\x00\x00\x00V16\x89\x88\x87R(K\x03X\x01\x00\x00\x00|N"
+        b"(X\x01\x00\x00\x00at}X\x01\x00\x00\x00acnumpy\ndtype\nX\x02\x00\x00\x00f8\x89\x88\x87R"
+        b"K\x64\x86sK\x08K\x01K\x00tb.",
+        "a state NumPy would never write",
+    ),
+    "dtype given object fields after an array uses it": (
+        b"\x80\x02cnumpy\ndtype\nX\x02\x00\x00\x00V8\x89\x88\x87R\x94" + _RECON
+        + b"(K\x01K\x01\x85h\x00\x89C\x08" + _PTR + b"tb0h\x00(K\x03X\x01\x00\x00\x00|N"
+        b"(X\x01\x00\x00\x00atq\x01}X\x01\x00\x00\x00a" + _DT_O + b"K\x00\x86sK\x08K\x01K\x3ftb.",
+        "after other objects refer to it",
+    ),
+    "the process-wide float64 dtype (copy=False) rebuilt": (
+        b"\x80\x02cnumpy\ndtype\nX\x02\x00\x00\x00f8\x89\x89\x87R(K\x03X\x01\x00\x00\x00>"
+        + _STATE + b"K\x00tb.",
+        "after other objects refer to it",
+    ),
+    "ndarray(shape, object, buffer) by REDUCE": (
+        b"\x80\x02cnumpy\nndarray\nK\x01\x85" + _DT_O + b"C\x08" + _PTR + b"\x87R.",
+        "calls the array class",
+    ),
+    "ndarray by NEWOBJ": (
+        b"\x80\x02cnumpy\nndarray\nK\x01\x85" + _DT_O + b"C\x08" + _PTR + b"\x87\x81.",
+        "calls the array class",
+    ),
+    "ndarray through copyreg.__newobj__": (
+        b"\x80\x02ccopyreg\n__newobj__\n(cnumpy\nndarray\nK\x01\x85" + _DT_O + b"C\x08" + _PTR
+        + b"tR.",
+        "calls the array class",
+    ),
+    "ndarray by OBJ": (
+        b"(cnumpy\nndarray\n(I1\nt" + _DT_O + b"C\x08" + _PTR + b"o.",
+        "calls the array class",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(NUMPY_MEMORY))
+def test_numpy_reconstruction_cannot_forge_pointers(case: str) -> None:
+    """Run in a child: before the guard, touching the result segfaulted (rc -11)."""
+    import subprocess
+    import sys
+
+    data, message = NUMPY_MEMORY[case]
+    child = (
+        "import sys, tiffin\n"
+        "from tiffin.security.unpickler import safe_loads\n"
+        "try:\n"
+        "    a = safe_loads(sys.stdin.buffer.read()); print('LOADED', repr(a))\n"
+        "except tiffin.UnsafeArtifactError as e:\n"
+        "    print('REFUSED', e.message)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", child], input=data, capture_output=True)
+    assert run.returncode == 0, (case, run.returncode, run.stderr[-300:])
+    out = run.stdout.decode()
+    assert out.startswith("REFUSED") and message in out, (case, out)

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UnsafeArtifactError
+from . import numpy_guard
 
 SAFE_GLOBALS = frozenset({
     "builtins.set", "builtins.frozenset", "builtins.dict", "builtins.list", "builtins.tuple",
@@ -137,6 +138,7 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
         self.code_modules = frozenset(code_modules)
         self.trusted = frozenset(trusted)
         self._globals: dict[int, str] = {}  # id -> name of every object find_class returned
+        self._built: set[int] = set()  # ids of the dtypes BUILD has set
 
     def load_build(self) -> None:
         target = self.stack[-2] if len(self.stack) >= 2 else None
@@ -148,9 +150,38 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
                 "function, not an instance), which would change it for the whole process",
                 fix="do not load it",
             )
+        dtype = numpy_guard.is_dtype(target)
+        if dtype:
+            holders = 1 + sum(v is target for v in self.memo.values())
+            numpy_guard.check_dtype_build(target, holders, self._built)
         super().load_build()
+        if dtype:
+            numpy_guard.check_dtype_state(target)
 
     dispatch[pickle.BUILD[0]] = load_build
+
+    # every way a pickle calls something: REDUCE, NEWOBJ, NEWOBJ_EX, and OBJ/INST
+    def load_reduce(self) -> None:
+        numpy_guard.check_call(self.stack[-2], self.stack[-1])
+        super().load_reduce()
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
+
+    def load_newobj(self) -> None:
+        numpy_guard.check_call(self.stack[-2], ())
+        super().load_newobj()
+
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+
+    def load_newobj_ex(self) -> None:
+        numpy_guard.check_call(self.stack[-3], ())
+        super().load_newobj_ex()
+
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
+
+    def _instantiate(self, klass: Any, args: Any) -> None:
+        numpy_guard.check_call(klass, args)
+        super()._instantiate(klass, args)
 
     def allowed(self, module: str, name: str) -> bool:
         module, name = canonical(module, name)
