@@ -349,3 +349,25 @@ def test_hand_called_dunder_import_and_a_code_package(tmp_path: Path) -> None:
     assert names(pkg) == {"numpy", "packaging", "threadpoolctl"}
     assert env["why"]["threadpoolctl"] == ["threadpoolctl (imported by dunder)"]
     assert env["why"]["packaging"] == ["packaging (imported by helpers.inner)"]
+
+
+def test_a_hanging_trace_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tiffin.env import capture
+
+    src = tmp_path / "slow.py"
+    src.write_text(textwrap.dedent("""
+        import sys, time
+        import numpy as np
+
+        class Slow:
+            def load(self, context):
+                if sys.argv[:1] == ["-c"]:  # only in the tracing subprocess
+                    time.sleep(60)
+
+            def predict(self, inputs):
+                return np.asarray(inputs, dtype=np.float64)
+    """))  # fmt: skip
+    monkeypatch.setattr(capture, "TRACE_TIMEOUT", 2)
+    with pytest.raises(tiffin.EnvironmentBuildError, match="did not finish within 2 s"):
+        tiffin.pack(f"{src}:Slow", tmp_path / "p", name="s", version="1", example=np.ones((1, 2)))
+    assert not (tmp_path / "p").exists()

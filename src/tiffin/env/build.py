@@ -75,7 +75,13 @@ def python_of(env: Path) -> Path:
 
 
 def _run(argv: list[str], what: str, fix: str | None = None) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    except subprocess.TimeoutExpired:
+        raise EnvironmentBuildError(
+            f"{what} did not finish within 1800 s",
+            fix="check that the package index is reachable, then build again",
+        ) from None
     if proc.returncode != 0:
         raise EnvironmentBuildError(
             f"{what} failed: {proc.stderr.strip()[-2000:]}",

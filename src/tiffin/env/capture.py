@@ -67,6 +67,7 @@ TIFFIN_OWN = frozenset(
 )
 # What the tiffin runtime itself needs in every environment.
 RUNTIME = ("numpy",)
+TRACE_TIMEOUT = 600  # seconds for the traced load and predict
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 _TRACER = textwrap.dedent(
@@ -176,11 +177,20 @@ def requirement_name(req: str) -> str:
 def trace_imports(root: Path, flavor: str, options: dict[str, Any]) -> Trace:
     """Load and predict the package at ``root`` in a fresh interpreter, noting every import."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONSTARTUP"}
-    proc = subprocess.run(
-        # -B: the package is indexed after this; no __pycache__ may appear in code/.
-        [sys.executable, "-B", "-c", _TRACER, str(root), flavor, json.dumps(options)],
-        capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+    try:
+        proc = subprocess.run(
+            # -B: the package is indexed after this; no __pycache__ may appear in code/.
+            [sys.executable, "-B", "-c", _TRACER, str(root), flavor, json.dumps(options)],
+            capture_output=True, text=True, timeout=TRACE_TIMEOUT, env=env,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise EnvironmentBuildError(
+            f"the model's load and predict did not finish within {TRACE_TIMEOUT} s while "
+            "tiffin traced its imports",
+            where=str(root),
+            fix="check that load and predict on the example finish, or pack with "
+            "requirements= and TIFFIN_ENV_CAPTURE=off",
+        ) from None
     for line in proc.stdout.splitlines():
         if line.startswith("TIFFIN-CAPTURE "):
             raw = json.loads(line[len("TIFFIN-CAPTURE ") :])

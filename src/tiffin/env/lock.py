@@ -165,13 +165,19 @@ def compile_lock(
         *pip_index_args(config, extra_indexes), *pip_constraint_args(config),
         *(a for name in omit for a in ("--no-emit-package", name)),
     ]  # fmt: skip
-    proc = subprocess.run(
-        argv,
-        input="".join(f"{r}\n" for r in requirements),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    try:
+        proc = subprocess.run(
+            argv,
+            input="".join(f"{r}\n" for r in requirements),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except subprocess.TimeoutExpired:
+        raise EnvironmentBuildError(
+            "uv could not lock the requirements: timed out after 600 s asking the indexes",
+            fix="check that the package index is reachable",
+        ) from None
     if proc.returncode != 0:
         raise EnvironmentBuildError(
             f"uv could not lock the requirements: {proc.stderr.strip()[-1500:]}",
