@@ -183,3 +183,44 @@ def test_pickle_padded_past_the_examined_bytes_is_still_a_pickle(tmp_path: Path)
 def sniff_file(path: Path, data: bytes) -> Verdict:
     path.write_bytes(data)
     return sniff(path)
+
+
+def test_safetensors_whose_header_length_looks_like_pickle_or_zip(tmp_path: Path) -> None:
+    """Header lengths of 640, 896, 1,152 or 1,408 bytes begin b"\\x80\\x02".."\\x80\\x05"
+    (a pickle's protocol mark) and 19,280 begins b"PK": real tensors were refused."""
+    import struct
+
+    from safetensors.numpy import save
+
+    wanted = {0x280, 0x380, 0x480, 0x580, 0x4B50}
+    found: dict[int, bytes] = {}
+    tensors = {"w": np.zeros((2, 3), np.float32)}
+    for hlen in sorted(wanted):  # metadata of the right length gives that header length
+        for k in range(hlen - 200, hlen):
+            data = save(tensors, metadata={"note": "x" * k})
+            if struct.unpack("<Q", data[:8])[0] == hlen:
+                found[hlen] = data
+                break
+    assert set(found) == wanted
+    for hlen, data in found.items():
+        verdict = classify_bytes(data)
+        assert verdict.kind == "safetensors" and not verdict.carries_code, hlen
+
+
+def test_pickle_hidden_behind_a_safetensors_header(tmp_path: Path) -> None:
+    """Its low byte B (BINBYTES) makes pickle.load skip into the "header", where the
+    real stream goes on: it was called safetensors tensors while pickle.load ran it."""
+    import subprocess
+    import sys
+
+    trip = tmp_path / "TRIPWIRE"
+    evil = f"0cposix\nsystem\n(Vtouch {trip}\ntR.".encode()
+    head = bytes([0x42, 0x10, 0, 0, 0, 0, 0, 0])  # BINBYTES of 16 bytes; header of 4,162
+    body = bytearray(b"{" + b" " * (int.from_bytes(head, "little") - 1))
+    body[13 : 13 + len(evil)] = evil  # where the stream resumes: byte 5 + 16
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(head + bytes(body))
+    assert sniff(path).carries_code
+    loader = "import pickle,sys; pickle.load(open(sys.argv[1], 'rb'))"
+    subprocess.run([sys.executable, "-c", loader, str(path)], check=True)
+    assert trip.exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import pickletools
 import re
 import struct
@@ -93,7 +94,7 @@ def _ops(data: bytes) -> Iterator[tuple[str, Any, int]]:
             raise
 
 
-def _is_pickle(data: bytes) -> bool:
+def _is_pickle(data: bytes, *, by_magic: bool = True) -> bool:
     """True when ``data`` parses as a pickle opcode stream (any protocol).
 
     Protocol 2+ streams announce themselves (``\\x80`` and the protocol number);
@@ -108,7 +109,7 @@ def _is_pickle(data: bytes) -> bool:
     """
     if not data:
         return False
-    if data[0] == 0x80 and len(data) > 1 and 2 <= data[1] <= 5:
+    if by_magic and data[0] == 0x80 and len(data) > 1 and 2 <= data[1] <= 5:
         return True
     names = False
     end = 0
@@ -144,6 +145,32 @@ def _npy(data: bytes) -> Verdict:
     if "O" in str(descr):
         return Verdict("npy", True, "object-dtype .npy array: its data is a pickle")
     return Verdict("npy", False, f"numpy array ({descr})")
+
+
+def _safetensors(data: bytes, hlen: int) -> Verdict | None:
+    """A safetensors file: a u64 header length, then a JSON object.
+
+    The length's own bytes are also read as opcodes by ``pickle.load``: ``B`` (BINBYTES)
+    as its low byte swallows the next bytes and resumes the stream inside the header,
+    so an unchecked header could hide a pickle (it once did). The header must parse
+    as safetensors writes it (else None: not safetensors, classify it otherwise), and
+    the whole must not parse as a pickle.
+    """
+    # by its opcodes, not its magic: a header of 1,152 bytes starts b"\x80\x04"
+    if _is_pickle(data, by_magic=False):
+        return _PICKLE
+    if 8 + hlen <= len(data):
+        try:
+            header = json.loads(data[8 : 8 + hlen])
+            ok = isinstance(header, dict) and all(
+                key == "__metadata__" or (isinstance(v, dict) and "dtype" in v)
+                for key, v in header.items()
+            )
+        except (ValueError, RecursionError):
+            ok = False
+        if not ok:
+            return None
+    return Verdict("safetensors", False, "safetensors tensors")
 
 
 def _zip(source: Path | bytes, depth: int) -> Verdict:
@@ -242,6 +269,13 @@ def _classify(data: bytes, name: str, depth: int, path: Path | None = None) -> V
         return Verdict("nested", True, "containers nested too deep to examine (fails closed)")
     if not data:
         return Verdict("empty", False, "empty file")
+    if len(data) >= 9:
+        # first: a safetensors header length can begin b"\x80\x04" (1,152 bytes) or
+        # b"PK", and such files were refused as pickles or broken zips
+        (hlen,) = struct.unpack("<Q", data[:8])
+        tensors = _safetensors(data, hlen) if 0 < hlen < 100_000_000 and data[8:9] == b"{" else None
+        if tensors is not None:
+            return tensors
     if data[0] == 0x80 and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return _PICKLE
     if data[:6] == b"\x93NUMPY":
@@ -250,10 +284,6 @@ def _classify(data: bytes, name: str, depth: int, path: Path | None = None) -> V
         return _zip(path if path is not None else data, depth)
     if _is_tar(data):
         return _tar(path if path is not None else data, depth)
-    if len(data) >= 9:
-        (hlen,) = struct.unpack("<Q", data[:8])
-        if 0 < hlen < 100_000_000 and data[8:9] == b"{":
-            return Verdict("safetensors", False, "safetensors tensors")
     unpacked = _decompress(data)
     if unpacked is not None:
         codec, inner = unpacked
