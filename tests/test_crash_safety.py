@@ -262,3 +262,38 @@ def test_full_disk_gives_clean_error_and_no_package(tmp_path: Path) -> None:
         assert [p.name for p in small.iterdir() if not p.name.endswith(".tiffin-lock")] == []
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
+
+
+FALLBACK = textwrap.dedent(
+    """
+    import os, signal, sys, numpy as np, tiffin, tiffin.atomic as atomic
+    from sklearn.linear_model import LogisticRegression
+    X = np.random.default_rng(0).normal(size=(40, 5)); y = (X[:, 0] > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    atomic._exchange = lambda a, b: False  # a filesystem without RENAME_EXCHANGE
+    real_rename = os.rename
+
+    def rename(src, dst):
+        real_rename(src, dst)
+        if "-old-" in str(dst):  # the old package is aside, the new one not yet in
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    os.rename = rename
+    tiffin.pack(model, sys.argv[1], name="crash", version="2", example=X[:3], force=True)
+    """
+)
+
+
+def test_killed_inside_the_rename_fallback_the_old_package_comes_back(
+    packed_iris: Path, tmp_path: Path
+) -> None:
+    """Without RENAME_EXCHANGE, publish moves the old package aside, then the new one in.
+    Killed in between, the destination was missing and the next pack deleted the old
+    package as a stale temp folder: neither old nor new. Now it is moved back."""
+    old = tiffin.inspect(packed_iris).digest
+    run = subprocess.run([sys.executable, "-c", FALLBACK, str(packed_iris)], capture_output=True)
+    assert run.returncode == -signal.SIGKILL, run.stderr[-500:]
+    assert not packed_iris.exists()  # the window the kill landed in
+    clean_stale(packed_iris.parent, packed_iris.name)  # what the next pack does first
+    assert verify_tree(packed_iris).digest == old
+    assert _leftovers(packed_iris.parent) == []

@@ -19,6 +19,7 @@ from pathlib import Path
 from .errors import ConflictError, TiffinError
 
 TMP_MARK = ".tiffin-tmp-"
+_OLD = "old-"  # the old package, moved aside by the rename fallback of publish
 _RENAME_EXCHANGE = 2
 
 
@@ -33,16 +34,26 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_stale(parent: Path, name: str) -> list[Path]:
-    """Remove temporary folders of ``name`` left by writers that no longer run."""
+    """Remove temporary folders of ``name`` left by writers that no longer run.
+
+    One exception: where the rename fallback of :func:`publish` died between moving the
+    old package aside and moving the new one in, the destination is missing and the
+    aside folder is the old package, whole; it is moved back, not deleted.
+    """
     removed: list[Path] = []
     prefix = f".{name}{TMP_MARK}"
     if not parent.is_dir():
         return removed
-    for entry in parent.iterdir():
+    dest = parent / name
+    for entry in sorted(parent.iterdir()):
         if not entry.name.startswith(prefix):
             continue
-        pid_text = entry.name[len(prefix) :].split("-", 1)[0]
+        pid_text, _, rest = entry.name[len(prefix) :].partition("-")
         if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            if rest.startswith(_OLD) and not (dest.exists() or dest.is_symlink()):
+                os.rename(entry, dest)
+                fsync_dir(parent)
+                continue
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
@@ -126,7 +137,7 @@ def publish(tmp: Path, dest: Path, *, replace: bool) -> None:
             fsync_dir(dest.parent)
             shutil.rmtree(tmp, ignore_errors=True)
             return
-        old = dest.parent / f".{dest.name}{TMP_MARK}{os.getpid()}-old-{secrets.token_hex(4)}"
+        old = dest.parent / f".{dest.name}{TMP_MARK}{os.getpid()}-{_OLD}{secrets.token_hex(4)}"
         os.rename(dest, old)
         os.rename(tmp, dest)
         fsync_dir(dest.parent)
