@@ -38,6 +38,18 @@ def exchange(served: Served, data: bytes, timeout: float = 10.0) -> bytes:
     return out
 
 
+def read_answer(sock: socket.socket) -> bytes:
+    """One whole response (head and Content-Length bytes of body) from ``sock``."""
+    out = b""
+    while b"\r\n\r\n" not in out:
+        out += sock.recv(65536)
+    head, body = out.split(b"\r\n\r\n", 1)
+    length = int(next(line.split(b":")[1] for line in head.lower().split(b"\r\n") if line.startswith(b"content-length")))  # fmt: skip
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
 def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
@@ -137,3 +149,28 @@ def test_a_long_unknown_name_is_not_echoed_whole(server: Served) -> None:
     with server.client() as c:
         r = c.post(f"/v2/models/{'a' * 50_000}/infer", content=BODY)
     assert r.status_code == 404 and len(r.content) < 1000
+
+
+def test_an_overloaded_model_refuses_before_reading_the_body(strict_server: Served) -> None:
+    """Slots are taken before the body is read: with both of the model's slots held by
+    uploads in progress, a third request is a 503 at once, its body never waited for
+    (it used to be read and decoded in full, then refused)."""
+    head = (
+        b"POST /v2/models/multi/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
+    holders = [socket.create_connection(("127.0.0.1", strict_server.port), timeout=5) for _ in range(2)]  # fmt: skip
+    try:
+        for sock in holders:
+            sock.sendall(head + b'{"inputs": [')  # and then nothing: the upload stalls
+        time.sleep(0.15)
+        with socket.create_connection(("127.0.0.1", strict_server.port), timeout=5) as third:
+            started = time.monotonic()
+            third.sendall(head)  # the body would follow; the answer comes first
+            answer = read_answer(third)
+            waited = time.monotonic() - started
+        assert status_of(answer) == 503 and "in flight" in body_of(answer)["error"]
+        assert b"retry-after: 1" in answer.lower() and waited < 0.3  # before any --timeout
+    finally:
+        for sock in holders:
+            sock.close()

@@ -15,10 +15,11 @@ ready, model ready), server metadata and ``/metrics`` stay open for probes and s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -107,22 +108,31 @@ class Model:
             self.batcher.max_batch_size if self.batcher else None,
         )  # fmt: skip
 
-    async def infer(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Admit, check against the signature, then batch (or run alone)."""
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[None]:
+        """One slot of ``--queue-size`` for a request, from before its body is read.
+
+        Taken before reading, so an overloaded model refuses at once instead of reading
+        and decoding bodies (megabytes, seconds of CPU) only to refuse them afterwards.
+        """
         if self.in_flight >= self.queue_size:
             raise Overloaded(f"{self.in_flight} requests are in flight for this model")
         self.in_flight += 1
         self.metrics.queue_depth.set(self.in_flight)
         try:
-            # Checked before queueing, so one bad request never joins (and fails) a batch.
-            self.signature.from_named_arrays(arrays)
-            if self.batcher is not None:
-                return await self.batcher.submit(arrays)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, self.predictor.predict_named, arrays)
+            yield
         finally:
             self.in_flight -= 1
             self.metrics.queue_depth.set(self.in_flight)
+
+    async def infer(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check against the signature, then batch (or run alone); call it admitted."""
+        # Checked before queueing, so one bad request never joins (and fails) a batch.
+        self.signature.from_named_arrays(arrays)
+        if self.batcher is not None:
+            return await self.batcher.submit(arrays)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.predictor.predict_named, arrays)
 
 
 def _error_status(exc: BaseException, timeout: float) -> HTTPError:
@@ -204,13 +214,14 @@ class Server:
         await send({"type": "http.response.body", "body": payload})
 
     async def _infer(self, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> tuple[bytes, int | None]:  # fmt: skip
-        body = await limits.read_body(receive, headers, self.config.max_body)
-        length = limits.header(headers, b"inference-header-content-length")
-        json_len = None if length is None else limits.decimal(length, "Inference-Header-Content-Length")  # fmt: skip
-        arrays, request = await self._codec(len(body), codec.decode_request, body, json_len)
-        outputs = await model.infer(arrays)
-        size = sum(np.asarray(v).nbytes for v in outputs.values())
-        return await self._codec(size, codec.encode_response, outputs, request, model.name, model.version)  # fmt: skip
+        with model.admitted():
+            body = await limits.read_body(receive, headers, self.config.max_body)
+            length = limits.header(headers, b"inference-header-content-length")
+            json_len = None if length is None else limits.decimal(length, "Inference-Header-Content-Length")  # fmt: skip
+            arrays, request = await self._codec(len(body), codec.decode_request, body, json_len)
+            outputs = await model.infer(arrays)
+            size = sum(np.asarray(v).nbytes for v in outputs.values())
+            return await self._codec(size, codec.encode_response, outputs, request, model.name, model.version)  # fmt: skip
 
     async def _codec(self, size: int, fn: Callable[..., _T], *args: Any) -> _T:
         """Run a codec step here, or on the codec thread when its data is large.
@@ -252,11 +263,12 @@ class Server:
     async def _invoke(self, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
         from .mlflow_format import decode_invocation, encode_predictions
 
-        body = await limits.read_body(receive, headers, self.config.max_body)
-        arrays = await self._codec(len(body), decode_invocation, body, model.signature)
-        outputs = await model.infer(arrays)
-        size = sum(np.asarray(v).nbytes for v in outputs.values())
-        return await self._codec(size, encode_predictions, outputs, model.signature)
+        with model.admitted():
+            body = await limits.read_body(receive, headers, self.config.max_body)
+            arrays = await self._codec(len(body), decode_invocation, body, model.signature)
+            outputs = await model.infer(arrays)
+            size = sum(np.asarray(v).nbytes for v in outputs.values())
+            return await self._codec(size, encode_predictions, outputs, model.signature)
 
     # -- everything else (Starlette) -------------------------------------------------
     async def live(self, request: Request) -> Response:
