@@ -152,25 +152,33 @@ def test_a_long_unknown_name_is_not_echoed_whole(server: Served) -> None:
 
 
 def test_an_overloaded_model_refuses_before_reading_the_body(strict_server: Served) -> None:
-    """Slots are taken before the body is read: with both of the model's slots held by
-    uploads in progress, a third request is a 503 at once, its body never waited for
-    (it used to be read and decoded in full, then refused)."""
-    head = (
-        b"POST /v2/models/multi/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"
-        b"Content-Length: 100000\r\n\r\n"
-    )
-    holders = [socket.create_connection(("127.0.0.1", strict_server.port), timeout=5) for _ in range(2)]  # fmt: skip
+    """With both of the model's slots busy, a third request is a 503 at once, its body
+    never waited for (it used to be read and decoded in full, then refused); a stalled
+    upload, though, holds no slot."""
+    auth = b"Authorization: Bearer s3cret\r\n"
+    slow = json.dumps({"inputs": [
+        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]},
+        {"name": "n", "shape": [1], "datatype": "INT64", "data": [1]},
+        {"name": "s", "shape": [1], "datatype": "BYTES", "data": ["slow"]},
+    ]}).encode()  # fmt: skip
+    head = b"POST /v2/models/multi/infer HTTP/1.1\r\nHost: x\r\n" + auth
+    stalled = socket.create_connection(("127.0.0.1", strict_server.port), timeout=5)
+    stalled.sendall(head + b"Content-Length: 100000\r\n\r\n" + b'{"inputs": [')
+    busy = [socket.create_connection(("127.0.0.1", strict_server.port), timeout=5) for _ in range(2)]  # fmt: skip
     try:
-        for sock in holders:
-            sock.sendall(head + b'{"inputs": [')  # and then nothing: the upload stalls
+        for sock in busy:  # two slow predicts (2 s each; --timeout 0.5 frees them)
+            sock.sendall(head + b"Content-Length: %d\r\n\r\n" % len(slow) + slow)
         time.sleep(0.15)
         with socket.create_connection(("127.0.0.1", strict_server.port), timeout=5) as third:
             started = time.monotonic()
-            third.sendall(head)  # the body would follow; the answer comes first
+            third.sendall(head + b"Content-Length: 100000\r\n\r\n")  # no body yet
             answer = read_answer(third)
             waited = time.monotonic() - started
-        assert status_of(answer) == 503 and "in flight" in body_of(answer)["error"]
+        assert status_of(answer) == 503 and "2 requests are in flight" in body_of(answer)["error"]
         assert b"retry-after: 1" in answer.lower() and waited < 0.3  # before any --timeout
+        # both slow predicts were admitted (the stalled upload held no slot): 504 each
+        assert [status_of(read_answer(sock)) for sock in busy] == [504, 504]
     finally:
-        for sock in holders:
+        for sock in [stalled, *busy]:
             sock.close()
+    time.sleep(2.5)  # the slow predicts finish in their threads

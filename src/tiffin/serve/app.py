@@ -108,15 +108,20 @@ class Model:
             self.batcher.max_batch_size if self.batcher else None,
         )  # fmt: skip
 
-    @contextlib.contextmanager
-    def admitted(self) -> Iterator[None]:
-        """One slot of ``--queue-size`` for a request, from before its body is read.
+    def check_room(self) -> None:
+        """503 at once when every slot is taken: before the body is read.
 
-        Taken before reading, so an overloaded model refuses at once instead of reading
-        and decoding bodies (megabytes, seconds of CPU) only to refuse them afterwards.
+        A full model refuses without reading and decoding a body (megabytes, seconds of
+        CPU) only to refuse it afterwards. The slot itself is taken once the body is in
+        (``admitted``), so slow uploads never hold the model's slots.
         """
         if self.in_flight >= self.queue_size:
             raise Overloaded(f"{self.in_flight} requests are in flight for this model")
+
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[None]:
+        """One slot of ``--queue-size``, from decoding to the answer."""
+        self.check_room()
         self.in_flight += 1
         self.metrics.queue_depth.set(self.in_flight)
         try:
@@ -214,10 +219,11 @@ class Server:
         await send({"type": "http.response.body", "body": payload})
 
     async def _infer(self, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> tuple[bytes, int | None]:  # fmt: skip
+        model.check_room()
+        body = await limits.read_body(receive, headers, self.config.max_body)
+        length = limits.header(headers, b"inference-header-content-length")
+        json_len = None if length is None else limits.decimal(length, "Inference-Header-Content-Length")  # fmt: skip
         with model.admitted():
-            body = await limits.read_body(receive, headers, self.config.max_body)
-            length = limits.header(headers, b"inference-header-content-length")
-            json_len = None if length is None else limits.decimal(length, "Inference-Header-Content-Length")  # fmt: skip
             arrays, request = await self._codec(len(body), codec.decode_request, body, json_len)
             outputs = await model.infer(arrays)
             size = sum(np.asarray(v).nbytes for v in outputs.values())
@@ -263,8 +269,9 @@ class Server:
     async def _invoke(self, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
         from .mlflow_format import decode_invocation, encode_predictions
 
+        model.check_room()
+        body = await limits.read_body(receive, headers, self.config.max_body)
         with model.admitted():
-            body = await limits.read_body(receive, headers, self.config.max_body)
             arrays = await self._codec(len(body), decode_invocation, body, model.signature)
             outputs = await model.infer(arrays)
             size = sum(np.asarray(v).nbytes for v in outputs.values())
