@@ -182,3 +182,17 @@ def test_an_overloaded_model_refuses_before_reading_the_body(strict_server: Serv
         for sock in [stalled, *busy]:
             sock.close()
     time.sleep(2.5)  # the slow predicts finish in their threads
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"FOO /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n",  # no such method
+        b"GET /v2/health/live HTTP/1.1\r\nBad Header\r\n\r\n",  # no colon
+        b"GET /v2/health/live HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n",
+        b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+)
+def test_unparseable_requests_are_answered_in_json(server: Served, data: bytes) -> None:
+    answer = exchange(server, data)
+    assert status_of(answer) in (400, 431) and "error" in body_of(answer)

@@ -12,7 +12,8 @@ requests). ``--max-body`` cannot help: the head is not the body. This protocol a
   timeout of its first byte (or of the connection, for a client that sends nothing);
   past it, 408 and the connection is closed.
 
-Both answers are JSON ``{"error": ...}`` like every other. Without httptools, uvicorn
+These answers, and the 400 for a request httptools cannot parse (uvicorn's is plain
+text), are JSON ``{"error": ...}`` like every other. Without httptools, uvicorn
 falls back to h11, which caps the head itself (16 KiB) but has no deadline.
 """
 
@@ -87,10 +88,15 @@ def bounded_protocol(head_timeout: float, max_head: int = MAX_HEAD) -> Any:
             if self._in_head and not self.transport.is_closing():
                 self._refuse(408, f"the request head did not arrive within {head_timeout:g} s")
 
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn answers what httptools cannot parse (a bad method, request line or
+            # header) in plain text; every tiffin answer is JSON
+            self._refuse(400, f"malformed HTTP request: {msg}")
+
         def _refuse(self, status: int, message: str) -> None:
             self._disarm()
             body = orjson.dumps({"error": message})
-            reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+            reason = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]  # fmt: skip
             self.transport.write(
                 b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
                 b"content-length: %d\r\nconnection: close\r\n\r\n%s"
