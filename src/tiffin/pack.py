@@ -257,8 +257,11 @@ def _isolated_imports(root: Path) -> Iterator[None]:
     try:
         yield
     finally:
+        from .flavors._code import forget
+
         sys.path[:] = path_before
         prefix = str(root)
+        forget(prefix)
         for name, module in list(sys.modules.items()):
             if str(getattr(module, "__file__", "") or "").startswith(prefix):
                 if name in modules_before:

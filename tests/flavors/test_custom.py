@@ -238,3 +238,39 @@ def test_unusable_classes_refused_clearly(tmp_path: Path, body: str, match: str)
     with pytest.raises(tiffin.FlavorError, match=match):
         tiffin.pack(f"{src}:Odd", tmp_path / "p", name="o", version="1", example=np.ones((1, 2)))
     assert not (tmp_path / "p").exists()
+
+
+def test_two_packages_with_same_named_modules_in_one_process(tmp_path: Path) -> None:
+    """A server loads many packages: each one's utils.py must stay its own, at import time
+    and inside predict, and the packer's own utils must not leak in either."""
+    for name, k in (("a", 1), ("b", 100)):
+        src = tmp_path / name
+        (src / "lib").mkdir(parents=True)
+        (src / "utils.py").write_text(f"K = {k}\n")
+        (src / "lib" / "__init__.py").write_text("from .inner import offset\n")
+        (src / "lib" / "inner.py").write_text(f"def offset():\n    return {k} / 10\n")
+        (src / "model.py").write_text(
+            "import numpy as np\nimport utils\n\n"
+            "class M:\n    def load(self, context):\n        pass\n\n"
+            "    def predict(self, x):\n"
+            "        from lib import offset  # imported when called\n"
+            "        return np.asarray(x) * utils.K + offset()\n"
+        )
+        tiffin.pack(f"{src / 'model.py'}:M", tmp_path / f"pkg-{name}", name=name, version="1",
+                    example=np.ones((1, 1)))  # fmt: skip
+    (tmp_path / "utils.py").write_text("K = -1\n")  # the caller's own, same name
+    proc = run_python(
+        f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import utils, tiffin
+        a = tiffin.load({str(tmp_path / "pkg-a")!r})
+        b = tiffin.load({str(tmp_path / "pkg-b")!r})
+        again = tiffin.load({str(tmp_path / "pkg-a")!r})
+        print(a.predict([[1.0]]).tolist(), b.predict([[1.0]]).tolist(),
+              again.predict([[1.0]]).tolist(), utils.K)
+        """,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[[1.1]] [[110.0]] [[1.1]] -1"

@@ -240,34 +240,20 @@ def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
 def import_from_package(code_dir: Path, module: str) -> ModuleType:
     """Import ``module`` from the package's ``code/`` folder, whatever else is loaded.
 
-    The code folder goes first on sys.path so the module's own sibling imports resolve
-    inside the package; a same-named module already imported from elsewhere (the packer's
-    working copy, say) is not reused.
+    The folder is imported as a namespace of its own (see ``_code``): the module's
+    imports of its siblings resolve inside this package, never to a same-named module
+    of the packer's working copy or of another package loaded in the same process.
     """
+    from . import _code
+
     file = code_dir / f"{module}.py"
     if not file.is_file():
         file = code_dir / module / "__init__.py"
     if not file.is_file():
         raise FlavorError(f"code/{module}.py is missing from the package", where=str(code_dir))
-    sys.dont_write_bytecode = True  # never write __pycache__ into a sealed package
-    code_str = os.fspath(code_dir)
-    if code_str not in sys.path:
-        sys.path.insert(0, code_str)
-    existing = sys.modules.get(module)
-    if (
-        existing is not None
-        and Path(getattr(existing, "__file__", "") or "").resolve() == file.resolve()
-    ):
-        return existing
-    spec = importlib.util.spec_from_file_location(module, file)
-    if spec is None or spec.loader is None:
-        raise FlavorError(f"cannot import {file}")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[module] = mod
     try:
-        spec.loader.exec_module(mod)
+        return _code.import_module(code_dir, module)
     except Exception as exc:
-        sys.modules.pop(module, None)
         fix = None
         if isinstance(exc, ModuleNotFoundError):
             fix = (
@@ -278,7 +264,6 @@ def import_from_package(code_dir: Path, module: str) -> ModuleType:
         raise FlavorError(
             f"importing code/{file.name} failed: {exc!r}", where=str(file), fix=fix
         ) from exc
-    return mod
 
 
 def load(ctx: LoadContext) -> Any:

@@ -1,0 +1,137 @@
+"""Import a package's ``code/`` folder as its own namespace, apart from every other package.
+
+Python keeps one module per name in ``sys.modules``. Two packages loaded in one process
+(``tiffin serve a b``) whose ``code/`` both hold a ``utils.py`` would otherwise share the
+first one loaded, and the second model would compute with the first one's helpers.
+
+So the modules of one ``code/`` folder are imported under a private parent,
+``_tiffin_code_<n>`` (numbered in load order; loading the same folder with the same
+files again reuses its number, so a process that loads one package always calls it
+``_tiffin_code_1``, which keeps what the import tracer records reproducible), and every module
+loaded from there gets an ``__import__`` that maps the folder's own top-level names
+(``import utils``, ``from lib.sub import f``) to that parent, at import time and inside
+functions alike. Anything else (NumPy, the framework, the standard library) is imported
+as usual, through whatever ``builtins.__import__`` is at that moment.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import importlib
+import importlib.abc
+import importlib.machinery
+import itertools
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+PREFIX = "_tiffin_code_"
+
+
+def _top_level_names(code_dir: Path) -> frozenset[str]:
+    names = set()
+    for entry in code_dir.iterdir():
+        if entry.suffix == ".py" and entry.is_file() and entry.stem.isidentifier():
+            names.add(entry.stem)
+        elif entry.is_dir() and entry.name.isidentifier():
+            names.add(entry.name)  # a package (or namespace package) of the code
+    return frozenset(names)
+
+
+def _key(code_dir: Path) -> str:
+    """Same folder with the same files: the same namespace (loading twice reuses it)."""
+    digest = hashlib.sha256(os.fsencode(code_dir.resolve()))
+    for path in sorted(code_dir.rglob("*.py")):
+        digest.update(os.fsencode(path.relative_to(code_dir)) + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _importer(root: str, own: frozenset[str]) -> Callable[..., Any]:
+    def import_(
+        name: str,
+        globals: dict[str, Any] | None = None,
+        locals: Any = None,
+        fromlist: Sequence[str] | None = (),
+        level: int = 0,
+    ) -> Any:
+        if level == 0 and name.split(".")[0] in own:
+            module = builtins.__import__(f"{root}.{name}", globals, locals, fromlist, 0)
+            # ``import a.b`` binds ``a``; ``from a.b import c`` gets ``a.b`` itself.
+            return module if fromlist else sys.modules[f"{root}.{name.split('.')[0]}"]
+        return builtins.__import__(name, globals, locals, fromlist, level)
+
+    return import_
+
+
+class _Loader(importlib.machinery.SourceFileLoader):
+    """A source loader that gives each module the namespace's ``__import__``."""
+
+    builtins_dict: dict[str, Any] = {}
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__dict__["__builtins__"] = self.builtins_dict
+        super().exec_module(module)
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def __init__(self, root: str, code_dir: Path, builtins_dict: dict[str, Any]) -> None:
+        self.root, self.code_dir, self.builtins_dict = root, code_dir, builtins_dict
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if not fullname.startswith(self.root + "."):
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path or [str(self.code_dir)])
+        if spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+            loader = _Loader(fullname, str(spec.origin))
+            loader.builtins_dict = self.builtins_dict
+            spec.loader = loader
+        return spec
+
+
+_ROOTS: dict[str, str] = {}  # folder key -> parent module name
+_NUMBERS = itertools.count(1)
+
+
+def namespace(code_dir: Path) -> str:
+    """The private parent module for ``code_dir``, created (and its finder installed) once."""
+    key = _key(code_dir)
+    root = _ROOTS.get(key)
+    if root is not None and root in sys.modules:
+        return root
+    root = PREFIX + str(next(_NUMBERS))
+    _ROOTS[key] = root
+    own = _top_level_names(code_dir)
+    builtins_dict = {**builtins.__dict__, "__import__": _importer(root, own)}
+    parent = ModuleType(root, f"the code/ folder of the package at {code_dir.parent}")
+    parent.__path__ = [str(code_dir)]
+    parent.__package__ = root
+    parent.__spec__ = importlib.machinery.ModuleSpec(root, None, is_package=True)
+    parent.__spec__.submodule_search_locations = [str(code_dir)]
+    sys.meta_path.insert(0, _Finder(root, code_dir, builtins_dict))
+    sys.modules[root] = parent
+    return root
+
+
+def import_module(code_dir: Path, module: str) -> ModuleType:
+    """Import ``code/<module>.py`` (or the package ``code/<module>/``) in its namespace."""
+    sys.dont_write_bytecode = True  # never write __pycache__ into a sealed package
+    return importlib.import_module(f"{namespace(code_dir)}.{module}")
+
+
+def forget(prefix: str) -> None:
+    """Drop the namespaces of code folders under ``prefix`` (a temporary pack folder)."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith(PREFIX) and "." not in name:
+            paths = list(getattr(module, "__path__", []) or [])
+            if paths and str(paths[0]).startswith(prefix):
+                for sub in [n for n in sys.modules if n == name or n.startswith(name + ".")]:
+                    del sys.modules[sub]
+    sys.meta_path[:] = [
+        f
+        for f in sys.meta_path
+        if not (isinstance(f, _Finder) and str(f.code_dir).startswith(prefix))
+    ]
