@@ -371,3 +371,66 @@ def test_a_hanging_trace_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(tiffin.EnvironmentBuildError, match="did not finish within 2 s"):
         tiffin.pack(f"{src}:Slow", tmp_path / "p", name="s", version="1", example=np.ones((1, 2)))
     assert not (tmp_path / "p").exists()
+
+
+def test_a_need_a_library_imports_as_optional_is_kept_and_a_probe_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tiffin-lib imports tiffinneed and tiffinprobe as optional, declaring neither; the
+    model's prediction needs the first (as XGBoost's wrappers need scikit-learn) and not
+    the second (as scikit-learn does not need torch)."""
+    import zipfile
+
+    from tests.env.conftest import make_wheel
+
+    lib = textwrap.dedent("""
+        try:
+            import tiffinneed
+        except ImportError:
+            tiffinneed = None
+        try:
+            import tiffinprobe
+        except ImportError:
+            tiffinprobe = None
+
+        def factor():
+            if tiffinneed is None:
+                raise ImportError("tiffin-lib needs tiffin-need for this")
+            return tiffinneed.FACTOR
+    """)
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    for dist, files in (("tiffin-lib", {"tiffinlib/__init__.py": lib}),
+                        ("tiffin-need", {"tiffinneed/__init__.py": "FACTOR = 5\n"}),
+                        ("tiffin-probe", {"tiffinprobe/__init__.py": "X = 1\n"})):  # fmt: skip
+        with zipfile.ZipFile(make_wheel(wheels, dist, "1.0", files)) as zf:
+            zf.extractall(site)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    monkeypatch.setenv("UV_FIND_LINKS", str(wheels))
+    src = tmp_path / "uses_lib.py"
+    src.write_text(textwrap.dedent("""
+        import numpy as np
+
+        class M:
+            def load(self, context):
+                pass
+
+            def predict(self, inputs):
+                import tiffinlib
+
+                return np.asarray(inputs, dtype=np.float64) * tiffinlib.factor()
+    """))  # fmt: skip
+    try:
+        pkg = tiffin.pack(
+            f"{src}:M", tmp_path / "p", name="m", version="1", example=np.ones((1, 2))
+        )
+    finally:
+        for name in ("tiffinlib", "tiffinneed", "tiffinprobe"):
+            sys.modules.pop(name, None)
+    env = pkg.manifest.environment
+    assert names(pkg) == {"numpy", "tiffin-lib", "tiffin-need"}
+    assert env["why"]["tiffin-need"] == [
+        "tiffinneed (imported by tiffinlib); load or predict fails without it"
+    ]
+    lock = (pkg.path / "env/requirements.lock").read_text()
+    assert "tiffin-need==1.0" in lock and "tiffin-probe" not in lock

@@ -72,8 +72,28 @@ _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 _TRACER = textwrap.dedent(
     r"""
-    import builtins, importlib, json, os, sys
+    import builtins, hashlib, importlib, json, os, re, sys
     root, flavor_name, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    blocked = frozenset(json.loads(sys.argv[4]) if len(sys.argv) > 4 else ())
+    if blocked:
+        # As if these were not installed: for `import` and for find_spec probes alike.
+        import importlib.abc, importlib.util
+
+        class Blocked(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in blocked:
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+                return None
+
+        sys.meta_path.insert(0, Blocked())
+        real_find_spec = importlib.util.find_spec
+
+        def find_spec(name, package=None):
+            if name.split(".")[0] in blocked:
+                return None
+            return real_find_spec(name, package)
+
+        importlib.util.find_spec = find_spec
     import numpy  # the tiffin runtime's own dependency
     import tiffin.examples, tiffin.flavors
     from tiffin.flavors import LoadContext, get
@@ -87,7 +107,8 @@ _TRACER = textwrap.dedent(
         name = (globals_ or {}).get("__name__") or "?"
         file = (globals_ or {}).get("__file__") or ""
         if file.startswith(code_dirs):
-            return "code:" + name
+            # (the custom flavor imports code/ under a private parent: not the user's name)
+            return "code:" + re.sub(r"^_tiffin_code_[0-9]+[.]", "", name)
         if name.startswith("tiffin.flavors"):
             return "flavor:" + name
         return name
@@ -118,14 +139,20 @@ _TRACER = textwrap.dedent(
                 if file and file not in files.setdefault(top, []):
                     files[top].append(file)
 
+    def caller_globals():
+        # Who called __import__, past the code/ namespace's own forwarding __import__.
+        frame = sys._getframe(2)
+        while frame is not None and frame.f_globals.get("__name__") == "tiffin.flavors._code":
+            frame = frame.f_back
+        return frame.f_globals if frame is not None else {}
+
     def tracing_import(name, globals=None, locals=None, fromlist=(), level=0):
         fresh = level == 0 and name.split(".")[0] not in sys.modules
         module = real_import(name, globals, locals, fromlist, level)
         if level == 0:
             # __import__("yaml") called by hand passes no globals: the caller's frame says
             # who it was.
-            note(name, globals if globals is not None else sys._getframe(1).f_globals,
-                 fresh, fromlist)
+            note(name, globals if globals is not None else caller_globals(), fresh, fromlist)
         return module
 
     def tracing_import_module(name, package=None):
@@ -140,11 +167,13 @@ _TRACER = textwrap.dedent(
     sys.path.insert(0, os.path.join(root, "code"))
     model = flavor.load(LoadContext(path=__import__("pathlib").Path(root), options=options))
     example = os.path.join(root, "examples", "input.json")
+    output = None
     if os.path.exists(example):
         with open(example, "rb") as fh:
-            model.predict(tiffin.examples.loads(fh.read()))
+            answer = model.predict(tiffin.examples.loads(fh.read()))
+        output = hashlib.sha256(tiffin.examples.dumps(answer)).hexdigest()
     builtins.__import__, importlib.import_module = real_import, real_import_module
-    print("TIFFIN-CAPTURE " + json.dumps({"imports": seen, "files": files}))
+    print("TIFFIN-CAPTURE " + json.dumps({"imports": seen, "files": files, "output": output}))
     """
 )
 
@@ -155,6 +184,7 @@ class Trace:
 
     imports: dict[str, list[str]]
     files: dict[str, list[str]] = field(default_factory=dict)
+    output: str | None = None  # sha256 of the example's prediction, as the codec writes it
 
 
 @dataclass
@@ -162,6 +192,9 @@ class Inferred:
     pins: list[str]
     why: dict[str, list[str]]
     unresolved: dict[str, list[str]]
+    # distribution -> its modules that only a library imported (a probe, or a need the
+    # library imports as if optional); :mod:`.probes` tells which
+    library_imports: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _canonical(name: str) -> str:
@@ -174,13 +207,19 @@ def requirement_name(req: str) -> str:
     return _canonical(m.group(1)) if m else _canonical(req)
 
 
-def trace_imports(root: Path, flavor: str, options: dict[str, Any]) -> Trace:
-    """Load and predict the package at ``root`` in a fresh interpreter, noting every import."""
+def trace_imports(
+    root: Path, flavor: str, options: dict[str, Any], blocked: Sequence[str] = ()
+) -> Trace:
+    """Load and predict the package at ``root`` in a fresh interpreter, noting every import.
+
+    ``blocked`` top-level modules are made unimportable there, as if not installed.
+    """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONSTARTUP"}
+    argv = [sys.executable, "-B", "-c", _TRACER, str(root), flavor, json.dumps(options)]
     try:
         proc = subprocess.run(
             # -B: the package is indexed after this; no __pycache__ may appear in code/.
-            [sys.executable, "-B", "-c", _TRACER, str(root), flavor, json.dumps(options)],
+            [*argv, json.dumps(sorted(blocked))],
             capture_output=True, text=True, timeout=TRACE_TIMEOUT, env=env,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
@@ -194,7 +233,11 @@ def trace_imports(root: Path, flavor: str, options: dict[str, Any]) -> Trace:
     for line in proc.stdout.splitlines():
         if line.startswith("TIFFIN-CAPTURE "):
             raw = json.loads(line[len("TIFFIN-CAPTURE ") :])
-            return Trace(imports=dict(raw["imports"]), files=dict(raw.get("files", {})))
+            return Trace(
+                imports=dict(raw["imports"]),
+                files=dict(raw.get("files", {})),
+                output=raw.get("output"),
+            )
     raise EnvironmentBuildError(
         "could not trace the model's imports: its load or predict failed in a fresh process",
         where=str(root),
@@ -225,6 +268,7 @@ def infer_requirements(trace: Trace, frameworks: tuple[str, ...]) -> Inferred:
     wanted_frameworks = {_canonical(f) for f in frameworks}
     why: dict[str, set[str]] = {r: {f"{r} (the tiffin runtime)"} for r in RUNTIME}
     unresolved: dict[str, list[str]] = {}
+    by_library: dict[str, set[str]] = {}
     for module, importers in trace.imports.items():
         if module in stdlib or module == "tiffin" or module.startswith("_"):
             continue
@@ -249,6 +293,8 @@ def infer_requirements(trace: Trace, frameworks: tuple[str, ...]) -> Inferred:
                 why.setdefault(key, set()).add(
                     f"{module} (the {key} framework, imported by {importers[0]})"
                 )
+            else:
+                by_library.setdefault(key, set()).add(f"{module} (imported by {importers[0]})")
     pins = []
     reasons: dict[str, list[str]] = {}
     for key in sorted(why):
@@ -257,7 +303,8 @@ def infer_requirements(trace: Trace, frameworks: tuple[str, ...]) -> Inferred:
             continue
         pins.append(f"{key}=={version}")
         reasons[key] = sorted(why[key])
-    return Inferred(pins=pins, why=reasons, unresolved=unresolved)
+    library = {k: sorted(v) for k, v in sorted(by_library.items()) if k not in reasons}
+    return Inferred(pins=pins, why=reasons, unresolved=unresolved, library_imports=library)
 
 
 def _takes_dataframes(root: Path) -> bool:
@@ -405,6 +452,12 @@ def capture(
                 "flavor:tiffin.signature (DataFrame signature)"
             )
         found = infer_requirements(trace, frameworks)
+        from .probes import confirm_probes
+
+        needed = confirm_probes(root, flavor, options or {}, trace, found)
+        for key, modules in needed.items():
+            found.pins = sorted([*found.pins, f"{key}=={dist_version(key)}"])
+            found.why[key] = [f"{m}; load or predict fails without it" for m in modules]
         inferred, why, unresolved = found.pins, found.why, found.unresolved
         for module, importers in sorted(unresolved.items()):
             sys.stderr.write(
