@@ -246,9 +246,12 @@ def test_predict_isolated_checks_the_input_first(
     assert not cache.exists()  # said before any environment was built
 
 
-def test_replay_cannot_write_into_the_package(tmp_path: Path) -> None:
+def test_replay_cannot_write_into_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The replay runs in a scratch folder: a model that writes where it runs leaves the
     sealed package as it was."""
+    monkeypatch.chdir(tmp_path)  # where packing (which predicts here) writes its log
     src = tmp_path / "scribbler.py"
     src.write_text(
         "import numpy as np\n\n"
