@@ -69,9 +69,12 @@ def test_a_package_that_fails_to_load_stops_every_worker(tmp_path: Path) -> None
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "tiffin.json").write_text("{}")
-    result = serve(str(broken), "--workers", "2", "--port", str(free_port()))
+    result = serve(str(broken), "--workers", "3", "--port", str(free_port()))
     assert result.returncode != 0
     assert "tiffin.json" in result.stderr and "Traceback" not in result.stderr
+    # one message, not one per worker; no address announced for a server that never ran
+    assert result.stderr.count("error:") == 1, result.stderr
+    assert "http://" not in result.stderr
 
 
 def test_a_taken_port_is_a_clear_error(packages: dict[str, Path]) -> None:

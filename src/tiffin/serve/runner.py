@@ -126,8 +126,10 @@ def limit_compute_threads(budget: int) -> None:
     threadpool_limits(budget)
 
 
-def run_worker(spec: dict[str, Any], sock: socket.socket, ready_fd: int | None = None) -> None:
-    """Load the models, then serve on ``sock`` until SIGTERM."""
+def run_worker(
+    spec: dict[str, Any], sock: socket.socket, ready_fd: int | None = None, announce: Any = None
+) -> None:
+    """Load the models, then serve on ``sock`` until SIGTERM; ``announce`` once loaded."""
     config = ServeConfig(**spec["config"])
     budget = int(spec["compute_threads"])
     for var in THREAD_VARS:  # read by BLAS and OpenMP when they load (after this point)
@@ -143,6 +145,8 @@ def run_worker(spec: dict[str, Any], sock: socket.socket, ready_fd: int | None =
     if ready_fd is not None:
         os.write(ready_fd, b"ready\n")
         os.close(ready_fd)
+    if announce is not None:
+        announce(spec["port"])
     server.run(sockets=[sock])
 
 
@@ -170,12 +174,11 @@ def serve(
     sock = bind(host, port, reuse_port=workers > 1)
     spec["port"] = sock.getsockname()[1]
     spec["host"] = host
-    if announce is not None:
-        announce(spec["port"])
+    # announced once the models are loaded: the address printed is one that answers
     if workers == 1:
-        run_worker(spec, sock)
+        run_worker(spec, sock, announce=announce)
         return 0
-    return _supervise(spec, workers, sock)
+    return _supervise(spec, workers, sock, announce)
 
 
 def _spawn(spec: dict[str, Any]) -> tuple[subprocess.Popen[bytes], int]:
@@ -189,18 +192,19 @@ def _spawn(spec: dict[str, Any]) -> tuple[subprocess.Popen[bytes], int]:
     return proc, read
 
 
-def _supervise(spec: dict[str, Any], workers: int, reserved: socket.socket) -> int:
+def _supervise(spec: dict[str, Any], workers: int, reserved: socket.socket, announce: Any) -> int:
     with tempfile.TemporaryDirectory(prefix="tiffin-metrics-") as metrics_dir:
         os.environ[MULTIPROC_ENV] = metrics_dir  # inherited by the workers only
         try:
-            return _watch(spec, workers, metrics_dir)
+            return _watch(spec, workers, metrics_dir, announce)
         finally:
             os.environ.pop(MULTIPROC_ENV, None)
             reserved.close()
 
 
-def _watch(spec: dict[str, Any], workers: int, metrics_dir: str) -> int:
+def _watch(spec: dict[str, Any], workers: int, metrics_dir: str, announce: Any) -> int:
     stopping = False
+    announced = False
 
     def stop(sig: int, frame: Any) -> None:
         nonlocal stopping
@@ -210,6 +214,7 @@ def _watch(spec: dict[str, Any], workers: int, metrics_dir: str) -> int:
                 proc.send_signal(signal.SIGTERM)
 
     procs: list[tuple[subprocess.Popen[bytes], int, list[bool]]] = []
+    failure = ""  # the first load error a worker reported through its pipe
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         for _ in range(workers):
@@ -220,7 +225,10 @@ def _watch(spec: dict[str, Any], workers: int, metrics_dir: str) -> int:
             for i, (proc, fd, ready) in enumerate(procs):
                 if not ready[0]:
                     with contextlib.suppress(BlockingIOError):
-                        ready[0] = os.read(fd, 16).startswith(b"ready")
+                        message = os.read(fd, 1 << 16)
+                        ready[0] = message.startswith(b"ready")
+                        if message.startswith(b"error"):
+                            failure = failure or message.decode(errors="replace")
                 code = proc.poll()
                 if code is None:
                     alive += 1
@@ -228,6 +236,14 @@ def _watch(spec: dict[str, Any], workers: int, metrics_dir: str) -> int:
                 if stopping:
                     continue
                 if not ready[0]:  # failed while loading: the same would happen to the others
+                    with contextlib.suppress(BlockingIOError):  # it may have just written
+                        message = os.read(fd, 1 << 16)
+                        if message.startswith(b"error"):
+                            failure = failure or message.decode(errors="replace")
+                    # one message for the lot: every worker fails the same way
+                    sys.stderr.write(
+                        failure or f"error: a worker exited with {code} while loading\n"
+                    )
                     stop(signal.SIGTERM, None)
                     for other, _, _ in procs:
                         other.wait()
@@ -241,6 +257,9 @@ def _watch(spec: dict[str, Any], workers: int, metrics_dir: str) -> int:
                 new, new_fd = _spawn(spec)
                 procs[i] = (new, new_fd, [False])
                 alive += 1
+            if announce is not None and not announced and all(r[0] for _, _, r in procs):
+                announce(spec["port"])
+                announced = True
             if stopping and not alive:
                 clean = (
                     0,
@@ -269,7 +288,8 @@ def _worker_main() -> int:
         sock = bind(spec["host"], spec["port"], reuse_port=True)
         run_worker(spec, sock, ready_fd)
     except TiffinError as exc:
-        sys.stderr.write(f"error: {exc.format()}\n")
+        # to the supervisor, which shows one message for all the workers
+        os.write(ready_fd, f"error: {exc.format()}\n".encode())
         return exc.exit_code
     return 0
 
