@@ -16,7 +16,11 @@ for an optional integration: scikit-learn's array-API shim touching torch, say. 
 probe is imported by the library, not by the model, and is left out; it is not among
 the library's declared dependencies, so the lock does not carry it either. Comparing
 against a baseline run that only imports the framework would miss probes that happen
-at predict time; attributing each import to its importer does not.
+at predict time; attributing each import to its importer does not. Since some libraries
+import real needs the same way (XGBoost's wrappers and scikit-learn), what only a
+library imported outside the requirements' closure is tried away before it is left out
+(:mod:`.probes`): the load and predict run again without it, and a model that then
+fails or answers otherwise keeps it as a requirement.
 
 Modules the code imports that no installed distribution provides (a sibling folder on
 ``sys.path``, say) are reported as ``unresolved``: the package would not find them
