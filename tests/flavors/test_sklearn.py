@@ -299,3 +299,22 @@ def test_declared_user_function_ships_in_code(tmp_path: Path) -> None:
     code = f"np.load({str(tmp_path / 'x.npy')!r})"
     out = predict_in_fresh_process(tmp_path / "p", code, tmp_path)
     np.testing.assert_allclose(out["output"], want, rtol=0, atol=1e-12)
+
+
+def test_hist_gradient_boosting_with_native_categories(tmp_path: Path) -> None:
+    """categorical_features='from_dtype' (the default) stores a functools.partial of
+    check_array; skops rebuilds it from audited parts, so it packs without declarations."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"c": pd.Categorical(rng.choice(["x", "y", "z"], 300)), "v": rng.normal(size=300)}
+    )
+    y = ((frame["c"] == "x") ^ (frame["v"] > 0)).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=15, random_state=0).fit(frame, y)
+    pkg = tiffin.pack(model, tmp_path / "p", name="hgb", version="1", example=frame.head(5),
+                      method="predict_proba")  # fmt: skip
+    rows = frame.head(40)
+    plain = {"c": rows["c"].astype(str).tolist(), "v": rows["v"].tolist()}  # as JSON sends it
+    out = predict_in_fresh_process(pkg.path, repr(plain), tmp_path)
+    np.testing.assert_allclose(out["output"], model.predict_proba(rows), rtol=0, atol=1e-12)

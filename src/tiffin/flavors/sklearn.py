@@ -31,7 +31,13 @@ NAME = "sklearn"
 FRAMEWORKS = ("scikit-learn", "skops", "numpy", "scipy")
 FILE = "artifacts/model.skops"
 AUDITED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "scipy.special.")
-AUDITED_TYPES = frozenset({"builtins.slice", "collections.OrderedDict", "collections.defaultdict"})
+# functools.partial: skops rebuilds it from a function node and argument nodes that are
+# audited on their own, so it adds no callable of its own. HistGradientBoosting on a
+# DataFrame with category columns (the default categorical_features="from_dtype") holds
+# partial(sklearn.utils.validation.check_array, ...).
+AUDITED_TYPES = frozenset(
+    {"builtins.slice", "collections.OrderedDict", "collections.defaultdict", "functools.partial"}
+)
 # Attributes that hold a memory address (``id()``) cached for the fitting process only:
 # the vectorizers keep ``id(self.stop_words)`` to skip re-validating stop words. A loaded
 # model never has the same ids, so the value is dropped (None: validated again when used,
