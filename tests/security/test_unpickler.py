@@ -540,3 +540,54 @@ def test_numpy_reconstruction_cannot_forge_pointers(case: str) -> None:
     assert run.returncode == 0, (case, run.returncode, run.stderr[-300:])
     out = run.stdout.decode()
     assert out.startswith("REFUSED") and message in out, (case, out)
+
+
+def _mt_state_pickles() -> dict[str, bytes]:
+    """MT19937 with its read position far outside its 624-word key, three ways."""
+    bitgen = np.random.MT19937(0)
+    state = bitgen.state
+    state["state"]["pos"] = 10**8
+    ctor, args = bitgen.__reduce__()[:2]
+    legacy = np.random.RandomState(0).__reduce__()
+    legacy_state = dict(legacy[2])
+    legacy_state["state"] = {**legacy_state["state"], "pos": 10**8}
+    generator_ctor = getattr(np.random._pickle, "__generator_ctor")
+
+    class Bit:
+        def __reduce__(self) -> Any:
+            return ctor, args, state
+
+    class Legacy:
+        def __reduce__(self) -> Any:
+            return legacy[0], legacy[1], legacy_state
+
+    class Gen:
+        def __reduce__(self) -> Any:
+            return generator_ctor, (Bit(),)
+
+    return {
+        "MT19937": pickle.dumps(Bit(), protocol=2),
+        "RandomState": pickle.dumps(Legacy(), protocol=2),
+        "Generator": pickle.dumps(Gen(), protocol=4),
+    }
+
+
+@pytest.mark.parametrize("kind", ["MT19937", "RandomState", "Generator"])
+def test_random_generator_state_cannot_read_outside_its_key(kind: str) -> None:
+    """pos=10**8 was accepted as given; the first draw then segfaulted (rc -11)."""
+    import subprocess
+    import sys
+
+    child = (
+        "import sys, tiffin\n"
+        "from tiffin.security.unpickler import safe_loads\n"
+        "try:\n"
+        "    g = safe_loads(sys.stdin.buffer.read())\n"
+        "    (g.random_raw if hasattr(g, 'random_raw') else g.random)(); print('DREW')\n"
+        "except tiffin.UnsafeArtifactError as e:\n"
+        "    print('REFUSED', e.message)\n"
+    )
+    data = _mt_state_pickles()[kind]
+    run = subprocess.run([sys.executable, "-c", child], input=data, capture_output=True)
+    assert run.returncode == 0, (kind, run.returncode)
+    assert run.stdout.decode().startswith("REFUSED") and "read position" in run.stdout.decode()

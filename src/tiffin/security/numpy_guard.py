@@ -16,6 +16,10 @@ entry points trust their arguments with raw memory:
 - A dtype built after something already refers to it would change that array's
   meaning under it, so BUILD on a dtype is allowed once, while only the stack and
   the memo hold it.
+- ``MT19937``'s state takes its read position as given, and the generator indexes
+  its 624-word key with it: ``pos=10**8`` reads far outside it (a segfault on the
+  first draw, before that heap memory in the "random" numbers). After BUILD on a
+  bit generator, ``RandomState`` or ``Generator`` the position must be in range.
 """
 
 from __future__ import annotations
@@ -124,3 +128,26 @@ def _bad_state(dtype: Any, why: str) -> UnsafeArtifactError:
 
 def is_dtype(obj: Any) -> bool:
     return "numpy" in sys.modules and isinstance(obj, _np().dtype)
+
+
+_MT_WORDS = 624
+
+
+def check_rng_state(obj: Any) -> None:
+    """After BUILD: an MT19937 (alone or inside RandomState/Generator) reads inside its key."""
+    if "numpy.random" not in sys.modules:
+        return
+    random = sys.modules["numpy.random"]
+    gen = obj
+    if isinstance(obj, random.RandomState):
+        gen = obj._bit_generator
+    elif isinstance(obj, random.Generator):
+        gen = obj.bit_generator
+    if isinstance(gen, random.MT19937):
+        pos = gen.state["state"]["pos"]
+        if not 0 <= pos <= _MT_WORDS:
+            raise UnsafeArtifactError(
+                f"pickle gives an MT19937 generator the read position {pos}, outside its "
+                f"{_MT_WORDS}-word state (its next draw would read other memory)",
+                fix="do not load it",
+            )

@@ -157,6 +157,7 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
         super().load_build()
         if dtype:
             numpy_guard.check_dtype_state(target)
+        numpy_guard.check_rng_state(target)
 
     dispatch[pickle.BUILD[0]] = load_build
 
