@@ -249,3 +249,15 @@ def test_binary_bool_holds_only_zero_and_one() -> None:
     assert ok["b"].tolist() == [True, False, True]
     with pytest.raises(codec.BadRequest, match="other than 0 and 1"):
         codec.decode_request(header + b"\x01\x02\x00", len(header))
+
+
+def test_datetime_outputs_are_iso_text_and_unservable_ones_a_server_error() -> None:
+    """A datetime output (BYTES in the signature) was a 400, blaming the client."""
+    when = np.array(["2026-12-01T19:00:00"], dtype="datetime64[ns]")
+    body, _ = codec.encode_response({"t": when}, {}, "m", "1")
+    out = orjson.loads(body)["outputs"][0]
+    assert out["datatype"] == "BYTES" and out["data"] == ["2026-12-01T19:00:00.000000000"]
+    binary, length = codec.encode_response({"t": when}, {"parameters": {"binary_data_output": True}}, "m", "1")  # fmt: skip
+    assert length is not None and binary[length + 4 :] == b"2026-12-01T19:00:00.000000000"
+    with pytest.raises(TypeError, match="cannot carry"):  # answered 500 by the app
+        codec.encode_response({"c": np.array([1j])}, {}, "m", "1")

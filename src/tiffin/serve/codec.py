@@ -49,7 +49,8 @@ def datatype_of(arr: np.ndarray) -> str:
     for name, dtype in DTYPES.items():
         if dtype == arr.dtype and name != "BYTES":
             return name
-    raise BadRequest(f"the model returned dtype {arr.dtype}, which V2 cannot carry")
+    # the model's fault, not the client's: a 500 (TypeError), never a 400
+    raise TypeError(f"the model returned dtype {arr.dtype}, which V2 cannot carry")
 
 
 def _parse_json(data: bytes) -> Any:
@@ -291,6 +292,8 @@ def encode_response(
     tensors, blobs = [], []
     for name, binary in selected:
         arr = np.asarray(outputs[name])
+        if arr.dtype.kind == "M":  # datetimes are BYTES in the signature: ISO 8601 text
+            arr = np.datetime_as_string(arr).astype(object)
         entry: dict[str, Any] = {
             "name": name,
             "datatype": datatype_of(arr),
