@@ -175,8 +175,8 @@ def test_reexported_function_is_not_audited() -> None:
 
     assert base.shutil.rmtree  # the re-export exists
     with pytest.raises(tiffin.UnsafeArtifactError, match="sklearn.datasets._base.shutil"):
-        _audit(["sklearn.datasets._base.shutil"], [], "x")
-    assert _audit(["sklearn.tree._tree.Tree"], [], "x") == ["sklearn.tree._tree.Tree"]
+        _audit(["sklearn.datasets._base.shutil"], [], "x", b"")
+    assert _audit(["sklearn.tree._tree.Tree"], [], "x", b"") == ["sklearn.tree._tree.Tree"]
 
 
 _TEXT_PIPELINE = """
@@ -318,3 +318,40 @@ def test_hist_gradient_boosting_with_native_categories(tmp_path: Path) -> None:
     plain = {"c": rows["c"].astype(str).tolist(), "v": rows["v"].tolist()}  # as JSON sends it
     out = predict_in_fresh_process(pkg.path, repr(plain), tmp_path)
     np.testing.assert_allclose(out["output"], model.predict_proba(rows), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "func",
+    [
+        "numpy.testing._private.utils.runstring",  # exec(astr, dict)
+        "numpy.save",  # defined elsewhere, re-exported under numpy
+        "numpy.lib._npyio_impl.savetxt",
+        "sklearn.datasets.fetch_openml",  # downloads
+    ],
+)
+def test_dangerous_functions_in_audited_packages_refused(tmp_path: Path, func: str) -> None:
+    """A FunctionTransformer calls its func on every request; these read, write or exec."""
+    import importlib
+
+    from sklearn.preprocessing import FunctionTransformer
+
+    module, _, name = func.rpartition(".")
+    model = FunctionTransformer(func=getattr(importlib.import_module(module), name)).fit(
+        np.zeros((2, 2))
+    )
+    with pytest.raises(tiffin.UnsafeArtifactError, match="outside the audited set"):
+        tiffin.pack(model, tmp_path / "p", name="f", version="1", example=np.zeros((1, 2)),
+                    method="transform")  # fmt: skip
+
+
+def test_partial_trusted_only_around_check_array(tmp_path: Path) -> None:
+    import functools
+
+    from sklearn.preprocessing import FunctionTransformer
+
+    bound = functools.partial(np.savetxt, str(tmp_path / "written.txt"))
+    model = FunctionTransformer(func=bound).fit(np.zeros((2, 2)))
+    with pytest.raises(tiffin.UnsafeArtifactError, match="functools.partial"):
+        tiffin.pack(model, tmp_path / "p", name="f", version="1", example=np.zeros((1, 2)),
+                    method="transform")  # fmt: skip
+    assert not (tmp_path / "written.txt").exists()  # refused before anything ran

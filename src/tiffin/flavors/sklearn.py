@@ -31,13 +31,25 @@ NAME = "sklearn"
 FRAMEWORKS = ("scikit-learn", "skops", "numpy", "scipy")
 FILE = "artifacts/model.skops"
 AUDITED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "scipy.special.")
-# functools.partial: skops rebuilds it from a function node and argument nodes that are
-# audited on their own, so it adds no callable of its own. HistGradientBoosting on a
-# DataFrame with category columns (the default categorical_features="from_dtype") holds
-# partial(sklearn.utils.validation.check_array, ...).
-AUDITED_TYPES = frozenset(
-    {"builtins.slice", "collections.OrderedDict", "collections.defaultdict", "functools.partial"}
-)
+AUDITED_TYPES = frozenset({"builtins.slice", "collections.OrderedDict", "collections.defaultdict"})
+# functools.partial binds leading arguments, which a FunctionTransformer alone cannot
+# (it calls func(X, **kw_args)): partial(numpy.savetxt, "/some/path") would write files.
+# So it is trusted only around the functions scikit-learn itself wraps in one:
+# HistGradientBoosting on a DataFrame with category columns (the default
+# categorical_features="from_dtype") holds partial(check_array, dtype=..., ...).
+PARTIAL_FUNCTIONS = frozenset({"sklearn.utils.validation.check_array"})
+# Inside the audited packages, what reads or writes files, compiles or runs code: a
+# FunctionTransformer could call it on the request (numpy.testing's runstring is exec).
+DENIED_MODULES = (
+    "numpy.testing", "numpy.f2py", "numpy.distutils", "numpy.ctypeslib", "numpy.lib.format",
+    "numpy.lib._npyio_impl", "numpy.lib.npyio", "numpy.lib._datasource", "sklearn.datasets",
+    "sklearn.utils._testing", "sklearn.externals",
+)  # fmt: skip
+# Re-exported under "numpy" (array_function_dispatch sets __module__), found by identity.
+DENIED_NUMPY = (
+    "load", "save", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt",
+    "fromfile", "fromregex", "memmap",
+)  # fmt: skip
 # Attributes that hold a memory address (``id()``) cached for the fitting process only:
 # the vectorizers keep ``id(self.stop_words)`` to skip re-validating stop words. A loaded
 # model never has the same ids, so the value is dropped (None: validated again when used,
@@ -92,14 +104,50 @@ def _defined_in_audited_module(typename: str) -> bool:
     except (ImportError, AttributeError, ValueError):
         return False
     home = getattr(obj, "__module__", None)
-    return isinstance(home, str) and home.startswith(tuple(p.rstrip(".") for p in AUDITED_PREFIXES))
+    if not isinstance(home, str) or _denied(obj, home, module_name):
+        return False
+    return home.startswith(tuple(p.rstrip(".") for p in AUDITED_PREFIXES))
 
 
-def _audit(untrusted: Sequence[str], declared: Sequence[str], where: str) -> list[str]:
-    refused = [
-        t for t in untrusted
-        if not (t in AUDITED_TYPES or t in declared or _defined_in_audited_module(t))
-    ]  # fmt: skip
+def _denied(obj: Any, home: str, module_name: str) -> bool:
+    import numpy as np
+
+    if any(m == d or m.startswith(d + ".") for m in (home, module_name) for d in DENIED_MODULES):
+        return True
+    return any(obj is getattr(np, name, None) for name in DENIED_NUMPY)
+
+
+def _partials(data: bytes) -> list[str]:
+    """The functions that the skops file's functools.partial nodes wrap."""
+    import io
+    import json
+    import zipfile
+
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("__loader__") == "PartialNode":
+                func = (node.get("content") or {}).get("func") or {}
+                found.append(f"{func.get('__module__')}.{func.get('__class__')}")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        walk(json.loads(archive.read("schema.json")))
+    return found
+
+
+def _audit(untrusted: Sequence[str], declared: Sequence[str], where: str, data: bytes) -> list[str]:
+    def trusted(t: str) -> bool:
+        if t == "functools.partial":
+            return all(f in PARTIAL_FUNCTIONS for f in _partials(data))
+        return t in AUDITED_TYPES or t in declared or _defined_in_audited_module(t)
+
+    refused = [t for t in untrusted if not trusted(t)]
     if refused:
         raise UnsafeArtifactError(
             f"skops file holds type(s) outside the audited set: {', '.join(refused)}",
@@ -124,7 +172,7 @@ def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
                 fix="models holding non-scikit-learn objects need the custom flavor, or "
                 "allow_pickle=True",
             ) from exc
-    untrusted = _audit(sio.get_untrusted_types(data=data), ctx.trusted_types, "skops model")
+    untrusted = _audit(sio.get_untrusted_types(data=data), ctx.trusted_types, "skops model", data)
     # A declared type from the user's own module (a FunctionTransformer's function, a
     # custom estimator) is rebuilt by importing that module at load: ship it in code/.
     from .custom import copy_code, module_sources
@@ -197,7 +245,7 @@ def load(ctx: LoadContext) -> Any:
     path = ctx.file()
     data = path.read_bytes()
     declared = ctx.options.get("trusted_types") or []
-    untrusted = _audit(sio.get_untrusted_types(data=data), declared, str(path))
+    untrusted = _audit(sio.get_untrusted_types(data=data), declared, str(path), data)
     try:
         model = sio.loads(data, trusted=untrusted)
     except Exception as exc:
