@@ -165,6 +165,7 @@ def test_absolute_paths_false_positives_and_negatives(tmp_path: Path, packed_iri
         "SINK = '/dev/null'\n"
         "ROUTE = '/api/v1/predict'\n"
         "BUCKET = 's3://bucket/key.csv'\n"
+        "SPEC = '/openapi.json'\n"
         "def f():\n"
         "    '''Reads ~/x in development only.'''\n"
     )

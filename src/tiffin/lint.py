@@ -70,10 +70,11 @@ _ABS_PATH = re.compile(
     r"|work|app|scratch|nfs|gpfs|dbfs|Volumes|private|usr|etc|lustre|shared|storage|efs|nas"
     r"|kaggle|export|net|gcs|s3)/|[A-Za-z]:[\\/]|~/|\\\\[^\\]+\\)"
 )
-# Any other absolute path to a file of a kind a model reads (``/weights/model.pt``); an
-# URL path such as ``/api/v1/predict`` has no such suffix. Device and kernel files aside.
+# Any other absolute path, two folders deep or more, to a file of a kind a model reads
+# (``/weights/model.pt``); a URL path such as ``/api/v1/predict`` has no such suffix and
+# ``/openapi.json`` is one level. Device and kernel files aside.
 _ABS_FILE = re.compile(
-    r"^/(?!dev/|proc/|sys/)[^\s/:]+(/[^\s/:]+)*\.(pt|pth|bin|ckpt|safetensors|onnx|pkl|pickle"
+    r"^/(?!dev/|proc/|sys/)[^\s/:]+(/[^\s/:]+)+\.(pt|pth|bin|ckpt|safetensors|onnx|pkl|pickle"
     r"|joblib|h5|hdf5|npy|npz|csv|tsv|parquet|json|ya?ml|txt|model|ubj|msgpack|tar|gz|zip)$",
     re.IGNORECASE,
 )
