@@ -591,3 +591,40 @@ def test_random_generator_state_cannot_read_outside_its_key(kind: str) -> None:
     run = subprocess.run([sys.executable, "-c", child], input=data, capture_output=True)
     assert run.returncode == 0, (kind, run.returncode)
     assert run.stdout.decode().startswith("REFUSED") and "read position" in run.stdout.decode()
+
+
+def test_code_module_named_like_stdlib_does_not_let_stdlib_in(tmp_path: Path) -> None:
+    """A package's code/ holding subprocess.py or logging.py made subprocess.Popen and
+    logging.FileHandler "the package's own classes": a third-party pickle ran a command."""
+    import sys
+
+    from tiffin.security.unpickler import code_modules_of
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "subprocess.py").write_text("")  # shadows nothing (stdlib is imported already)
+    (code / "logging.py").write_text("")
+    (code / "trust_probe_model.py").write_text(
+        "class Model:\n    def __init__(self):\n        self.w = 1\n"
+    )
+    modules = code_modules_of(code)
+    trip = tmp_path / "TRIPWIRE"
+    attacks = {
+        "subprocess.Popen": f"csubprocess\nPopen\n((Vtouch\nV{trip}\nltR.".encode(),
+        "logging.FileHandler": f"clogging\nFileHandler\n(V{trip}\ntR.".encode(),
+    }
+    for name, data in attacks.items():
+        with pytest.raises(tiffin.UnsafeArtifactError, match=name):
+            safe_loads(data, code_modules=modules)
+        assert not trip.exists(), name
+    sys.path.insert(0, str(code))
+    try:
+        import trust_probe_model  # type: ignore[import-not-found]
+
+        again = safe_loads(
+            pickle.dumps(trust_probe_model.Model(), protocol=5), code_modules=modules
+        )
+        assert again.w == 1  # the package's own classes still load
+    finally:
+        sys.path.remove(str(code))
+        sys.modules.pop("trust_probe_model", None)

@@ -50,6 +50,8 @@ import importlib
 import io
 import pickle
 import pickletools
+import sys
+import sysconfig
 import types
 from collections.abc import Iterable
 from pathlib import Path
@@ -194,7 +196,11 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
             if not isinstance(obj, type):
                 return False  # only classes: a function would be called with chosen arguments
             home = str(getattr(obj, "__module__", "") or "")
-            return home.split(".")[0] in self.code_modules or _audited(home)
+            if _audited(home):
+                return True
+            # a code/ module named like a standard or installed one (code/subprocess.py,
+            # code/logging.py) must not let in that module's classes (Popen, FileHandler)
+            return home.split(".")[0] in self.code_modules and not _installed(home)
         if module.startswith(("numpy.dtypes", "numpy.dtype")):
             obj = _resolve(module, name)
             import numpy as np
@@ -221,6 +227,24 @@ def _refusal(module: str, name: str) -> UnsafeArtifactError:
     return UnsafeArtifactError(
         f"pickle refers to {module}.{name}, which is not on the allow-list", fix=_FIX
     )
+
+
+def _installed_roots() -> tuple[Path, ...]:
+    paths = sysconfig.get_paths()
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    return tuple(Path(paths[k]).resolve() for k in keys if k in paths)
+
+
+def _installed(module: str) -> bool:
+    """True when ``module`` was imported from the standard library or an installed
+    distribution (or is built in), so it is not the package's own code."""
+    file = getattr(sys.modules.get(module), "__file__", None)
+    if not file:
+        return True
+    path = Path(file).resolve()
+    if any(part in ("site-packages", "dist-packages") for part in path.parts):
+        return True
+    return any(path.is_relative_to(root) for root in _installed_roots())
 
 
 def _resolve(module: str, name: str) -> Any:
