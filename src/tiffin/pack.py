@@ -210,6 +210,9 @@ def _write(
                 fix="pass a few rows of real input as example=",
             )
         sig = Signature.infer(example, output)
+        refine = getattr(flavor, "refine_signature", None)  # what the format itself declares
+        if refine is not None:
+            sig = refine(loaded, sig)
     else:
         sig = signature if isinstance(signature, Signature) else Signature.from_dict(signature)
     if example is not None:

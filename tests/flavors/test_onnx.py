@@ -169,3 +169,31 @@ def test_cuda_device_runs_where_available(tmp_path: Path) -> None:
         expected.insert(0, "CUDAExecutionProvider")
     assert m._model.session.get_providers() == expected
     np.testing.assert_allclose(m.predict(x), reference(model, x), rtol=1e-5, atol=1e-5)
+
+
+def _relu(shape: list[int | str]) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_signature_follows_the_graph_shapes(tmp_path: Path) -> None:
+    """The example shows one sequence length; the graph says which dims are dynamic."""
+    pkg = tiffin.pack(_relu(["batch", "time"]), tmp_path / "seq", name="seq", version="1",
+                      example=np.ones((2, 5), np.float32))  # fmt: skip
+    model = pkg.load()
+    assert [s.shape for s in model.signature.inputs] == [(-1, -1)]
+    assert model.predict(-np.ones((3, 9), np.float32)).shape == (3, 9)
+    # A fixed batch of one: the signature says so, and requests are never merged.
+    pkg = tiffin.pack(_relu([1, 3]), tmp_path / "one", name="one", version="1",
+                      example=np.ones((1, 3), np.float32))  # fmt: skip
+    model = pkg.load()
+    assert model.signature.inputs[0].shape == (1, 3) and not model.signature.batchable
+    with pytest.raises(tiffin.SignatureError, match=r"expects shape \[1, 3\]"):
+        model.predict(np.ones((2, 3), np.float32))

@@ -11,6 +11,8 @@ A flavor module defines:
   the runtime options that ``load`` needs
 - ``load(ctx: LoadContext) -> Model``: an object with ``predict(inputs)`` (after the
   package has been verified)
+- optionally ``refine_signature(model, signature) -> Signature``: the signature inferred
+  from the example, corrected by what the format declares (ONNX: which dims are dynamic)
 
 Frameworks are imported only inside their flavor's ``save``/``load``, so adding one
 touches only its own module (and the name below).

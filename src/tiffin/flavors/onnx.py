@@ -129,6 +129,40 @@ class _Session:
         return dict(zip(self.outputs, results))
 
 
+def _declared(dims: Any) -> tuple[int, ...] | None:
+    """An onnxruntime shape as a signature shape: symbolic or unknown dims are -1."""
+    if not isinstance(dims, (list, tuple)):
+        return None
+    return tuple(d if isinstance(d, int) and d > 0 else -1 for d in dims)
+
+
+def _refine(specs: tuple[Any, ...], graph: list[Any]) -> tuple[Any, ...]:
+    from dataclasses import replace
+
+    by_name = {g.name: g for g in graph}
+    out = []
+    for spec in specs:
+        node = by_name.get(spec.name) or (graph[0] if len(specs) == len(graph) == 1 else None)
+        shape = _declared(getattr(node, "shape", None))
+        out.append(replace(spec, shape=shape) if shape and len(shape) == len(spec.shape) else spec)
+    return tuple(out)
+
+
+def refine_signature(model: Any, signature: Any) -> Any:
+    """The graph's declared shapes over the example's: a symbolic dim (batch, sequence
+    length) accepts any size, a fixed one only its own; the example shows one size of each.
+    """
+    from dataclasses import replace
+
+    if not isinstance(model, _Session):
+        return signature
+    return replace(
+        signature,
+        inputs=_refine(signature.inputs, model.session.get_inputs()),
+        outputs=_refine(signature.outputs, model.session.get_outputs()),
+    )
+
+
 def load(ctx: LoadContext) -> Any:
     try:
         import onnxruntime as ort
