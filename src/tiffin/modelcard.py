@@ -7,11 +7,28 @@ from typing import Any
 from .signature import Signature, TensorSpec
 
 
+def _cell(value: object) -> str:
+    """Text for one Markdown table cell: a '|' or a line break would end the cell or row."""
+    return " ".join(str(value).split()).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def _name(value: str) -> str:
+    """A name as inline code, with a fence longer than any backtick run inside it."""
+    text = _cell(value)
+    fence = "`"
+    while fence in text:
+        fence += "`"
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _table(specs: tuple[TensorSpec, ...]) -> list[str]:
     rows = ["| name | dtype | shape | nullable |", "|---|---|---|---|"]
     for s in specs:
         shape = "[" + ", ".join("any" if d == -1 else str(d) for d in s.shape) + "]"
-        rows.append(f"| `{s.name}` | {s.dtype} | {shape} | {'yes' if s.nullable else 'no'} |")
+        # A float takes NaN for a missing value whether or not the example had one.
+        nullable = "yes" if s.nullable else ("NaN" if s.dtype.startswith("float") else "no")
+        rows.append(f"| {_name(s.name)} | {s.dtype} | {shape} | {nullable} |")
     return rows
 
 
@@ -41,7 +58,7 @@ def render(
     metrics = metadata.get("metrics")
     if isinstance(metrics, dict) and metrics:
         lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in sorted(metrics.items())] + [""]
+        lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in sorted(metrics.items())] + [""]
     if requirements:
         lines += ["## Requirements", "", "```", *requirements, "```", ""]
     lines += [
