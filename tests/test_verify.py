@@ -294,3 +294,31 @@ def test_a_hanging_replay_is_a_verification_error(
     report = verify(pkg.path, env="current")
     assert not report.ok and report.failed == "replay"
     assert "did not finish within 3 s" in (report.error or "")
+
+
+def test_a_single_file_archive_verifies_and_runs_isolated(
+    tmp_path: Path,
+    custom_source: Path,  # noqa: F811
+) -> None:
+    """What `tiffin predict` takes, verify, env build, --isolated and lint take too."""
+    from tiffin.archive import archive
+    from tiffin.env.build import ensure_environment, run_isolated
+
+    pkg = pack_custom(custom_source, tmp_path / "p")
+    file = archive(pkg.path, tmp_path / "scaled.tiffin")
+    report = verify(file)
+    assert report.ok, report.render()
+    assert [s.name for s in report.steps] == ["integrity", "environment", "replay"]
+    assert ensure_environment(file) == ensure_environment(pkg.path)
+    (tmp_path / "in.json").write_text("[[1.0, 2.0]]")
+    run_isolated(file, tmp_path / "in.json", tmp_path / "out.json")
+    assert json.loads((tmp_path / "out.json").read_text())
+    assert lint(file) == lint(pkg.path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "lint", str(file)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    # a file that is no archive fails integrity, named
+    (tmp_path / "junk.tiffin").write_text("not an archive")
+    bad = verify(tmp_path / "junk.tiffin")
+    assert not bad.ok and bad.failed == "integrity" and "not a tiffin archive" in (bad.error or "")

@@ -415,6 +415,10 @@ CHECKS = (
 def lint(path: str | Path) -> list[Finding]:
     """Every finding for the package (or package folder being written) at ``path``."""
     root = Path(path)
+    if root.is_file():  # a single-file archive
+        from .archive import open_archive
+
+        root = open_archive(root)
     if not (root / layout.MANIFEST).is_file():
         raise PackageNotFoundError(
             f"{root} is not a tiffin package (it has no {layout.MANIFEST})",

@@ -87,6 +87,21 @@ class Report:
         return "\n".join(lines)
 
 
+def _step_value(report: Report, name: str, fn: Callable[[], tuple[str, Any]]) -> Any:
+    """Run ``fn`` as step ``name`` of ``report``; its value, or None once it failed."""
+    started = time.perf_counter()
+    try:
+        detail, value = fn()
+    except TiffinError as exc:
+        first = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+        report.steps.append(Step(name, False, first[:300], time.perf_counter() - started))
+        report.ok, report.error, report.failed = False, exc.message, name
+        report.fix = exc.fix
+        return None
+    report.steps.append(Step(name, True, detail, time.perf_counter() - started))
+    return value
+
+
 def missing_module(stderr: str) -> str | None:
     """The module a failed run could not import, from its error output."""
     m = re.search(r"No module named '([^']+)'", stderr)
@@ -116,19 +131,17 @@ def verify(
         )
     root = Path(path).resolve()
     report = Report(package=str(root), environment=env)
+    if root.is_file():  # a single-file archive: checked as it is extracted
+        from .archive import open_archive
+
+        extracted = _step_value(report, "integrity", lambda: ("", open_archive(root)))
+        if extracted is None:
+            return report
+        report.steps.clear()
+        root = extracted
 
     def step(name: str, fn: Callable[[], tuple[str, Any]]) -> Any:
-        started = time.perf_counter()
-        try:
-            detail, value = fn()
-        except TiffinError as exc:
-            first = exc.message.splitlines()[0] if exc.message else type(exc).__name__
-            report.steps.append(Step(name, False, first[:300], time.perf_counter() - started))
-            report.ok, report.error, report.failed = False, exc.message, name
-            report.fix = exc.fix
-            return None
-        report.steps.append(Step(name, True, detail, time.perf_counter() - started))
-        return value
+        return _step_value(report, name, fn)
 
     def integrity() -> tuple[str, Any]:
         manifest = verify_tree(root)

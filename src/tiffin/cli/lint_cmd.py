@@ -9,7 +9,7 @@ import click
 
 
 @click.command()
-@click.argument("package", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("package", type=click.Path(path_type=Path, exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print findings as JSON.")
 @click.option("--strict", is_flag=True, help="Exit non-zero on warnings too.")
 def lint(package: Path, as_json: bool, strict: bool) -> None:

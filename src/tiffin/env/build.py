@@ -109,6 +109,10 @@ def ensure_environment(package: str | os.PathLike[str]) -> Path:
         python = ensure_environment("fraud-1.2.0")   # ~/.cache/tiffin/envs/<key>/bin/python
     """
     root = Path(package)
+    if root.is_file():  # a single-file archive
+        from ..archive import open_archive
+
+        root = open_archive(root)
     manifest = verify_tree(root)
     env = manifest.environment
     target = str(env.get("platform") or _this_platform())
@@ -326,6 +330,10 @@ def run_isolated(
     from ..signature import Signature
 
     root = Path(package).resolve()
+    if root.is_file():  # a single-file archive
+        from ..archive import open_archive
+
+        root = open_archive(root)
     verify_tree(root)
     schema = json.loads((root / layout.SCHEMA).read_text(encoding="utf-8"))
     signature = Signature.from_dict(schema)
