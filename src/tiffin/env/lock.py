@@ -326,7 +326,8 @@ def lock_text(
                      f"{', '.join(sorted(missing))}; check their names and versions, or add "
                      "the index that has them (pip config, UV_EXTRA_INDEX_URL)")
                 if missing
-                else "lock for another target where its package index is reachable"
+                else "lock again where the index that carries these pins for that target is "
+                "reachable (for a local-label pin such as +cpu: the accelerator's index)"
                 if not here
                 else "check the pins, and that the package index carries them for this target",
             ) from None  # fmt: skip
