@@ -205,3 +205,23 @@ def test_any_json_is_arrays_or_a_bad_request(key: str, value: Any) -> None:
             sig.from_named_arrays(arrays)
         except SignatureError:
             pass
+
+
+def test_datetime_columns_from_text() -> None:
+    from tiffin.serve.codec import parse_datetimes
+
+    pd = pytest.importorskip("pandas")
+    sig = Signature.infer(
+        pd.DataFrame({"t": pd.to_datetime(["2020-01-01"]), "x": [1]}), np.zeros(1)
+    )
+    arrays = decode({"dataframe_records": [{"t": "2021-02-03", "x": 4}, {"t": "2022-01-01T10:00", "x": 5}]}, sig)  # fmt: skip
+    parsed = parse_datetimes(arrays, sig.inputs)  # as the server does for V2 and MLflow alike
+    frame = sig.from_named_arrays(parsed)
+    assert frame["t"].tolist() == [pd.Timestamp("2021-02-03"), pd.Timestamp("2022-01-01T10:00")]
+    missing = parse_datetimes(decode({"inputs": {"t": [None], "x": [1]}}, sig), sig.inputs)
+    from tiffin.errors import SignatureError
+
+    with pytest.raises(SignatureError, match="missing values"):  # not nullable: refused
+        sig.from_named_arrays(missing)
+    with pytest.raises(BadRequest, match="expects strings, got 5"):
+        decode({"inputs": {"t": [5], "x": [1]}}, sig)

@@ -89,6 +89,7 @@ class Model:
         self.metrics: ModelMetrics = metrics.for_model(self.name, self.version)
         self.queue_size = config.queue_size
         self.in_flight = 0
+        self.has_datetimes = any(s.dtype.startswith("datetime") for s in self.signature.inputs)
         packed = dict(predictor.manifest.runtime.get("batching") or {})
         self.batcher: Batcher | None = None
         if config.batching and self.signature.batchable and packed.get("enabled", True):
@@ -132,6 +133,8 @@ class Model:
 
     async def infer(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Check against the signature, then batch (or run alone); call it admitted."""
+        if self.has_datetimes:
+            arrays = codec.parse_datetimes(dict(arrays), self.signature.inputs)
         # Checked before queueing, so one bad request never joins (and fails) a batch.
         self.signature.from_named_arrays(arrays)
         if self.batcher is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -317,6 +318,28 @@ def encode_response(
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)
+
+
+def parse_datetimes(arrays: dict[str, np.ndarray], specs: Any) -> dict[str, np.ndarray]:
+    """BYTES inputs that the signature types as datetimes, parsed from ISO 8601 text.
+
+    V2 has no datetime type (the metadata says BYTES), so a client can only send text;
+    without this, no V2 request could ever satisfy a datetime input.
+    """
+    for spec in specs:
+        arr = arrays.get(spec.name)
+        if arr is None or not spec.dtype.startswith("datetime") or arr.dtype.kind not in "OUS":
+            continue
+        values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in arr.ravel().tolist()]  # fmt: skip
+        try:
+            with warnings.catch_warnings():  # numpy warns on (and drops) offsets: refuse
+                warnings.simplefilter("error")
+                arrays[spec.name] = np.array(values, dtype=spec.dtype).reshape(arr.shape)
+        except Warning:
+            raise BadRequest(f"input {spec.name!r}: send datetimes in UTC without an offset (no 'Z' or '+01:00')") from None  # fmt: skip
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(f"input {spec.name!r} expects ISO 8601 datetimes: {exc}") from None
+    return arrays
 
 
 def signature_message(exc: SignatureError) -> str:
