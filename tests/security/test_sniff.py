@@ -224,3 +224,25 @@ def test_pickle_hidden_behind_a_safetensors_header(tmp_path: Path) -> None:
     loader = "import pickle,sys; pickle.load(open(sys.argv[1], 'rb'))"
     subprocess.run([sys.executable, "-c", loader, str(path)], check=True)
     assert trip.exists()
+
+
+def test_work_per_file_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zip of thousands of benign 4 MiB members (16 MB on disk) once took minutes to
+    sniff at pack, lint and load, and nesting multiplied it; now bytes examined per
+    file have a budget, and a stream that keeps parsing as opcodes fails closed."""
+    import time
+    import zipfile
+
+    import tiffin.security.sniff as sniff_module
+
+    path = tmp_path / "many.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for i in range(40):
+            zf.writestr(f"notes/{i}.txt", b"hello world\n" * 90_000)  # about 1 MB each
+    assert not sniff(path).carries_code  # within the default budget: examined, benign
+    monkeypatch.setattr(sniff_module, "_BUDGET_BYTES", 16 << 20)
+    verdict = sniff(path)
+    assert verdict.carries_code and "more data than tiffin examines" in verdict.detail
+    started = time.perf_counter()
+    assert classify_bytes(b"a" * 300_000).carries_code  # 300,000 APPENDs: not text
+    assert time.perf_counter() - started < 2

@@ -11,6 +11,7 @@ them, so a broken tail does not make the head harmless.
 from __future__ import annotations
 
 import ast
+import contextvars
 import io
 import json
 import pickletools
@@ -26,6 +27,14 @@ _SCAN_BYTES = 4 << 20  # how much of a file (or of a decompressed stream) is exa
 _MAX_MEMBERS = 10_000  # members of a zip or tar examined before giving up (fails closed)
 _MAX_DEPTH = 4  # containers inside containers
 _CUT_SLACK = 1 << 16  # an opcode argument (a long line, say) straddling the cut
+# Bounds on the work one file can cause, so a crafted archive cannot stall pack, lint or
+# load: bytes read from members and decompressed streams in all, and opcodes parsed in
+# one stream (real text or binary breaks the opcode grammar within a few bytes; a stream
+# that keeps parsing is a pickle, or built to look like one).
+_BUDGET_BYTES = 1 << 30
+_MAX_OPS = 100_000
+_NPY_HEAD = 1 << 16  # an .npy member needs only its header read
+_budget: contextvars.ContextVar[list[int]] = contextvars.ContextVar("tiffin_sniff_budget")
 _GLOBALS = frozenset({"STACK_GLOBAL", "EXT1", "EXT2", "EXT4"})
 _PICKLE_STARTS = b"(cSKIJLFGTUVX]})NM\x8c\x95ip"  # how protocol 0 and 1 streams begin
 _TEXT_CONTROLS = frozenset(range(32)) - {9, 10, 12, 13}
@@ -116,6 +125,8 @@ def _is_pickle(data: bytes, *, by_magic: bool = True) -> bool:
     try:
         for ops, (opname, arg, op_end) in enumerate(_ops(data), 1):
             end = op_end
+            if ops > _MAX_OPS:
+                return True  # fails closed: see _MAX_OPS
             if opname in ("GLOBAL", "INST"):
                 module, _, name = str(arg).partition(" ")
                 names = names or (_dotted(module) and _dotted(name))
@@ -185,13 +196,34 @@ def _zip(source: Path | bytes, depth: int) -> Verdict:
                 return Verdict("zip", True, f"{len(members)} members, too many to examine")
             for info in members:
                 with zf.open(info) as member:
-                    head = member.read(_SCAN_BYTES)
+                    head = _member_head(member)
+                if not _spend(len(head)):
+                    return _TOO_MUCH
                 inner = _classify(head, info.filename, depth + 1)
                 if inner.carries_code:
                     return Verdict("zip", True, f"member {info.filename}: {inner.detail}")
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         return Verdict("zip", True, f"unreadable zip member ({exc}); fails closed")
     return Verdict("zip", False, "zip archive with no code-carrying members")
+
+
+_TOO_MUCH = Verdict("large", True, "more data than tiffin examines in one file (fails closed)")
+
+
+def _spend(n: int) -> bool:
+    """Take ``n`` bytes from this sniff's budget; False once it is spent."""
+    left = _budget.get(None)
+    if left is None:
+        return True
+    left[0] -= n
+    return left[0] >= 0
+
+
+def _member_head(stream: IO[bytes]) -> bytes:
+    head = stream.read(_NPY_HEAD)
+    if head[:6] == b"\x93NUMPY":
+        return head  # arrays (skops members) are judged by their header alone
+    return head + stream.read(_SCAN_BYTES - len(head))
 
 
 def _is_tar(data: bytes) -> bool:
@@ -210,7 +242,9 @@ def _tar(source: Path | bytes, depth: int) -> Verdict:
                 if not member.isreg():
                     continue
                 src = tar.extractfile(member)
-                head = src.read(_SCAN_BYTES) if src is not None else b""
+                head = _member_head(src) if src is not None else b""
+                if not _spend(len(head)):
+                    return _TOO_MUCH
                 inner = _classify(head, member.name, depth + 1)
                 if inner.carries_code:
                     return Verdict("tar", True, f"member {member.name}: {inner.detail}")
@@ -261,7 +295,11 @@ def _looks_like_text(data: bytes) -> bool:
 
 def classify_bytes(data: bytes, name: str = "") -> Verdict:
     """Classify in-memory bytes (the first part of a file, or a whole one)."""
-    return _classify(data, name, 0)
+    token = _budget.set([_BUDGET_BYTES])
+    try:
+        return _classify(data, name, 0)
+    finally:
+        _budget.reset(token)
 
 
 def _classify(data: bytes, name: str, depth: int, path: Path | None = None) -> Verdict:
@@ -287,6 +325,8 @@ def _classify(data: bytes, name: str, depth: int, path: Path | None = None) -> V
     unpacked = _decompress(data)
     if unpacked is not None:
         codec, inner = unpacked
+        if not _spend(len(inner)):
+            return _TOO_MUCH
         if not inner:
             return Verdict(
                 codec, True, f"{codec}-compressed data tiffin cannot inspect (fails closed)"
@@ -317,7 +357,11 @@ def sniff(path: str | Path) -> Verdict:
     path = Path(path)
     with open(path, "rb") as fh:
         head = fh.read(_SCAN_BYTES)
-    return _classify(head, path.name, 0, path)
+    token = _budget.set([_BUDGET_BYTES])
+    try:
+        return _classify(head, path.name, 0, path)
+    finally:
+        _budget.reset(token)
 
 
 def check_artifacts(root: Path, *, allow_pickle: bool) -> None:
