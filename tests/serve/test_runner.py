@@ -90,6 +90,30 @@ def test_a_taken_port_is_a_clear_error(packages: dict[str, Path]) -> None:
 def test_usage_errors() -> None:
     assert "give package folders" in serve().stderr
     assert "--workers 'many'" in serve("x", "--workers", "many").stderr
+    odd = serve("x", "--workers", "\u00b2")  # '²'.isdigit() is True; int('²') raised
+    assert odd.returncode != 0 and "is not a positive number" in odd.stderr
+    assert "Traceback" not in odd.stderr
+
+
+def test_auto_workers_follow_the_cgroup_cpu_quota(tmp_path: Path) -> None:
+    """A container limited to 2 CPUs on a big host lists every host CPU in its affinity;
+    --workers auto must not start a worker (and a copy of every model) per host CPU."""
+    from tiffin.serve.runner import usable_cpus
+
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    for text, want in (
+        ("max 100000\n", affinity),  # no quota
+        ("50000 100000\n", 1),  # half a CPU: still one worker
+        (f"{100000 * (affinity + 8)} 100000\n", affinity),  # a quota above the affinity
+        ("garbage\n", affinity),
+    ):
+        cpu_max.write_text(text)
+        assert usable_cpus(str(cpu_max)) == want, text
+    if affinity > 1:
+        cpu_max.write_text("150000 100000\n")  # 1.5 CPUs: two workers
+        assert usable_cpus(str(cpu_max)) == 2
+    assert usable_cpus(str(tmp_path / "absent")) == affinity
 
 
 def test_sigterm_under_load_with_two_workers(packages: dict[str, Path]) -> None:

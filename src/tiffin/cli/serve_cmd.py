@@ -15,7 +15,7 @@ from ..errors import UsageError
 @click.option("--repository", type=click.Path(file_okay=False), help="Serve every package in this folder (versions side by side).")  # fmt: skip
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: a free one).")  # fmt: skip
-@click.option("--workers", default="auto", show_default=True, help="Worker processes sharing the port (SO_REUSEPORT); auto: one per CPU.")  # fmt: skip
+@click.option("--workers", default="auto", show_default=True, help="Worker processes sharing the port (SO_REUSEPORT), each with its own copy of the models; auto: one per usable CPU (affinity, cgroup quota).")  # fmt: skip
 @click.option("--threads", type=click.IntRange(1), help="Threads running predict calls, per worker [default: max(2, CPUs)].")  # fmt: skip
 @click.option("--no-batching", is_flag=True, help="Run every request on its own.")
 @click.option("--max-batch-size", type=click.IntRange(1), help="Rows per merged predict call [default: the package's, else 64].")  # fmt: skip
@@ -64,11 +64,9 @@ def serve(
 
 def _workers(value: str) -> int:
     if value == "auto":
-        return (
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1
-        )
-    if not value.isdigit() or int(value) < 1:
+        from ..serve.runner import usable_cpus
+
+        return usable_cpus()
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:  # '²'.isdigit() is True
         raise UsageError(f"--workers {value!r} is not a positive number or 'auto'")
     return int(value)

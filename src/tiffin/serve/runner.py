@@ -103,6 +103,23 @@ def _uvicorn_server(app: Any, config: ServeConfig, log_level: str) -> Any:
     return _Server(uv_config)
 
 
+def usable_cpus(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota.
+
+    In a container limited to 2 CPUs on a 64-core host the affinity still lists 64, and
+    ``--workers auto`` would start 64 workers, each with its own copy of every model.
+    """
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    cpus = len(affinity) if affinity else os.cpu_count() or 1
+    try:
+        quota, period = Path(cpu_max).read_text().split()[:2]
+    except (OSError, ValueError):
+        return cpus
+    if not (quota.isdigit() and period.isdigit()) or int(period) == 0:  # "max": no quota
+        return cpus
+    return max(1, min(cpus, -(-int(quota) // int(period))))
+
+
 def compute_threads(workers: int) -> int:
     """Threads one predict call may use: the CPUs left after the event loops, shared.
 
@@ -110,8 +127,7 @@ def compute_threads(workers: int) -> int:
     an event loop) is slower than one thread: measured here, a 64-row MLP forward took
     5.6 ms with PyTorch's default two threads on a busy 2-core machine, 0.17 ms with one.
     """
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpus = cpus or 1
+    cpus = usable_cpus()
     return max(1, (cpus - 1) // workers if workers == 1 else cpus // workers)
 
 
