@@ -193,7 +193,7 @@ def installed_closure(requirements: Sequence[str], reason: str = "") -> str:
     installed one) is kept as written, so that a build from this lock fails naming it
     instead of quietly leaving it out or swapping the version.
     """
-    pins, missing = _closure(requirements)
+    pins, missing = installed_pins(requirements)
     lines = [
         f"{UNHASHED_HEADER}: uv could not lock, so this is the closure of what was installed",
         "# where the package was made. `tiffin env lock PKG` locks it again with hashes.",
@@ -208,7 +208,7 @@ def installed_closure(requirements: Sequence[str], reason: str = "") -> str:
     return text
 
 
-def _closure(requirements: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+def installed_pins(requirements: Sequence[str]) -> tuple[dict[str, str], list[str]]:
     """Installed versions of the requirements' closure, and the requirements not installed
     as written (absent, or pinned to another version)."""
     from .capture import requirement_name
@@ -312,7 +312,7 @@ def lock_text(
         offline = bool(_NETWORK.search(cause)) or _uv_offline()
         kind = "no package index reachable" if offline else "unresolvable"
         short = " ".join(cause.split())[-300:]
-        missing = _closure(requirements)[1]
+        missing = installed_pins(requirements)[1]
         here = _is_this_machine(python, platform)
         # The closure stands in only for what it is: this machine's installed packages,
         # when no index could be asked. A pin that no reachable index has and that is not

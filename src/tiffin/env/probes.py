@@ -35,9 +35,9 @@ def confirm_probes(
 
     Returns distribution -> the imports (``"pyarrow (imported by pandas.io...)"``).
     """
-    from .lock import _closure
+    from .lock import installed_pins
 
-    covered = set(_closure(found.pins)[0])
+    covered = set(installed_pins(found.pins)[0])
     suspects = {d: m for d, m in found.library_imports.items() if d not in covered}
     if not suspects:
         return {}
@@ -60,7 +60,7 @@ def confirm_probes(
         tried += 1
         if tried > MAX_ALONE or not _same_without(root, flavor, options, trace, modules[dist]):
             needed[dist] = suspects[dist]
-            covered = set(_closure([*found.pins, *needed])[0])
+            covered = set(installed_pins([*found.pins, *needed])[0])
     return needed
 
 
