@@ -211,6 +211,8 @@ def check_implicit_deps(root: Path) -> list[Finding]:
                 names = [a.name.split(".")[0] for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module.split(".")[0]]
+            elif (dynamic := _dynamic_import(node)) is not None:
+                names = [dynamic.split(".")[0]]
             for top in names:
                 if (
                     top in stdlib
@@ -225,6 +227,19 @@ def check_implicit_deps(root: Path) -> list[Finding]:
                     f"add the distribution that provides {top!r} to the requirements (pinned)",
                 ))  # fmt: skip
     return found
+
+
+def _dynamic_import(node: ast.AST) -> str | None:
+    """``importlib.import_module("yaml")`` or ``__import__("yaml")`` with a literal name."""
+    if not (isinstance(node, ast.Call) and node.args):
+        return None
+    func = node.func
+    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    first = node.args[0]
+    name = first.value if isinstance(first, ast.Constant) else None
+    if called in ("import_module", "__import__") and isinstance(name, str):
+        return name if name and not name.startswith(".") else None
+    return None
 
 
 _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
