@@ -202,3 +202,18 @@ def test_a_local_label_pin_finds_its_accelerator_index() -> None:
     assert args.count("--index-strategy") == 1  # uv refuses the option twice
     assert args[args.index(extra[0]) - 1] == "--extra-index-url"
     assert accelerator_indexes(["torch==2.13.0"]) == []  # PyPI's own build: no extra index
+
+
+def test_a_relative_cache_dir_is_made_absolute(
+    packed_env_iris: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment's Python runs from scratch folders: a relative cache path broke it."""
+    from tiffin.verify import verify
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TIFFIN_CACHE_DIR", "relative-cache")
+    assert cache_root() == tmp_path / "relative-cache" / "envs"
+    report = verify(packed_env_iris)
+    assert report.ok, report.render()
+    monkeypatch.setenv("TIFFIN_CACHE_DIR", "~/somewhere")
+    assert cache_root() == Path.home() / "somewhere" / "envs"

@@ -43,7 +43,8 @@ def cache_root() -> Path:
     base = os.environ.get("TIFFIN_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tiffin"
     )
-    return Path(base) / "envs"
+    # Absolute: the environment's Python is run from other working folders.
+    return Path(base).expanduser().absolute() / "envs"
 
 
 def _runtime_source() -> Path:
