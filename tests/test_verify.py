@@ -322,3 +322,12 @@ def test_a_single_file_archive_verifies_and_runs_isolated(
     (tmp_path / "junk.tiffin").write_text("not an archive")
     bad = verify(tmp_path / "junk.tiffin")
     assert not bad.ok and bad.failed == "integrity" and "not a tiffin archive" in (bad.error or "")
+
+
+def test_an_interpreter_that_cannot_start_is_named(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
+    """(The environment vanishing between the build and the replay: no traceback.)"""
+    verify_module = sys.modules["tiffin.verify"]
+    pkg = pack_custom(custom_source, tmp_path / "p")
+    gone = tmp_path / "gone" / "bin" / "python"
+    with pytest.raises(tiffin.VerificationError, match="cannot start the environment's Python"):
+        verify_module._replay(pkg.path, gone, current=False, rtol=1e-6, atol=1e-6)

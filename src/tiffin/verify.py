@@ -231,6 +231,12 @@ def _replay(root: Path, python: Path, *, current: bool, rtol: float, atol: float
                 where=str(root),
                 fix="run `tiffin predict PKG --isolated` on the example to see where it hangs",
             ) from None
+        except OSError as exc:
+            raise VerificationError(
+                f"cannot start the environment's Python {python}: {exc.strerror or exc}",
+                where=str(python),
+                fix="build the environment again: `tiffin env build PKG`",
+            ) from None
     result = None
     for line in proc.stdout.splitlines():
         if line.startswith("TIFFIN-REPLAY "):

@@ -345,9 +345,16 @@ def run_isolated(
         sent, got = Path(tmp) / "input.json", Path(tmp) / "output.json"
         sent.write_bytes(examples.dumps(inputs))
         argv = [str(python), "-I", "-B", "-m", "tiffin.env.replay", "predict", str(root), str(sent)]
-        proc = subprocess.run(
-            [*argv, str(got)], capture_output=True, text=True, env=clean_env(), cwd=tmp
-        )
+        try:
+            proc = subprocess.run(
+                [*argv, str(got)], capture_output=True, text=True, env=clean_env(), cwd=tmp
+            )
+        except OSError as exc:
+            raise EnvironmentBuildError(
+                f"cannot start the environment's Python {python}: {exc.strerror or exc}",
+                where=str(python),
+                fix="build the environment again: `tiffin env build PKG`",
+            ) from None
         if proc.returncode != 0:
             from ..verify import missing_module
             from .replay import child_error
