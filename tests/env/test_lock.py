@@ -195,6 +195,8 @@ def test_bad_targets_are_usage_errors(python: str, platform: str, where: str) ->
     assert info.value.where == where
     check_target("3.12", "macos/arm64")  # the aliases and uv's own names pass
     check_target("3.11", "aarch64-apple-darwin")
+    check_target("3.12", "linux/ppc64le")
+    check_target(None, None)  # not given: this machine's own names are never refused
 
 
 def test_env_lock_cli_refuses_a_bad_platform(packed_env_iris: Path, tmp_path: Path) -> None:

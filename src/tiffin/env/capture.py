@@ -444,7 +444,8 @@ def capture(
     target_platform = platform or f"{sys.platform}/{_platform.machine()}"
     from .lock import check_target
 
-    check_target(target_python, target_platform)  # before the slow trace, not after it
+    # What the user gave, before the slow trace; this machine's own names pass as they are.
+    check_target(python, platform)
     enabled = os.environ.get("TIFFIN_ENV_CAPTURE", "on").lower() not in ("off", "0", "false", "no")
     why: dict[str, list[str]] = {}
     unresolved: dict[str, list[str]] = {}

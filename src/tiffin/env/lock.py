@@ -47,6 +47,9 @@ _PLATFORMS = {
     "macos/arm64": "aarch64-apple-darwin",
     "macos/aarch64": "aarch64-apple-darwin",
     "macos/x86_64": "x86_64-apple-darwin",
+    "linux/ppc64le": "powerpc64le-unknown-linux-gnu",
+    "linux/s390x": "s390x-unknown-linux-gnu",
+    "linux/armv7l": "armv7-unknown-linux-gnueabihf",
     "win32/amd64": "x86_64-pc-windows-msvc",
     "win32/x86_64": "x86_64-pc-windows-msvc",
     "windows/amd64": "x86_64-pc-windows-msvc",
@@ -362,15 +365,19 @@ _PYTHON = re.compile(r"^3\.\d{1,2}(\.\d{1,2})?$")
 _UV_TRIPLE = re.compile(r"^[a-z0-9_]+(-[a-z0-9_.]+)+$")
 
 
-def check_target(python: str, platform: str) -> None:
-    """Refuse a target Python or platform that no lock could be made for."""
-    if not _PYTHON.match(python):
+def check_target(python: str | None, platform: str | None) -> None:
+    """Refuse a target Python or platform (where given) that no lock could be made for."""
+    if python is not None and not _PYTHON.match(python):
         raise UsageError(
             f"target Python {python!r} is not a Python 3 version",
             where="--python",
             fix="give a version like 3.11 or 3.12.4",
         )
-    if platform.lower() not in _PLATFORMS and not _UV_TRIPLE.match(platform):
+    if (
+        platform is not None
+        and platform.lower() not in _PLATFORMS
+        and not _UV_TRIPLE.match(platform)
+    ):
         raise UsageError(
             f"unknown target platform {platform!r}",
             where="--platform",
@@ -382,7 +389,6 @@ def write_lock(
     root: Path, requirements: Sequence[str], *, python: str, platform: str
 ) -> dict[str, Any]:
     """Write env/requirements.lock under ``root`` and describe it for the manifest."""
-    check_target(python, platform)
     text, info = lock_text(requirements, python=python, platform=platform)
     path = root / layout.LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -406,6 +412,7 @@ def relock(
     from ..atomic import destination_lock, make_temp_dir, publish
     from ..integrity import index_files, verify_tree
 
+    check_target(python, platform)  # what was given, at once
     src = Path(package)
     manifest = verify_tree(src)
     target = Path(dest) if dest is not None else src
