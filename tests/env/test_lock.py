@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -243,3 +244,18 @@ def test_cpu_xgboost_package_leaves_out_nccl_and_verifies(
     assert any(r.startswith("scikit-learn==") for r in env["requirements"])
     report = verify(pkg.path)
     assert report.ok, report.render()
+
+
+def test_pip_config_read_where_this_python_has_no_pip(packed_env_iris: Path) -> None:
+    """A uv-made environment has no pip; the pip on PATH reads the same config files."""
+    from tiffin.env.build import ensure_environment
+
+    bare = ensure_environment(packed_env_iris)  # a tiffin environment: no pip in it
+    assert subprocess.run([str(bare), "-m", "pip", "--version"], capture_output=True).returncode
+    src = Path(tiffin.__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(src),
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}  # fmt: skip
+    code = "import json; from tiffin.env.lock import pip_config; print(json.dumps(pip_config()))"
+    proc = subprocess.run([str(bare), "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == pip_config()

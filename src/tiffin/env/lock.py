@@ -82,14 +82,25 @@ def uv_binary() -> str:
 
 
 def pip_config() -> dict[str, list[str]]:
-    """pip's settings that matter for finding packages: option -> values, in pip's order."""
-    try:
-        out = subprocess.run(
-            [sys.executable, "-m", "pip", "config", "list"],
-            capture_output=True, text=True, timeout=30,
-        ).stdout  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        out = ""
+    """pip's settings that matter for finding packages: option -> values, in pip's order.
+
+    Asked of this interpreter's pip, or, where it has none (a uv-made environment), of
+    the ``pip`` on PATH: the global and user configuration files are the same for both.
+    """
+    out = ""
+    for pip in ([sys.executable, "-m", "pip"], [shutil.which("pip3") or shutil.which("pip")]):
+        if pip[0] is None:
+            continue
+        try:
+            proc = subprocess.run(
+                [str(p) for p in pip] + ["config", "list"],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if proc.returncode == 0:
+            out = proc.stdout
+            break
     found: dict[str, list[str]] = {}
     for line in out.splitlines():
         key, sep, value = line.partition("=")
