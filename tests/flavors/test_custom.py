@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -274,3 +275,33 @@ def test_two_packages_with_same_named_modules_in_one_process(tmp_path: Path) -> 
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[[1.1]] [[110.0]] [[1.1]] -1"
+
+
+def test_class_in_a_package_with_relative_sibling_imports(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    (proj / "myproj").mkdir(parents=True)
+    (proj / "myproj" / "__init__.py").write_text("")
+    (proj / "myproj" / "consts.py").write_text("K = 2\n")
+    (proj / "myproj" / "model.py").write_text(
+        "import numpy as np\nfrom .consts import K\n\n"
+        "class M:\n    def load(self, context):\n        pass\n\n"
+        "    def predict(self, x):\n        return np.asarray(x) * K\n"
+    )
+    dest = tmp_path / "pkg"
+    proc = run_python(
+        f"""
+        import sys, numpy as np, tiffin
+        sys.path.insert(0, {str(proj)!r})
+        from myproj.model import M
+        tiffin.pack(M(), {str(dest)!r}, name="m", version="1", example=np.ones((1, 1)))
+        """,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (dest / "code").iterdir()) == ["consts.py", "model.py"]
+    shutil.rmtree(proj)
+    proc = run_python(
+        f"import tiffin; print(tiffin.load({str(dest)!r}).predict([[3.0]]).tolist())", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[[6.0]]"

@@ -84,8 +84,12 @@ def _installed(path: Path) -> bool:
     return any(resolved.is_relative_to(root) for root in roots)
 
 
-def _imported_names(file: Path) -> set[str]:
-    """Top-level names of the absolute imports in ``file`` (anywhere in it)."""
+def _imported_names(file: Path, relative: bool = False) -> set[str]:
+    """Top-level names of the absolute imports in ``file`` (anywhere in it).
+
+    With ``relative``, ``from .x import y`` and ``from . import x`` count as ``x`` too:
+    the class file sits at the top of code/, where its siblings are its package's.
+    """
     try:
         tree = ast.parse(file.read_bytes(), filename=str(file))
     except (SyntaxError, ValueError, OSError):
@@ -96,6 +100,11 @@ def _imported_names(file: Path) -> set[str]:
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.level == 1 and relative:
+            if node.module:
+                names.add(node.module.split(".")[0])
+            else:
+                names.update(alias.name for alias in node.names)
     return names
 
 
@@ -135,7 +144,8 @@ def local_modules(source: Path) -> list[Path]:
             if file in seen:
                 continue
             seen.add(file)
-            for name in sorted(_imported_names(file) - set(found) - {source.stem}):
+            imported = _imported_names(file, relative=file.parent == folder)
+            for name in sorted(imported - set(found) - {source.stem}):
                 sibling = _sibling(folder, name)
                 if sibling is not None:
                     found[name] = sibling
@@ -256,8 +266,11 @@ def import_from_package(code_dir: Path, module: str) -> ModuleType:
     except Exception as exc:
         fix = None
         if isinstance(exc, ModuleNotFoundError):
+            missing = str(exc.name or "")
+            if missing.startswith(_code.PREFIX):
+                missing = missing.partition(".")[2]  # the name as the code wrote it
             fix = (
-                f"if {exc.name!r} is your own module, pack it with code=['path/to/{exc.name}.py'] "
+                f"if {missing!r} is your own module, pack it with code=['path/to/{missing}.py'] "
                 "(modules beside the class file are found by themselves); if it is a "
                 "distribution, install it"
             )
