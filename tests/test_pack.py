@@ -30,7 +30,7 @@ def test_pack_layout(packed_iris: Path) -> None:
     assert layers["env/requirements.txt"] == "environment"
     assert layers["examples/input.json"] == "examples"
     card = (packed_iris / "README.md").read_text()
-    assert "# iris 1.0.0" in card and "| `input` | float64 | [any, 4] | no |" in card
+    assert "# iris 1.0.0" in card and "| `input` | float64 | [any, 4] | NaN |" in card
 
 
 def test_reproducible_bytes(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
