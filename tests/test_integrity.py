@@ -180,3 +180,47 @@ def test_a_file_filed_under_another_layer_is_caught(packed_iris: Path) -> None:
     _reseal(packed_iris, move)
     with pytest.raises(tiffin.IntegrityError, match="README.md is listed in the artifact layer"):
         tiffin.load(packed_iris)
+
+
+def _replace_file(raw: dict[str, Any], pkg: Path, rel: str, data: bytes) -> None:
+    """Swap a file's bytes and record its new digest, as a re-sealing attacker would."""
+    import hashlib
+
+    (pkg / rel).write_bytes(data)
+    for entry in raw["files"]:
+        if entry["path"] == rel:
+            entry.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def test_a_resealed_non_skops_file_is_a_clear_flavor_error(packed_iris: Path) -> None:
+    """skops once died with a raw BadZipFile on a re-sealed artifact that is not a zip."""
+    _reseal(packed_iris, lambda raw: _replace_file(raw, packed_iris, "artifacts/model.skops", b"not a zip"))  # fmt: skip
+    with pytest.raises(tiffin.FlavorError, match="model.skops is not a readable skops file"):
+        tiffin.load(packed_iris)
+
+
+def test_resealed_trusted_types_must_be_a_list(packed_iris: Path) -> None:
+    """A string would pass `"os.system" in "...os.system..."` substring tests."""
+    _reseal(packed_iris, lambda raw: raw["runtime"]["options"].update(trusted_types="posix.system builtins.eval"))  # fmt: skip
+    with pytest.raises(tiffin.ManifestError, match="trusted_types' must be a list"):
+        tiffin.load(packed_iris)
+
+
+@pytest.mark.parametrize("module", ["../outside", "/tmp/outside", "", "a/b"])
+def test_custom_module_option_cannot_leave_code(tmp_path: Path, module: str) -> None:
+    """A re-sealed `runtime.options.module` of '../x' once imported a file outside code/."""
+    import numpy as np
+
+    src = tmp_path / "scorer.py"
+    src.write_text(
+        "class Scorer:\n"
+        "    def load(self, context):\n        pass\n"
+        "    def predict(self, x):\n        return x\n"
+    )
+    pkg = tiffin.pack(f"{src}:Scorer", tmp_path / "pkg", name="s", version="1", example=np.ones((1, 2))).path  # fmt: skip
+    tripwire = tmp_path / "TRIPWIRE"
+    (tmp_path / "outside.py").write_text(f"open({str(tripwire)!r}, 'w').close()\nclass Scorer: pass\n")  # fmt: skip
+    _reseal(pkg, lambda raw: raw["runtime"]["options"].update(module=module))
+    with pytest.raises(tiffin.IntegrityError, match="not a module name inside code/"):
+        tiffin.load(pkg)
+    assert not tripwire.exists()

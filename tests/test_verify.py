@@ -154,6 +154,25 @@ def test_env_current(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
     assert "current interpreter" in report.steps[1].detail
 
 
+def test_signature_policy_fails_integrity_before_any_replay(
+    tmp_path: Path,
+    custom_source: Path,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:
+    """Under TIFFIN_REQUIRE_SIGNATURE an unsigned package once passed integrity and failed
+    only at replay; it is refused at the integrity step, as load refuses it."""
+    pkg = pack_custom(custom_source, tmp_path / "p")
+    monkeypatch.setenv("TIFFIN_REQUIRE_SIGNATURE", "1")
+    report = verify(pkg.path, env="current")
+    assert report.failed == "integrity" and len(report.steps) == 1
+    assert "not signed" in (report.error or "")
+    private, public = tiffin.keygen(tmp_path / "k")
+    tiffin.sign(pkg.path, private)
+    assert verify(pkg.path, env="current", trusted_keys=[public]).ok
+    no_keys = verify(pkg.path, env="current")  # signed, but nothing to check it against
+    assert no_keys.failed == "integrity" and "no trusted keys" in (no_keys.error or "")
+
+
 def test_bad_arguments(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
     with pytest.raises(tiffin.UsageError):
         verify(tmp_path, env="docker")

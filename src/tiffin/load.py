@@ -132,11 +132,6 @@ def _check_trust(
     root: Path, manifest: Manifest, trusted_keys: Sequence[Any] | None, require: bool | None
 ) -> None:
     """Signature policy: checked when keys are given or the policy demands a signature."""
-    from .security.signing import key_list, required_by_policy, verify_signature
+    from .security.signing import enforce_policy
 
-    if require is None:
-        require = required_by_policy()
-    keys = key_list(trusted_keys)  # one key given alone is one key, not its characters
-    if not keys and not require:
-        return
-    verify_signature(root, manifest, keys, required=True)
+    enforce_policy(root, manifest, trusted_keys, require)

@@ -2,13 +2,14 @@
 
 Steps, each timed and reported:
 
-1. ``integrity``: every byte against the manifest (and, with ``trusted_keys``, the
-   signature);
+1. ``integrity``: every byte against the manifest, and the signature when
+   ``trusted_keys`` are given or ``TIFFIN_REQUIRE_SIGNATURE`` demands one;
 2. ``environment``: the environment built from the lock in the content-addressed cache
    (``env="isolated"``, the default), or the current interpreter (``env="current"``);
-3. ``replay``: (refused at once when the package has no example) the recorded examples run in a fresh subprocess of that environment
-   (``python -I``, so nothing from the host's ``PYTHONPATH`` or working folder leaks in)
-   and compared with the recorded outputs: exact for integers, booleans and strings,
+3. ``replay``: (refused at once when the package has no example) the recorded
+   examples run in a fresh subprocess of that environment (``python -I``, so nothing
+   from the host's ``PYTHONPATH`` or working folder leaks in) and compared with the
+   recorded outputs: exact for integers, booleans and strings,
    floats within ``rtol`` and ``atol`` (default 1e-6 each, as ``numpy.isclose``);
    the cold start (process launch to first prediction) is measured there.
 
@@ -113,6 +114,7 @@ def verify(
     *,
     env: str = "isolated",
     trusted_keys: list[Any] | None = None,
+    require_signature: bool | None = None,
     rtol: float = RTOL,
     atol: float = ATOL,
 ) -> Report:
@@ -145,10 +147,10 @@ def verify(
 
     def integrity() -> tuple[str, Any]:
         manifest = verify_tree(root)
-        if trusted_keys:
-            from .security.signing import verify_signature
+        from .security.signing import enforce_policy
 
-            verify_signature(root, manifest, trusted_keys, required=True)
+        # the same policy as load: keys given, or TIFFIN_REQUIRE_SIGNATURE set
+        enforce_policy(root, manifest, trusted_keys, require_signature)
         return f"{len(manifest.files)} files match {manifest.digest}", manifest
 
     if step("integrity", integrity) is None:
@@ -207,7 +209,7 @@ def _no_example(name: str) -> Callable[[], tuple[str, Any]]:
 def _replay(root: Path, python: Path, *, current: bool, rtol: float, atol: float) -> Any:
     from .env.build import clean_env
 
-    env_vars = clean_env()
+    env_vars = clean_env()  # the integrity step applied the signature policy already
     # -B: importing code/ must not write __pycache__ into the sealed package.
     flags = ["-I", "-B"]
     if current:

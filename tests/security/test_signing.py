@@ -384,3 +384,32 @@ def test_things_that_are_not_keys_are_named(
     tiffin.sign(packed_iris, keys[0])
     with pytest.raises(tiffin.UsageError, match="is not a key"):
         tiffin.load(packed_iris, trusted_keys=[bad])
+
+
+def test_every_command_that_loads_applies_the_policy(packed_iris: Path, tmp_path: Path) -> None:
+    """predict, predict --isolated, verify and serve take --key and --require-signature,
+    and the environment variable, as tiffin.load does (serve once had no way to trust a key)."""
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps(json.loads((packed_iris / "examples" / "input.json").read_text())))
+    unsigned = _cli("predict", str(packed_iris), "-i", str(rows), "--require-signature")
+    assert unsigned.returncode == 11 and "not signed" in unsigned.stderr
+    isolated = _cli(
+        "predict", str(packed_iris), "-i", str(rows), "--isolated", "--require-signature"
+    )
+    assert isolated.returncode == 11 and "not signed" in isolated.stderr
+    verify = _cli("verify", str(packed_iris), "--env", "current", "--require-signature")
+    assert verify.returncode == 10 and "not signed" in verify.stdout
+    served = subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "serve", str(packed_iris), "--port", "0", "--workers", "1"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "TIFFIN_REQUIRE_SIGNATURE": "1"},
+    )  # fmt: skip
+    assert served.returncode == 11 and "not signed" in served.stderr
+    private, public = tiffin.keygen(tmp_path / "k")
+    tiffin.sign(packed_iris, private)
+    ok = _cli(
+        "predict", str(packed_iris), "-i", str(rows), "--key", str(public), "--require-signature"
+    )
+    assert ok.returncode == 0, ok.stderr
+    wrong = tiffin.keygen(tmp_path / "other")[1]
+    bad = _cli("predict", str(packed_iris), "-i", str(rows), "--key", str(wrong))
+    assert bad.returncode == 11 and "not signed by any trusted key" in bad.stderr

@@ -246,3 +246,16 @@ def test_work_per_file_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     started = time.perf_counter()
     assert classify_bytes(b"a" * 300_000).carries_code  # 300,000 APPENDs: not text
     assert time.perf_counter() - started < 2
+
+
+def test_plain_data_formats_are_data_but_polyglots_stay_pickles(tmp_path: Path) -> None:
+    """A custom model's Parquet table or PNG image is data; a file that begins with such a
+    magic but parses as pickle opcodes ("GIF89a" starts with BINFLOAT) is still a pickle."""
+    import pandas as pd
+
+    pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}).to_parquet(tmp_path / "t.bin")
+    assert (sniff(tmp_path / "t.bin").kind, sniff(tmp_path / "t.bin").carries_code) == ("parquet", False)  # fmt: skip
+    assert not classify_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64)).carries_code
+    assert classify_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ").kind == "wave"
+    polyglot = b"GIF89a\x00\x00" + b"0cposix\nsystem\n(S'true'\ntR."
+    assert classify_bytes(polyglot).carries_code

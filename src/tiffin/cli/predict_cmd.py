@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from .trust_options import trust_options
+
 
 def _progress(total: int, enabled: bool) -> Any:
     if not enabled:
@@ -47,9 +49,11 @@ def _progress(total: int, enabled: bool) -> Any:
     "--allow-pickle", is_flag=True, help="Allow a pickle-flavor package (allow-listed types only)."
 )
 @click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
+@trust_options
 def predict(
     package: Path, input_path: Path, output_path: Path | None, fmt: str | None,
     batch_size: int, isolated: bool, allow_pickle: bool, no_progress: bool,
+    keys: tuple[Path, ...], require_signature: bool | None,
 ) -> None:  # fmt: skip
     """Run PACKAGE on the rows of an input file."""
     from .. import datafiles
@@ -60,13 +64,19 @@ def predict(
     if isolated:
         from ..env.build import run_isolated
 
-        run_isolated(package, input_path, output_path, fmt=fmt)
+        run_isolated(
+            package, input_path, output_path, fmt=fmt, trusted_keys=list(keys) or None,
+            require_signature=require_signature,
+        )  # fmt: skip
         return
     from ..load import load
 
     if output_path is not None:
         datafiles.check_output_path(output_path)  # before loading and predicting, not after
-    model = load(package, allow_pickle=allow_pickle)
+    model = load(
+        package, allow_pickle=allow_pickle, trusted_keys=list(keys) or None,
+        require_signature=require_signature,
+    )  # fmt: skip
     inputs = datafiles.read_input(input_path, model.signature, fmt)
     total = datafiles.rows(inputs) if model.signature.batchable else 0
     if model.signature.batchable and total == 0:

@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..errors import UsageError
+from .trust_options import trust_options
 
 
 @click.command()
@@ -25,11 +26,13 @@ from ..errors import UsageError
 @click.option("--queue-size", default=256, show_default=True, type=click.IntRange(1), help="Requests in flight per model before 503.")  # fmt: skip
 @click.option("--token", envvar="TIFFIN_TOKEN", help="Require 'Authorization: Bearer TOKEN' (or set TIFFIN_TOKEN).")  # fmt: skip
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle-flavor packages (allow-listed types only).")  # fmt: skip
+@trust_options
 @click.option("--log-level", default="warning", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))  # fmt: skip
 def serve(
     packages: tuple[str, ...], repository: str | None, host: str, port: int, workers: str,
     threads: int | None, no_batching: bool, max_batch_size: int | None, max_latency_ms: float | None,
-    timeout: float, max_body: int, queue_size: int, token: str | None, allow_pickle: bool, log_level: str,
+    timeout: float, max_body: int, queue_size: int, token: str | None, allow_pickle: bool,
+    keys: tuple[str, ...], require_signature: bool | None, log_level: str,
 ) -> None:  # fmt: skip
     """Serve PACKAGES over the Open Inference Protocol (KServe V2) and MLflow's /invocations.
 
@@ -57,7 +60,8 @@ def serve(
 
     code = run(
         list(packages), repository=repository, host=host, port=port, workers=_workers(workers),
-        config=config, allow_pickle=allow_pickle, log_level=log_level, announce=announce,
+        config=config, allow_pickle=allow_pickle, trusted_keys=[str(k) for k in keys],
+        require_signature=require_signature, log_level=log_level, announce=announce,
     )  # fmt: skip
     sys.exit(code)
 

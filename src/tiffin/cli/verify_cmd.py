@@ -8,31 +8,31 @@ from pathlib import Path
 
 import click
 
+from .trust_options import trust_options
+
 
 @click.command()
 @click.argument("package", type=click.Path(path_type=Path))
 @click.option("--env", "env", type=click.Choice(["isolated", "current"]), default="isolated", show_default=True,
               help="Build the environment from the lock, or use the current interpreter.")  # fmt: skip
-@click.option(
-    "--key",
-    "keys",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Trusted public key (repeatable): the package must be signed by one.",
-)
+@trust_options
 @click.option("--rtol", default=1e-6, show_default=True, help="Relative tolerance for floats.")
 @click.option("--atol", default=1e-6, show_default=True, help="Absolute tolerance for floats.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(
-    package: Path, env: str, keys: tuple[Path, ...], rtol: float, atol: float, as_json: bool
-) -> None:
+    package: Path, env: str, keys: tuple[Path, ...], require_signature: bool | None,
+    rtol: float, atol: float, as_json: bool,
+) -> None:  # fmt: skip
     """Prove PACKAGE runs: integrity, a clean environment from its lock, replayed examples.
 
     Exits 0 when verified, 10 when a step failed (the report names it).
     """
     from ..verify import verify as run
 
-    report = run(package, env=env, trusted_keys=list(keys) or None, rtol=rtol, atol=atol)
+    report = run(
+        package, env=env, trusted_keys=list(keys) or None, require_signature=require_signature,
+        rtol=rtol, atol=atol,
+    )  # fmt: skip
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
     if not report.ok:
         sys.exit(10)

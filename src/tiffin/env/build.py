@@ -28,6 +28,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .. import layout
 from ..errors import EnvironmentBuildError, PackageNotFoundError
@@ -302,12 +303,20 @@ def _install_runtime(env: Path) -> None:
 
 
 def clean_env() -> dict[str, str]:
-    """This process's environment minus what would leak the host's packages into a child."""
+    """This process's environment minus what would leak the host's packages into a child.
+
+    The signature policy is dropped too: the host applied it, with the caller's keys,
+    before starting the child, which has no keys to apply it with.
+    """
     return {
         k: v
         for k, v in os.environ.items()
-        if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE")
-    }
+        if k
+        not in (
+            "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE",
+            "TIFFIN_REQUIRE_SIGNATURE",
+        )
+    }  # fmt: skip
 
 
 def run_isolated(
@@ -316,6 +325,8 @@ def run_isolated(
     output_file: str | os.PathLike[str] | None,
     *,
     fmt: str | None = None,
+    trusted_keys: Any = None,
+    require_signature: bool | None = None,
 ) -> None:
     """``tiffin predict --isolated``: predict in the package's own environment.
 
@@ -335,7 +346,9 @@ def run_isolated(
         from ..archive import open_archive
 
         root = open_archive(root)
-    verify_tree(root)
+    from ..security.signing import enforce_policy
+
+    enforce_policy(root, verify_tree(root), trusted_keys, require_signature)  # as load does
     schema = json.loads((root / layout.SCHEMA).read_text(encoding="utf-8"))
     signature = Signature.from_dict(schema)
     inputs = datafiles.read_input(Path(input_file), signature, fmt)

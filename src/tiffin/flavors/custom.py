@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..errors import FlavorError, UsageError
+from ..errors import FlavorError, IntegrityError, UsageError
 from ..manifest import is_safe_relpath
 from . import LoadContext, SaveContext
 
@@ -256,6 +256,12 @@ def import_from_package(code_dir: Path, module: str) -> ModuleType:
     """
     from . import _code
 
+    if not module or not all(part.isidentifier() for part in module.split(".")):
+        # a re-sealed manifest naming "../x" would run a file outside code/
+        raise IntegrityError(
+            f"runtime option 'module' is {module!r}, not a module name inside code/",
+            where="tiffin.json: runtime.options.module",
+        )
     file = code_dir / f"{module}.py"
     if not file.is_file():
         file = code_dir / module / "__init__.py"

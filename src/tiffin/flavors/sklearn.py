@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..errors import FlavorError, UnsafeArtifactError
+from ..errors import FlavorError, ManifestError, UnsafeArtifactError
 from . import LoadContext, SaveContext, method_caller, mro_modules
 
 NAME = "sklearn"
@@ -243,9 +243,21 @@ def _reproducible_zip(dest: Path, data: bytes) -> None:
 def load(ctx: LoadContext) -> Any:
     sio = skops_io()
     path = ctx.file()
-    data = path.read_bytes()
+    data = ctx.read_verified()  # the verified bytes, not the path: no swap in between
     declared = ctx.options.get("trusted_types") or []
-    untrusted = _audit(sio.get_untrusted_types(data=data), declared, str(path), data)
+    if not isinstance(declared, list) or not all(isinstance(t, str) for t in declared):
+        # a string would match every substring of itself in `in` tests
+        raise ManifestError(
+            "runtime option 'trusted_types' must be a list of type names",
+            where="tiffin.json: runtime.options.trusted_types",
+        )
+    try:
+        found = sio.get_untrusted_types(data=data)
+    except Exception as exc:  # not a skops zip: refused before anything is built
+        raise FlavorError(
+            f"{path.name} is not a readable skops file: {exc}", where=str(path)
+        ) from exc
+    untrusted = _audit(found, declared, str(path), data)
     try:
         model = sio.loads(data, trusted=untrusted)
     except Exception as exc:

@@ -375,6 +375,22 @@ def _check_statement(payload: bytes, root: Path, manifest: Manifest, where: str)
         raise SignatureVerificationError("the signature is for another package digest", where=where)
 
 
+def enforce_policy(
+    root: Path, manifest: Manifest, trusted_keys: Any, require: bool | None = None
+) -> str | None:
+    """The signature check every reader runs: when keys are given, or the policy demands one.
+
+    ``require=None`` reads ``TIFFIN_REQUIRE_SIGNATURE``. Returns the signing key's id, or
+    None when no check was asked for.
+    """
+    if require is None:
+        require = required_by_policy()
+    keys = key_list(trusted_keys)  # one key given alone is one key, not its characters
+    if not keys and not require:
+        return None
+    return verify_signature(root, manifest, keys, required=True)
+
+
 def verify_signature(
     root: Path, manifest: Manifest, trusted_keys: Sequence[Any], *, required: bool = True
 ) -> str | None:

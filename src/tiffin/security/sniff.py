@@ -293,6 +293,29 @@ def _looks_like_text(data: bytes) -> bool:
     return not any(ord(ch) in _TEXT_CONTROLS for ch in text)
 
 
+# Plain data formats a custom model may ship as artifacts (tables, images, audio). Checked
+# only after the pickle parse, so a file that starts like one of these but also parses
+# as pickle opcodes ("GIF89a" begins with BINFLOAT) is still a pickle.
+_DATA_MAGIC = (
+    (b"PAR1", "parquet"),
+    (b"ARROW1\x00\x00", "arrow"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"fLaC", "flac"),
+)
+
+
+def _data_format(data: bytes) -> str | None:
+    for magic, kind in _DATA_MAGIC:
+        if data.startswith(magic):
+            return kind
+    if data[:4] == b"RIFF" and data[8:12] in (b"WAVE", b"WEBP"):
+        return data[8:12].decode().lower()
+    return None
+
+
 def classify_bytes(data: bytes, name: str = "") -> Verdict:
     """Classify in-memory bytes (the first part of a file, or a whole one)."""
     token = _budget.set([_BUDGET_BYTES])
@@ -341,6 +364,9 @@ def _classify(data: bytes, name: str, depth: int, path: Path | None = None) -> V
         return Verdict("json/ubjson", False, "JSON or UBJSON document")
     if data.startswith(b"tree\nversion="):
         return Verdict("lightgbm", False, "LightGBM model text")
+    media = _data_format(data)
+    if media is not None:
+        return Verdict(media, False, f"{media} data (no loader of it runs code)")
     if data[:1] == b"\x08" and name.endswith(".onnx"):
         return Verdict("onnx", False, "ONNX protobuf")
     if _looks_like_text(data):

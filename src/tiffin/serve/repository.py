@@ -45,14 +45,15 @@ class Repository:
         return len(self.models)
 
 
-def from_paths(paths: list[Path], *, allow_pickle: bool = False) -> Repository:
+def from_paths(paths: list[Path], *, allow_pickle: bool = False, **trust: Any) -> Repository:
+    """Load each package; ``trust`` is passed to load (``trusted_keys``, ``require_signature``)."""
     repo = Repository()
     for path in paths:
-        repo.add(load(path, allow_pickle=allow_pickle))
+        repo.add(load(path, allow_pickle=allow_pickle, **trust))
     return repo
 
 
-def from_folder(folder: Path, *, allow_pickle: bool = False) -> Repository:
+def from_folder(folder: Path, *, allow_pickle: bool = False, **trust: Any) -> Repository:
     """Every package in ``folder``: ``folder/<package>/`` or ``folder/<name>/<version>/``.
 
     Links are not followed, so a repository cannot pull in packages from elsewhere.
@@ -75,4 +76,4 @@ def from_folder(folder: Path, *, allow_pickle: bool = False) -> Repository:
         raise UsageError(
             f"no packages in {folder}", fix="put package folders (with tiffin.json) in it"
         )
-    return from_paths(found, allow_pickle=allow_pickle)
+    return from_paths(found, allow_pickle=allow_pickle, **trust)

@@ -48,10 +48,15 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 READY_FD_ENV = "TIFFIN_SERVE_READY_FD"
 
 
-def build_repository(packages: list[str], folder: str | None, allow_pickle: bool) -> Repository:
-    """The packages named on the command line and every package in ``folder``."""
-    repo = from_folder(Path(folder), allow_pickle=allow_pickle) if folder else Repository()
-    for predictor in from_paths([Path(p) for p in packages], allow_pickle=allow_pickle):
+def build_repository(
+    packages: list[str], folder: str | None, allow_pickle: bool, **trust: Any
+) -> Repository:
+    """The packages named on the command line and every package in ``folder``.
+
+    ``trust`` (``trusted_keys``, ``require_signature``) goes to every load.
+    """
+    repo = from_folder(Path(folder), allow_pickle=allow_pickle, **trust) if folder else Repository()
+    for predictor in from_paths([Path(p) for p in packages], allow_pickle=allow_pickle, **trust):
         repo.add(predictor)
     if not len(repo):
         raise UsageError("no packages to serve", fix="give package folders or --repository DIR")
@@ -150,7 +155,11 @@ def run_worker(
     budget = int(spec["compute_threads"])
     for var in THREAD_VARS:  # read by BLAS and OpenMP when they load (after this point)
         os.environ.setdefault(var, str(budget))
-    repo = build_repository(spec["packages"], spec["repository"], spec["allow_pickle"])
+    repo = build_repository(
+        spec["packages"], spec["repository"], spec["allow_pickle"],
+        trusted_keys=spec.get("trusted_keys") or None,
+        require_signature=spec.get("require_signature"),
+    )  # fmt: skip
     limit_compute_threads(int(os.environ.get("OMP_NUM_THREADS", budget)))
     app = create_app(repo, config)
     server = _uvicorn_server(app, config, spec["log_level"])
@@ -175,6 +184,8 @@ def serve(
     workers: int,
     config: ServeConfig,
     allow_pickle: bool = False,
+    trusted_keys: list[str] | None = None,
+    require_signature: bool | None = None,
     log_level: str = "warning",
     announce: Any = None,
 ) -> int:
@@ -183,6 +194,8 @@ def serve(
         "packages": packages,
         "repository": repository,
         "allow_pickle": allow_pickle,
+        "trusted_keys": [str(k) for k in trusted_keys or ()],
+        "require_signature": require_signature,
         "config": asdict(config),
         "log_level": log_level,
     }
