@@ -135,6 +135,8 @@ def test_non_finite_outputs_are_null_in_json() -> None:
         ({"name": "x", "datatype": "FP32", "shape": [-1], "data": [1]}, "non-negative"),
         ({"name": "x", "datatype": "FP32", "shape": [10**12, 10**12], "data": [1]}, "needs 1"),
         ({"name": "x", "datatype": "FP8", "shape": [1], "data": [1]}, "unknown datatype"),
+        ({"name": "x", "datatype": {}, "shape": [1], "data": [1]}, "unknown datatype"),  # was a 500
+        ({"name": "x", "datatype": ["FP32"], "shape": [1], "data": [1]}, "unknown datatype"),
         ({"name": "x", "datatype": "FP32", "shape": [1]}, "neither 'data' nor"),
         ({"datatype": "FP32", "shape": [1], "data": [1]}, "string 'name'"),
     ],

@@ -180,7 +180,7 @@ def decode_request(
             raise BadRequest("each input needs a string 'name'")
         name = tensor["name"]
         datatype = tensor.get("datatype")
-        if datatype not in DTYPES:
+        if not isinstance(datatype, str) or datatype not in DTYPES:
             raise BadRequest(
                 f"input {name!r}: unknown datatype {datatype!r}; use one of {', '.join(DTYPES)}"
             )
