@@ -156,8 +156,8 @@ def test_env_current(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
 
 def test_signature_policy_fails_integrity_before_any_replay(
     tmp_path: Path,
-    custom_source: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    custom_source: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Under TIFFIN_REQUIRE_SIGNATURE an unsigned package once passed integrity and failed
     only at replay; it is refused at the integrity step, as load refuses it."""
