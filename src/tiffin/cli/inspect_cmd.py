@@ -45,15 +45,16 @@ def inspect(package: Path, as_json: bool, why: bool, show_files: bool) -> None:
     lines.append(
         f"  files     {len(manifest.files)} ({sum(f.size for f in manifest.files):,} bytes)"
     )
+    width = max([24, *(len(s.name) for s in (*signature.inputs, *signature.outputs))])
     lines.append(f"inputs ({signature.input_kind}):")
     lines += [
-        f"  {s.name:<24} {s.dtype:<10} {_shape(list(s.shape))}{'  nullable' if s.nullable else ''}"
+        f"  {s.name:<{width}} {s.dtype:<10} {_shape(list(s.shape))}{'  nullable' if s.nullable else ''}"
         for s in signature.inputs
     ]
     if signature.outputs:
         lines.append(f"outputs ({signature.output_kind}):")
         lines += [
-            f"  {s.name:<24} {s.dtype:<10} {_shape(list(s.shape))}" for s in signature.outputs
+            f"  {s.name:<{width}} {s.dtype:<10} {_shape(list(s.shape))}" for s in signature.outputs
         ]
     reqs = env.get("requirements", [])
     lines.append(f"requirements ({len(reqs)}):")
