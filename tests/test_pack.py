@@ -52,6 +52,12 @@ def test_source_date_epoch(
     assert dated.manifest.created == "2023-11-14T22:13:20Z"
     again = tiffin.pack(model, tmp_path / "c", name="iris", version="1.0.0", example=X[:5])
     assert again.digest == dated.digest != plain.digest
+    for bad in ("abc", "-5", "1e9", str(10**20)):  # once silently "no time"
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", bad)
+        with pytest.raises(tiffin.UsageError, match="SOURCE_DATE_EPOCH"):
+            tiffin.pack(model, tmp_path / "d", name="iris", version="1.0.0", example=X[:5])
+    assert not (tmp_path / "d").exists()  # nothing half-made
+    assert not [p for p in tmp_path.iterdir() if "tiffin-tmp" in p.name]
 
 
 def test_provenance(packed_iris: Path) -> None:

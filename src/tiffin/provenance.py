@@ -59,6 +59,19 @@ def collect(frameworks: tuple[str, ...]) -> dict[str, Any]:
 def created_time() -> str | None:
     """SOURCE_DATE_EPOCH as an ISO UTC time, or None: no wall-clock time in the seal."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if not epoch or not epoch.strip().isdigit():
+    if epoch is None or not epoch.strip():
         return None
-    return datetime.fromtimestamp(int(epoch), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # The reproducible-builds spec: a malformed value is an error, not a silent "no time".
+    try:
+        if not epoch.strip().isdigit():
+            raise ValueError(epoch)
+        stamp = datetime.fromtimestamp(int(epoch), tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        from .errors import UsageError
+
+        raise UsageError(
+            f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds since 1970",
+            where="SOURCE_DATE_EPOCH",
+            fix="set it to an integer such as $(git log -1 --format=%ct), or unset it",
+        ) from None
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
