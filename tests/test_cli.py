@@ -255,3 +255,20 @@ def test_input_without_rows_gives_an_empty_output(tmp_path: Path, packed_iris: P
     (tmp_path / "cols.csv").write_text("a,b\n")  # no rows, but still the wrong columns
     proc = tiffin("predict", str(packed_iris), "-i", str(tmp_path / "cols.csv"))
     assert proc.returncode == 6 and "expects shape" in proc.stderr
+
+
+def test_inspect_why_shows_your_changes_and_the_lock(
+    tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]
+) -> None:
+    """--why once showed the requirements alone: not what the packer added or the lock."""
+    from importlib.metadata import version
+
+    model, X = iris_pipeline
+    import tiffin as api
+
+    extra = [f"+packaging=={version('packaging')}"]
+    pkg = api.pack(model, tmp_path / "p", name="iris", version="1", example=X[:3], requirements=extra)  # fmt: skip
+    proc = tiffin("inspect", str(pkg.path), "--why")
+    assert proc.returncode == 0, proc.stderr
+    assert "added by you: packaging" in proc.stdout
+    assert "lock: none (packed with TIFFIN_ENV_CAPTURE=off" in proc.stdout  # as the tests pack

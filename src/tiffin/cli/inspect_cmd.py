@@ -66,9 +66,36 @@ def inspect(package: Path, as_json: bool, why: bool, show_files: bool) -> None:
             mods = reasons.get(key) or reasons.get(str(req)) or []
             line += f"  <- {', '.join(map(str, mods))}" if mods else "  <- (declared)"
         lines.append(line)
+    if why:
+        lines += _env_notes(env)
     if show_files:
         lines.append("files:")
         lines += [
             f"  {f.sha256[:12]}  {f.size:>10,}  {f.layer:<11} {f.path}" for f in manifest.files
         ]
     click.echo("\n".join(lines))
+
+
+def _env_notes(env: dict[str, Any]) -> list[str]:
+    """What --why adds below the requirements: your changes to the inferred list, the lock."""
+    notes = []
+    diff = env.get("difference")
+    diff = diff if isinstance(diff, dict) else {}
+    for key, label in (("added", "added by you"), ("dropped", "dropped by you"), ("changed", "changed by you")):  # fmt: skip
+        items = diff.get(key) or []
+        if items:
+            notes.append(f"  {label}: {', '.join(map(str, items))}")
+    for mod in env.get("unresolved") or []:
+        notes.append(f"  unresolved import: {mod} (no installed distribution provides it)")
+    lock = env.get("lock")
+    lock = lock if isinstance(lock, dict) else {}
+    if lock.get("status") == "skipped":
+        notes.append("lock: none (packed with TIFFIN_ENV_CAPTURE=off; `tiffin env lock PKG`)")
+    elif lock:
+        hashed = "hashed" if lock.get("hashed") else "UNHASHED (`tiffin env lock PKG`)"
+        target = f"Python {env.get('python', '?')} on {env.get('platform', '?')}"
+        notes.append(f"lock: {hashed}, by {lock.get('tool', '?')}, for {target}")
+        omitted = lock.get("omitted") or []
+        if omitted:
+            notes.append(f"  left out of the lock: {', '.join(map(str, omitted))}")
+    return notes
