@@ -217,3 +217,24 @@ def test_a_relative_cache_dir_is_made_absolute(
     assert report.ok, report.render()
     monkeypatch.setenv("TIFFIN_CACHE_DIR", "~/somewhere")
     assert cache_root() == Path.home() / "somewhere" / "envs"
+
+
+def test_a_stuck_builder_is_waited_for_a_bounded_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A builder holding the lock forever (stopped, hung) once made every other builder
+    of that environment wait forever; past LOCK_WAIT it is a clear error, naming the lock."""
+    import fcntl
+
+    from tiffin.env import build
+
+    path = tmp_path / "k.lock"
+    with open(path, "w") as holder, open(path, "w") as waiter:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # a separate open file: a real second holder
+        monkeypatch.setattr(build, "LOCK_WAIT", 0.3)
+        started = time.monotonic()
+        with pytest.raises(tiffin.EnvironmentBuildError, match="still holds .*k.lock"):
+            build._wait_for_lock(waiter, path)
+        assert 0.3 <= time.monotonic() - started < 5
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        build._wait_for_lock(waiter, path)  # free: taken at once

@@ -148,6 +148,33 @@ def ensure_environment(package: str | os.PathLike[str]) -> Path:
     )
 
 
+# A live builder finishes or fails within uv's own timeout (1,800 s); one that holds the
+# lock longer is stuck (stopped, or hung on a network mount), so waiting on is pointless.
+LOCK_WAIT = 2_000.0
+
+
+def _wait_for_lock(fh: Any, path: Path) -> None:
+    """Take the build lock, or fail clearly once ``LOCK_WAIT`` seconds have passed."""
+    deadline = time.monotonic() + LOCK_WAIT
+    said = False
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise EnvironmentBuildError(
+                    f"another process has been building this environment for over "
+                    f"{LOCK_WAIT:.0f} s and still holds {path}",
+                    where=str(path),
+                    fix="stop the stuck `tiffin` process that holds it (`fuser` names it), then retry",
+                ) from None
+            if not said and sys.stderr.isatty():
+                sys.stderr.write("tiffin: waiting for another process building this environment\n")
+                said = True
+            time.sleep(0.1)
+
+
 def build_environment(
     lock_text: str, *, python: str, hashed: bool = True, resolve: bool = False
 ) -> Path:
@@ -165,7 +192,7 @@ def build_environment(
     try:
         cache.mkdir(parents=True, exist_ok=True)
         with open(cache / f"{key}.lock", "w") as lock_fh:
-            fcntl.flock(lock_fh, fcntl.LOCK_EX)  # a concurrent builder of this key waits here
+            _wait_for_lock(lock_fh, cache / f"{key}.lock")  # a concurrent builder waits here
             damage = _damage(final)
             if damage is None:
                 return python_of(final)
