@@ -24,11 +24,10 @@ def test_build_then_cache_hit(packed_env_iris: Path) -> None:
     assert python.parent.parent.parent == cache_root()
     marker = python.parent.parent / ".tiffin-ready"
     stamp = marker.stat().st_mtime_ns
-    started = time.perf_counter()
     again = ensure_environment(packed_env_iris)
     assert again == python
-    assert time.perf_counter() - started < 1.0
-    assert marker.stat().st_mtime_ns == stamp  # nothing was installed again
+    # nothing was installed again (the time it takes is benchmarks/env_build.py's business)
+    assert marker.stat().st_mtime_ns == stamp
     code = "import sklearn, skops, tiffin, sys; print('torch' in sys.modules)"
     out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
