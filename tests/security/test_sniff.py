@@ -245,7 +245,7 @@ def test_work_per_file_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert verdict.carries_code and "more data than tiffin examines" in verdict.detail
     started = time.perf_counter()
     assert classify_bytes(b"a" * 300_000).carries_code  # 300,000 APPENDs: not text
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 20  # minutes before the opcode cap; generous for CI
 
 
 def test_plain_data_formats_are_data_but_polyglots_stay_pickles(tmp_path: Path) -> None:
