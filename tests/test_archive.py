@@ -126,8 +126,10 @@ def test_garbage_and_tampered_archives(packed_iris: Path, tmp_path: Path) -> Non
     with pytest.raises(tiffin.IntegrityError):
         tiffin.unpack(plain, tmp_path / "o2")
     assert not (tmp_path / "o2").exists()
-    with pytest.raises(tiffin.IntegrityError):
+    with pytest.raises(tiffin.IntegrityError) as caught:
         tiffin.load(plain)
+    # the error names the archive given, not the private folder it went to
+    assert f"archive {plain}" in str(caught.value) and "tiffin-archive-" not in str(caught.value)
     assert open_archive  # the loader's extraction path is the same hardened one
 
 

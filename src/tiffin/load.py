@@ -104,7 +104,28 @@ def load(
     if root.is_file():
         from .archive import open_archive
 
-        root = open_archive(root)
+        extracted = open_archive(root)
+        try:
+            return _load_folder(extracted, allow_pickle, trusted_keys, require_signature)
+        except TiffinError as exc:
+            raise _in_archive(exc, extracted, root) from None
+    return _load_folder(root, allow_pickle, trusted_keys, require_signature)
+
+
+def _in_archive(exc: TiffinError, extracted: Path, archive: Path) -> TiffinError:
+    """Name the archive the user gave, not the private folder it was extracted to."""
+    if exc.where and exc.where.startswith(str(extracted)):
+        exc.where = f"archive {archive}" + exc.where[len(str(extracted)) :].replace("/", ": ", 1)
+        exc.args = (exc.format(),)
+    return exc
+
+
+def _load_folder(
+    root: Path,
+    allow_pickle: bool,
+    trusted_keys: Sequence[Any] | None,
+    require_signature: bool | None,
+) -> Predictor:
     manifest = verify_tree(root)
     _check_trust(root, manifest, trusted_keys, require_signature)
     check_artifacts(root, allow_pickle=allow_pickle)
