@@ -51,7 +51,7 @@ def _schemathesis() -> list[str]:
 
 @pytest.mark.parametrize("extra", [[], ["--header", "Authorization: Bearer s3cret"]])
 def test_generated_requests_never_break_the_server(
-    fuzzed_server: Served, packages: dict[str, Path], extra: list[str]
+    fuzzed_server: Served, packages: dict[str, Path], extra: list[str], tmp_path: Path
 ) -> None:
     served = fuzzed_server
     if extra:  # the same with auth on: the token must be honoured and required
@@ -60,7 +60,7 @@ def test_generated_requests_never_break_the_server(
         proc = subprocess.run(
             [*_schemathesis(), "run", f"{served.url}/v2/openapi.json", "--checks", CHECKS,
              "--max-examples", "30", "--seed", "20261201", "--no-color", *extra],
-            capture_output=True, text=True, timeout=300,
+            capture_output=True, text=True, timeout=300, cwd=tmp_path,  # its cache goes there
         )  # fmt: skip
     finally:
         if extra:
