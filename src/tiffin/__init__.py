@@ -31,7 +31,8 @@ from .manifest import Manifest
 if TYPE_CHECKING:
     from .load import Predictor
     from .pack import Package
-    from .signature import Signature, TensorSpec
+    from .signature import Signature
+    from .tensorspec import TensorSpec
 
 __all__ = [
     "ArchiveError",
@@ -132,7 +133,7 @@ _LAZY_CLASSES = {
     "Package": "tiffin.pack",
     "Predictor": "tiffin.load",
     "Signature": "tiffin.signature",
-    "TensorSpec": "tiffin.signature",
+    "TensorSpec": "tiffin.tensorspec",
 }
 
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from . import examples
 from .errors import UsageError
-from .signature import Signature, TensorSpec, masked_dtype, named_arrays
+from .signature import Signature, named_arrays
+from .tensorspec import TensorSpec, masked_dtype
 
 FORMATS = ("json", "csv", "parquet", "npy")
 
@@ -41,7 +42,7 @@ def format_of(path: Path, given: str | None = None) -> str:
 
 
 def _pandas() -> Any:
-    from .signature import _pandas as pd
+    from .tensorspec import _pandas as pd
 
     return pd()
 

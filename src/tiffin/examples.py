@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import ManifestError
 from .manifest import pretty_json
-from .signature import _is_frame, _pandas, _to_array, dtype_name, masked_dtype
+from .tensorspec import _is_frame, _pandas, _to_array, dtype_name, masked_dtype
 
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 # Column dtypes whose gaps (null) decode to a pandas nullable array (Int64, boolean, ...).

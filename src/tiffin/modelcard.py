@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .signature import Signature, TensorSpec
+from .signature import Signature
+from .tensorspec import TensorSpec
 
 
 def _cell(value: object) -> str:

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..signature import V2_DATATYPES, Signature, TensorSpec
+from ..signature import Signature
+from ..tensorspec import V2_DATATYPES, TensorSpec
 from .codec import BadRequest, json_tensor
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")

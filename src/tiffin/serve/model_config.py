@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..signature import Signature, TensorSpec
+from ..signature import Signature
+from ..tensorspec import TensorSpec
 
 # Triton's data_type names for the V2 datatypes (BYTES is TYPE_STRING there)
 _TYPES = {"BOOL": "TYPE_BOOL", "BYTES": "TYPE_STRING", **{

@@ -13,7 +13,7 @@ from typing import Any
 
 from .._version import __version__
 from ..load import Predictor
-from ..signature import TensorSpec
+from ..tensorspec import TensorSpec
 from .repository import version_key
 
 _ERROR = {
