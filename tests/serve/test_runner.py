@@ -148,3 +148,45 @@ def test_sigterm_under_load_with_two_workers(packages: dict[str, Path]) -> None:
         assert served.proc.wait(30) == 0
     finally:
         stop(served)
+
+
+def test_drain_delay_answers_not_ready_while_still_serving(packages: dict[str, Path]) -> None:
+    """--drain-delay: after SIGTERM the readiness probe gets a 503 (what a load balancer
+    needs to stop routing here) while inference on a kept-alive connection and on new
+    connections is still answered; then the drain, and exit 0."""
+    served = start([str(packages["iris"]), "--workers", "2", "--drain-delay", "3"])
+    try:
+        with served.client() as kept:
+            assert kept.post("/v2/models/iris/infer", content=BODY).status_code == 200
+            began = time.monotonic()
+            served.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            ready = kept.get("/v2/health/ready")
+            assert (ready.status_code, ready.json()) == (503, {"ready": False})
+            model_ready = kept.get("/v2/models/iris/ready")
+            assert model_ready.status_code == 503 and model_ready.json()["ready"] is False
+            assert kept.get("/v2/health/live").status_code == 200
+            assert kept.post("/v2/models/iris/infer", content=BODY).status_code == 200
+            fresh = httpx.post(f"{served.url}/v2/models/iris/infer", content=BODY, timeout=5)
+            assert fresh.status_code == 200
+            assert served.proc.poll() is None  # still up inside the delay
+        assert served.proc.wait(30) == 0
+        assert time.monotonic() - began >= 2.5
+        with socket.socket() as probe:  # the listener is gone
+            assert probe.connect_ex(("127.0.0.1", served.port)) != 0
+    finally:
+        stop(served)
+
+
+def test_a_second_sigterm_cuts_the_drain_delay_short(packages: dict[str, Path]) -> None:
+    served = start([str(packages["iris"]), "--drain-delay", "60"])
+    try:
+        served.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert httpx.get(f"{served.url}/v2/health/ready", timeout=5).status_code == 503
+        began = time.monotonic()
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(30) == 0
+        assert time.monotonic() - began < 20
+    finally:
+        stop(served)

@@ -24,6 +24,7 @@ from .trust_options import trust_options
 @click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0, min_open=True), help="Seconds per request before 504.")  # fmt: skip
 @click.option("--max-body", default=64 << 20, show_default=True, type=click.IntRange(1), help="Largest request body in bytes, after gzip (413).")  # fmt: skip
 @click.option("--queue-size", default=256, show_default=True, type=click.IntRange(1), help="Requests in flight per model before 503.")  # fmt: skip
+@click.option("--drain-delay", default=0.0, show_default=True, type=click.FloatRange(0), help="Seconds between SIGTERM and the drain: readiness answers 503 while requests are still served, so a load balancer can stop routing here first.")  # fmt: skip
 @click.option("--token", envvar="TIFFIN_TOKEN", help="Require 'Authorization: Bearer TOKEN' (or set TIFFIN_TOKEN).")  # fmt: skip
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle-flavor packages (allow-listed types only).")  # fmt: skip
 @trust_options
@@ -31,7 +32,7 @@ from .trust_options import trust_options
 def serve(
     packages: tuple[str, ...], repository: str | None, host: str, port: int, workers: str,
     threads: int | None, no_batching: bool, max_batch_size: int | None, max_latency_ms: float | None,
-    timeout: float, max_body: int, queue_size: int, token: str | None, allow_pickle: bool,
+    timeout: float, max_body: int, queue_size: int, drain_delay: float, token: str | None, allow_pickle: bool,
     keys: tuple[str, ...], require_signature: bool | None, log_level: str,
 ) -> None:  # fmt: skip
     """Serve PACKAGES over the Open Inference Protocol (KServe V2) and MLflow's /invocations.
@@ -50,7 +51,7 @@ def serve(
     config = ServeConfig(
         max_body=max_body, timeout=timeout, queue_size=queue_size, batching=not no_batching,
         max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, token=token or None,
-        threads=threads,
+        threads=threads, drain_delay=drain_delay,
     )  # fmt: skip
     os.environ.pop("TIFFIN_TOKEN", None)  # not inherited by anything the models start
 

@@ -65,6 +65,7 @@ class ServeConfig:
     max_latency_ms: float | None = None
     token: str | None = None
     threads: int | None = None
+    drain_delay: float = 0.0
 
 
 def json_response(
@@ -176,7 +177,8 @@ class Server:
             best = repository.get(name)
             assert best is not None
             self.latest[name] = self.models[(name, best.version)]
-        self.ready = True
+        self.ready = True  # what readiness probes are told; false from SIGTERM on
+        self.accepting = True  # whether inference is taken; false once the drain begins
         self.openapi = openapi_document(repository, auth=bool(config.token))
 
     def model(self, name: str, version: str | None) -> Model:
@@ -201,7 +203,7 @@ class Server:
         try:
             limits.check_token(headers, self.config.token)
             model = self.model(name, version)
-            if not self.ready:
+            if not self.accepting:
                 raise HTTPError(503, "the server is shutting down", {"Retry-After": "1"})
             limits.check_content_type(headers, binary_ok=True)
             payload, json_len = await asyncio.wait_for(
@@ -254,7 +256,7 @@ class Server:
             if len(self.latest) != 1:
                 raise HTTPError(400, f"{len(self.latest)} models are served; /invocations needs exactly one (use /v2/models/<name>/infer)")  # fmt: skip
             model = next(iter(self.latest.values()))
-            if not self.ready:
+            if not self.accepting:
                 raise HTTPError(503, "the server is shutting down", {"Retry-After": "1"})
             limits.check_content_type(headers, binary_ok=False)
             payload = await asyncio.wait_for(

@@ -16,8 +16,9 @@ the CPUs divided among the workers (one worker: all CPUs but the event loop's), 
 
 The supervisor reserves the port first (bound, never listening), starts the workers,
 restarts one that crashes after it was ready, and stops everything with the first
-worker's error if one fails while loading. SIGTERM (or Ctrl-C) turns readiness false,
-stops accepting, lets in-flight requests finish (up to the request timeout) and exits 0.
+worker's error if one fails while loading. SIGTERM (or Ctrl-C) turns readiness false
+(503), waits ``--drain-delay`` seconds still serving, then stops accepting, lets
+in-flight requests finish (up to the request timeout) and exits 0.
 """
 
 from __future__ import annotations
@@ -88,9 +89,24 @@ def _uvicorn_server(app: Any, config: ServeConfig, log_level: str) -> Any:
     server_state = app.state.server
 
     class _Server(uvicorn.Server):
+        drain_at: float | None = None  # when the delayed drain begins
+
         def handle_exit(self, sig: int, frame: Any) -> None:
             server_state.ready = False  # readiness goes false first, then uvicorn drains
+            if self.drain_at is None and config.drain_delay > 0:
+                # --drain-delay: a load balancer needs a few probe periods to see "not
+                # ready" and stop routing here; until then traffic is still served.
+                # A second signal drains at once.
+                self.drain_at = time.monotonic() + config.drain_delay
+                return
+            server_state.accepting = False
             super().handle_exit(sig, frame)
+
+        async def on_tick(self, counter: int) -> bool:
+            if self.drain_at is not None and time.monotonic() >= self.drain_at:
+                server_state.accepting = False
+                self.should_exit = True
+            return bool(await super().on_tick(counter))
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
