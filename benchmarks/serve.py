@@ -6,6 +6,9 @@ scikit-learn pipeline and two PyTorch MLPs: a small one (20-256-256-2, 72k weigh
 wide one (20-1024-1024-1024-2, 2.1M weights). Side by side, in the same run:
 
 - in-process predict on one row, one compute thread (as in a worker): the ceiling;
+- uvicorn answering a constant with no model (the HTTP floor): the most a Python HTTP
+  server reaches here, which bounds what batching can buy a model that is cheaper
+  than the HTTP work around it;
 - ``tiffin serve`` as shipped (adaptive batching, one worker per CPU);
 - ``tiffin serve --no-batching`` (same workers): what batching buys;
 - ``tiffin serve --workers 1``: one process, predict on threads: what workers buy;
@@ -317,6 +320,41 @@ def mlflow_model(work: Path, model: Any) -> tuple[Path, Path] | None:
     return dest, Path(python).parent / "mlflow"
 
 
+CONSTANT_APP = textwrap.dedent(
+    """
+    ANSWER = b'{"model_name":"m","outputs":[{"name":"output","shape":[1,2],"datatype":"FP32","data":[0.5,0.5]}]}'
+    HEAD = [(b"content-type", b"application/json"), (b"content-length", str(len(ANSWER)).encode())]
+
+
+    async def app(scope, receive, send):
+        \"\"\"Reads the body and answers a constant: HTTP/1.1 and ASGI, no model, no JSON.\"\"\"
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": HEAD})
+        await send({"type": "http.response.body", "body": ANSWER})
+    """
+)
+
+
+def http_floor(work: Path, body: bytes) -> tuple[str, str, Any]:
+    """uvicorn (httptools, as tiffin runs it) answering a constant with the same workers:
+    what HTTP alone costs on this machine, the most any Python server here can reach."""
+    (work / "constant_app.py").write_text(CONSTANT_APP)
+
+    def factory() -> Any:
+        port = free_port()
+        argv = [sys.executable, "-m", "uvicorn", "constant_app:app", "--app-dir", str(work),
+                "--port", str(port), "--workers", str(CPUS), "--http", "httptools",
+                "--no-access-log", "--log-level", "warning"]  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        return argv, f"{base}/", f"{base}/v2/models/m/infer", body, None
+
+    return "http", f"uvicorn answering a constant, {CPUS} workers (HTTP floor)", factory
+
+
 def servers(models: dict[str, Any]) -> list[tuple[str, str, Any]]:
     """(model, label, factory) for every server row; factory() -> (argv, ready, url, body, env)."""
     tiffin_cmd = [sys.executable, "-m", "tiffin.cli", "serve"]
@@ -348,7 +386,7 @@ def main() -> None:
     for key, m in models.items():
         results[f"{key}: in-process predict, 1 row (ceiling)"] = ceiling(m["predict"], m["x"])
 
-    rows = servers(models)
+    rows = [http_floor(work, models["torch"]["body"]), *servers(models)]
     saved = mlflow_model(work, models["sklearn"]["model"])
     if saved is not None:
         dest, mlflow_bin = saved
@@ -377,7 +415,7 @@ def main() -> None:
     for name, rounds in raw.items():
         results[name] = median_rows(rounds)
 
-    keys = list(models)
+    keys = ["http", *models]
     names = list(results)
     order = sorted(
         names,
@@ -434,6 +472,10 @@ def check_targets(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             out[f"{key}_batching_vs_none"] = ratio
             lines.append(f"target: {key} MLP at 64 clients, batching / no batching = {ratio:.1f}x "
                          f"(>= 2x: {'met' if ratio >= 2 else 'MISSED'})")  # fmt: skip
+    floor = _at(results, "http: ", 64)
+    if floor:
+        out["http_floor_rps"] = floor["rps"]
+        lines.append(f"HTTP floor at 64 clients: {floor['rps']:.0f} req/s (uvicorn answering a constant)")  # fmt: skip
     out["lines"] = lines
     return out
 
