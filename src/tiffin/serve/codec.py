@@ -61,9 +61,20 @@ def _parse_json(data: bytes) -> Any:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
 
 
+MAX_DIMS = 64  # NumPy's limit on an array's dimensions
+
+
 def _shape(raw: Any, name: str) -> tuple[int, ...]:
     if not isinstance(raw, list) or not all(type(d) is int and d >= 0 for d in raw):
         raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
+    if len(raw) > MAX_DIMS:
+        raise BadRequest(f"input {name!r}: shape has {len(raw)} dimensions; at most {MAX_DIMS} are possible")  # fmt: skip
+    # A tensor with a zero dimension holds no values whatever its other dimensions say,
+    # so [0, 2**62, 2**62] passes the value count; NumPy still refuses to make it (a
+    # ValueError, once a 500). 8 bytes is the widest element (INT64, FP64, BYTES objects);
+    # without a zero, the value count (or the binary size) refuses a shape this large.
+    if 0 in raw and math.prod(d for d in raw if d) * 8 > np.iinfo(np.intp).max:
+        raise BadRequest(f"input {name!r}: shape {raw} is larger than any tensor can be")
     return tuple(raw)
 
 
@@ -144,6 +155,10 @@ def json_tensor(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> 
     kinds = {"b": (bool,), "f": (int, float)}.get(dtype.kind, (int,))
     for v in flat:
         if type(v) not in kinds or (dtype.kind != "b" and isinstance(v, bool)):
+            if dtype.kind in "iu" and type(v) is float and abs(v) >= 2**63:
+                # orjson reads an integer beyond 64 bits as a float: the client did send
+                # an integer, only one too large ("needs integers" would mislead)
+                raise BadRequest(f"input {name!r}: a value does not fit {datatype}: {v:.6g}")
             raise BadRequest(
                 f"input {name!r}: {datatype} needs {_WANTED[dtype.kind]}, got {v!r:.40}"
             )
@@ -178,16 +193,22 @@ def decode_request(
     for tensor in request["inputs"]:
         if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
             raise BadRequest("each input needs a string 'name'")
-        name = tensor["name"]
+        key = tensor["name"]
+        # the messages quote the client's name, but never more of it than a reader needs
+        name = key if len(key) <= 100 else key[:100] + "..."
         datatype = tensor.get("datatype")
         if not isinstance(datatype, str) or datatype not in DTYPES:
             raise BadRequest(
-                f"input {name!r}: unknown datatype {datatype!r}; use one of {', '.join(DTYPES)}"
+                f"input {name!r}: unknown datatype {datatype!r:.40}; use one of {', '.join(DTYPES)}"
             )
-        if name in arrays:
+        if key in arrays:
             raise BadRequest(f"input {name!r} is given twice")
         shape = _shape(tensor.get("shape"), name)
         size = _parameters(tensor, f"input {name!r}").get("binary_data_size")
+        if size is not None and "data" in tensor:
+            # which one would the client mean? Using either would answer a question
+            # that may not be the one asked
+            raise BadRequest(f"input {name!r} has both 'data' and binary_data_size; send one")  # fmt: skip
         if size is not None:
             if type(size) is not int or size < 0 or offset + size > len(binary):
                 raise BadRequest(f"input {name!r}: binary_data_size runs past the body")
@@ -195,7 +216,7 @@ def decode_request(
             offset += size
             count = math.prod(shape)
             if datatype == "BYTES":
-                arrays[name] = _decode_bytes_elements(raw, count, name).reshape(shape)
+                arrays[key] = _decode_bytes_elements(raw, count, name).reshape(shape)
             else:
                 dtype = DTYPES[datatype]
                 if len(raw) != count * dtype.itemsize:
@@ -205,11 +226,11 @@ def decode_request(
                 if datatype == "BOOL" and raw.translate(None, b"\x00\x01"):
                     # a byte other than 0 or 1 is not a boolean; numpy would keep it as is
                     raise BadRequest(f"input {name!r}: BOOL binary data holds bytes other than 0 and 1")  # fmt: skip
-                arrays[name] = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
+                arrays[key] = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
         else:
             if "data" not in tensor:
                 raise BadRequest(f"input {name!r} has neither 'data' nor binary_data_size")
-            arrays[name] = json_tensor(name, datatype, shape, tensor["data"])
+            arrays[key] = json_tensor(name, datatype, shape, tensor["data"])
     if offset != len(binary):
         raise BadRequest(
             f"{len(binary) - offset} bytes of binary data are not claimed by any input"
@@ -286,7 +307,7 @@ def encode_response(
     selected: list[tuple[str, bool]] = []
     for name, binary in requested_outputs(request, binary_default):
         if name not in outputs:
-            raise BadRequest(f"unknown output {name!r}; the model gives {sorted(outputs)}")
+            raise BadRequest(f"unknown output {name!r:.80}; the model gives {sorted(outputs)}")
         selected.append((name, binary))
     if not selected:
         selected = [(name, binary_default) for name in outputs]

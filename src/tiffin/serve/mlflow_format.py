@@ -39,7 +39,8 @@ def decode_invocation(body: bytes, signature: Signature) -> dict[str, np.ndarray
         raise BadRequest(f"the body must be a JSON object with one of {', '.join(FORMATS)}")
     keys = [k for k in FORMATS if k in payload]
     if len(keys) != 1:
-        raise BadRequest(f"give exactly one of {', '.join(FORMATS)}; got {sorted(payload)}")
+        got = sorted(k[:80] for k in payload)[:10]  # the client's keys, not a megabyte of them
+        raise BadRequest(f"give exactly one of {', '.join(FORMATS)}; got {got}")
     other = sorted(k for k in payload if k not in (keys[0], "params"))
     if other:
         raise BadRequest(f"unknown field {other[0]!r:.80}; the body holds {keys[0]!r} and optionally 'params'")  # fmt: skip
