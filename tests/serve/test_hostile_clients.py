@@ -217,6 +217,24 @@ def test_long_client_names_are_not_echoed_whole(server: Served, table: Served) -
     assert r.status_code == 400 and len(r.content) < 1000 and "exactly one of" in r.json()["error"]
 
 
+# -- a DataFrame model ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/invocations", {"instances": {"city": "paris", "age": 20.0}}),
+        ("/invocations", {"dataframe_records": [{"city": ["paris", "lyon"], "age": [1.0, 2.0]}]}),
+        ("/v2/models/table/infer", {"inputs": [
+            {"name": "city", "shape": [], "datatype": "BYTES", "data": "paris"},
+            {"name": "age", "shape": [], "datatype": "FP64", "data": 20.0},
+        ]}),
+    ],
+)  # fmt: skip
+def test_a_column_that_is_not_a_list_of_rows_is_400(table: Served, path: str, body: object) -> None:
+    """A single value for a column was a 500 (TypeError: iteration over a 0-d array)."""
+    refused(post(table, path, json.dumps(body).encode()), 400, "input 'city' is a column")
+    assert post(table, "/invocations", ROW).json() == {"predictions": [0]}
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

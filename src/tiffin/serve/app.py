@@ -136,12 +136,30 @@ class Model:
         """Check against the signature, then batch (or run alone); call it admitted."""
         if self.has_datetimes:
             arrays = codec.parse_datetimes(dict(arrays), self.signature.inputs)
+        if self.signature.input_kind == "dataframe":
+            _check_columns(arrays, self.signature.input_names())
         # Checked before queueing, so one bad request never joins (and fails) a batch.
         self.signature.from_named_arrays(arrays)
         if self.batcher is not None:
             return await self.batcher.submit(arrays)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self.predictor.predict_named, arrays)
+
+
+def _check_columns(arrays: Mapping[str, np.ndarray], columns: list[str]) -> None:
+    """A DataFrame model takes one value per row in each column: shape [n] (or [n, 1]).
+
+    A single value (shape [], or a JSON scalar on /invocations) reached pandas as a
+    0-d array, and iterating it raised a TypeError: a 500 for the client's mistake.
+    """
+    for name in columns:
+        arr = arrays.get(name)
+        if arr is None or arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1):
+            continue
+        raise codec.BadRequest(
+            f"input {name!r} is a column of the model's table: send a list of values, "
+            f"one per row (shape [n] or [n, 1]); got shape {list(arr.shape)}"
+        )
 
 
 def _error_status(exc: BaseException, timeout: float) -> HTTPError:
