@@ -266,6 +266,21 @@ def chunked(body: bytes, te: bytes = b"chunked", size: bytes | None = None) -> b
     )
 
 
+def test_transfer_codings(server: Served) -> None:
+    """`gzip, chunked` was taken as plain chunked: a gzip body then failed as "not valid
+    UTF-8" JSON. Other codings are 501 (RFC 9112 6.1); bad chunks and CL with TE, 400."""
+    assert status_of(exchange(server, chunked(IRIS))) == 200
+    for te in (b"gzip, chunked", b"x-custom,chunked"):
+        answer = exchange(server, chunked(gzip.compress(IRIS), te))
+        assert status_of(answer) == 501 and "Content-Encoding: gzip" in body_of(answer)["error"]
+    for size in (b"zz", b"-5", b"f" * 20, b"2"):
+        answer = exchange(server, chunked(IRIS, size=size))
+        assert status_of(answer) == 400 and "malformed HTTP request" in body_of(answer)["error"]
+    smuggle = chunked(IRIS).replace(b"Host: x\r\n", b"Host: x\r\nContent-Length: 5\r\n")
+    assert status_of(exchange(server, smuggle)) == 400
+    alive(server)
+
+
 def test_head_and_http_1_0_on_every_read_endpoint(server: Served) -> None:
     paths = ["/v2/health/live", "/v2/health/ready", "/v2", "/v2/models/iris", "/v2/models/iris/versions/1",
              "/v2/models/iris/config", "/v2/models/iris/ready", "/metrics", "/v2/openapi.json"]  # fmt: skip

@@ -9,6 +9,7 @@ so a refused request costs almost nothing:
   without one (chunked) is counted while it streams and cut at the limit; a gzip or
   deflate body is inflated in bounded steps, so a bomb is 413 once its *expanded* size
   passes the limit, never after it was inflated in memory;
+- a transfer coding other than chunked is 501 (the body is never read);
 - a wrong or missing bearer token is 401, compared in constant time.
 """
 
@@ -88,6 +89,23 @@ def _declared_length(headers: Mapping[bytes, bytes], limit: int) -> int | None:
     return length
 
 
+def _check_transfer_coding(headers: Mapping[bytes, bytes]) -> None:
+    """501 for a transfer coding other than chunked (RFC 9112 6.1).
+
+    httptools takes ``Transfer-Encoding: gzip, chunked`` and removes only the chunking,
+    so a gzip body reached the JSON parser still compressed ("not valid UTF-8").
+    """
+    raw = header(headers, b"transfer-encoding")
+    if raw is None:
+        return
+    other = [c for c in (c.strip().lower() for c in raw.split(",")) if c and c != "chunked"]
+    if other:
+        raise HTTPError(
+            501, f"Transfer-Encoding {other[0]!r:.40} is not supported; send the body chunked "
+            "or with a Content-Length, and compress it with Content-Encoding: gzip",
+        )  # fmt: skip
+
+
 def _inflater(headers: Mapping[bytes, bytes]) -> tuple[str, Any]:
     encoding = (header(headers, b"content-encoding") or "identity").strip().lower()
     if encoding not in ENCODINGS:
@@ -124,6 +142,7 @@ def _inflate(inflater: Any, data: bytes, size: int, limit: int, encoding: str) -
 
 async def read_body(receive: Receive, headers: Mapping[bytes, bytes], limit: int) -> bytes:
     """The request body, decoded from gzip/deflate, never more than ``limit`` bytes."""
+    _check_transfer_coding(headers)
     _declared_length(headers, limit)
     encoding, inflater = _inflater(headers)
     chunks: list[bytes] = []
