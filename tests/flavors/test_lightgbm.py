@@ -128,3 +128,88 @@ def test_reproducible_signature_and_tamper(
     art.write_bytes(bytes(raw))
     with pytest.raises(tiffin.IntegrityError, match="artifacts/model.txt"):
         tiffin.load(tmp_path / "repro-a")
+
+
+def _reseal_with(pkg: Path, text: str) -> None:
+    """Swap the model text and re-seal the manifest, as an attacker who can write would."""
+    import dataclasses
+
+    from tiffin.integrity import index_files, read_manifest
+
+    (pkg / "artifacts" / "model.txt").write_text(text, encoding="utf-8")
+    resealed = dataclasses.replace(read_manifest(pkg), files=index_files(pkg)).seal()
+    (pkg / "tiffin.json").write_bytes(resealed.to_bytes())
+
+
+def _tree_line(text: str, tree: int, key: str) -> str:
+    block = text[text.index(f"Tree={tree}\n") :]
+    start = block.index(f"\n{key}=") + 1
+    return block[start : block.index("\n", start)]
+
+
+def _resized(text: str) -> str:
+    """``tree_sizes`` recomputed after an edit, as a careful attacker would."""
+    import re
+
+    trees = text[text.index("\nTree=") + 1 : text.index("\nend of trees") + 1]
+    blocks = re.split(r"(?=^Tree=)", trees, flags=re.M)
+    sizes = " ".join(str(len(b.encode())) for b in blocks if b)
+    return re.sub(r"^tree_sizes=.*$", f"tree_sizes={sizes}", text, count=1, flags=re.M)
+
+
+def test_malformed_model_text_is_refused_before_lightgbm_reads_it(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """LightGBM's reader dies of SIGABRT/SIGSEGV on a cut-short text and follows child
+    indices blindly; a re-sealed package with such a text must be a FlavorError, never a
+    dead (or hung) process."""
+    X, _ = data
+    clf = lgb.LGBMClassifier(n_estimators=4, num_leaves=7, verbose=-1).fit(X, X[:, 0] > 0)
+    pkg = tiffin.pack(clf, tmp_path / "p", name="l", version="1", example=X[:3]).path
+    good = (pkg / "artifacts" / "model.txt").read_text()
+    left = _tree_line(good, 1, "left_child")
+    split = _tree_line(good, 0, "split_feature")
+    sizes = next(line for line in good.splitlines() if line.startswith("tree_sizes="))
+    end_of_parameters = good.index("end of parameters")
+    header, params = good[: good.index("\nparameters:")], good[good.index("\nparameters:") :]
+    first_param = next(line for line in params.splitlines() if line.startswith("["))
+    cut_param = first_param.split(":")[0]  # '[boosting': LightGBM's reader segfaults on it
+    wide_child = " ".join([*left.split()[:-1], "4000"])
+    cycle = "left_child=" + " ".join(["0"] * len(left.split()))
+    far_feature = "split_feature=" + " ".join(["99"] * len(split.split()))
+    cases = {
+        "cut short": (good[: good.index("Tree=2") + 50], "end of trees"),
+        "cut inside the parameters": (good[: end_of_parameters - 5], "end of parameters"),
+        "a parameter line cut short": (
+            header + params.replace(first_param, cut_param, 1),
+            "name: value",
+        ),
+        "tree sizes off by one": (good.replace(sizes, sizes + "1", 1), "tree_sizes"),
+        "child out of range": (good.replace(left, wide_child, 1), "child 4000"),
+        "a cycle": (good.replace(left, cycle, 1), "not a new internal node"),
+        "feature out of range": (good.replace(split, far_feature, 1), "feature 99"),
+        "NUL byte": (good.replace("shrinkage", "shrink\x00age", 1), "NUL"),
+    }
+    for label, (text, message) in cases.items():
+        resize = label not in ("cut short", "tree sizes off by one")
+        _reseal_with(pkg, _resized(text) if resize else text)
+        with pytest.raises(tiffin.FlavorError, match=message) as caught:
+            tiffin.load(pkg)
+        assert "malformed LightGBM model text" in str(caught.value), label
+    _reseal_with(pkg, good)
+    assert tiffin.load(pkg).predict(X[:5]).tolist() == clf.predict(X[:5]).tolist()
+
+
+def test_linear_and_categorical_trees_pass_the_check(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 4))
+    X[:, 3] = rng.integers(0, 12, 300)
+    linear = lgb.train({"objective": "regression", "linear_tree": True, "verbose": -1},
+                       lgb.Dataset(X, 2 * X[:, 0] + X[:, 1]), 5)  # fmt: skip
+    cats = lgb.train({"objective": "binary", "verbose": -1, "min_data_per_group": 5},
+                     lgb.Dataset(X, (X[:, 3] % 3 == 0).astype(int), categorical_feature=[3]), 5)  # fmt: skip
+    assert "is_linear=1" in linear.model_to_string()
+    assert any(line.startswith("num_cat=") and line != "num_cat=0" for line in cats.model_to_string().splitlines())  # fmt: skip
+    for name, booster in (("linear", linear), ("cats", cats)):
+        pkg = tiffin.pack(booster, tmp_path / name, name=name, version="1", example=X[:3])
+        np.testing.assert_allclose(tiffin.load(pkg.path).predict(X), booster.predict(X), atol=1e-9)

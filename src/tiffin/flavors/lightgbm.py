@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import FlavorError
 from . import LoadContext, SaveContext, method_caller, mro_modules
+from .lightgbm_text import check_model_text
 
 NAME = "lightgbm"
 FRAMEWORKS = ("lightgbm", "numpy", "scipy")
@@ -136,6 +137,7 @@ def _categorical_columns(booster: Any, example: Any) -> list[str]:
 
 
 def _booster(lgb: Any, text: str, where: str) -> Any:
+    check_model_text(text, where)  # LightGBM's reader crashes on what it cannot parse
     try:
         return lgb.Booster(model_str=text)
     except lgb.basic.LightGBMError as exc:
