@@ -38,16 +38,26 @@ def exchange(served: Served, data: bytes, timeout: float = 10.0) -> bytes:
     return out
 
 
+def _recv(sock: socket.socket) -> bytes:
+    chunk = sock.recv(65536)
+    if not chunk:  # the server closed the connection: fail, never spin on empty reads
+        raise ConnectionError("the server closed the connection before a whole answer")
+    return chunk
+
+
 def read_answer(sock: socket.socket) -> bytes:
-    """One whole response (head and Content-Length bytes of body) from ``sock``."""
+    """One whole response (head and Content-Length bytes of body) from ``sock``.
+
+    Only for one answer per connection at a time: bytes past it are not kept.
+    """
     out = b""
     while b"\r\n\r\n" not in out:
-        out += sock.recv(65536)
+        out += _recv(sock)
     head, body = out.split(b"\r\n\r\n", 1)
     length = int(next(line.split(b":")[1] for line in head.lower().split(b"\r\n") if line.startswith(b"content-length")))  # fmt: skip
     while len(body) < length:
-        body += sock.recv(65536)
-    return head + b"\r\n\r\n" + body
+        body += _recv(sock)
+    return head + b"\r\n\r\n" + body[:length]
 
 
 def status_of(answer: bytes) -> int:
