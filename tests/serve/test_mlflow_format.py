@@ -225,3 +225,14 @@ def test_datetime_columns_from_text() -> None:
         sig.from_named_arrays(missing)
     with pytest.raises(BadRequest, match="expects strings, got 5"):
         decode({"inputs": {"t": [5], "x": [1]}}, sig)
+
+
+def test_a_v2_request_sent_here_points_to_the_infer_endpoint() -> None:
+    v2 = {"inputs": [{"name": "a", "shape": [1], "datatype": "FP64", "data": [1.0]},
+                     {"name": "b", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}  # fmt: skip
+    for sig in (NAMED, TENSOR):
+        with pytest.raises(BadRequest, match="/v2/models/<name>/infer"):
+            decode(v2, sig)
+    # records that merely hold a 'name' are MLflow records, not V2 tensors
+    with pytest.raises(BadRequest, match="input 'a' is missing"):
+        decode({"inputs": [{"name": "a", "b": "x"}]}, NAMED)

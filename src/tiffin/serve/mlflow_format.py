@@ -48,6 +48,12 @@ def decode_invocation(body: bytes, signature: Signature) -> dict[str, np.ndarray
         # a tiffin model's predict takes no parameters: ignoring one (a threshold, a
         # temperature) would silently answer a different question than was asked
         raise BadRequest("this model takes no 'params'; remove them from the request")
+    if _looks_like_v2(payload, signature):
+        raise BadRequest(
+            "this is an Open Inference Protocol (V2) request; POST it to "
+            "/v2/models/<name>/infer, or send MLflow's {'inputs': ...} without name, shape "
+            "and datatype"
+        )
     named = _named_values(keys[0], payload[keys[0]], signature)
     expected = signature.input_names()
     for name in expected:
@@ -57,6 +63,18 @@ def decode_invocation(body: bytes, signature: Signature) -> dict[str, np.ndarray
         if name not in expected:
             raise BadRequest(f"unknown input {name!r:.80}; the model takes {expected}")
     return {spec.name: _typed(spec, named[spec.name]) for spec in signature.inputs}
+
+
+def _looks_like_v2(payload: dict[str, Any], signature: Signature) -> bool:
+    """A V2 body ({"inputs": [{"name", "shape", "datatype", "data"}]}) sent here by mistake.
+
+    MLflow's ``inputs`` may also be a list of records, so without this the answer was
+    "input 'x' is missing" for a request that names 'x' in every tensor.
+    """
+    tensors = payload.get("inputs")
+    if not isinstance(tensors, list) or not tensors or "datatype" in signature.input_names():
+        return False
+    return all(isinstance(t, dict) and {"name", "shape", "datatype"} <= t.keys() for t in tensors)
 
 
 def _named_values(key: str, value: Any, signature: Signature) -> dict[str, Any]:
