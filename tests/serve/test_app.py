@@ -165,6 +165,15 @@ def test_invocations_on_a_dataframe_model(packages: dict[str, Path]) -> None:
                 assert len(r.json()["predictions"]) == 2
             r = c.post("/invocations", json={"dataframe_records": [{"city": 3, "age": 20.0}]})
             assert r.status_code == 400 and "city" in r.json()["error"]
+            # zero rows: answered from the signature (scikit-learn raises on an empty batch)
+            empty = {"dataframe_split": {"columns": ["city", "age"], "data": []}}
+            r = c.post("/invocations", json=empty)
+            assert (r.status_code, r.json()) == (200, {"predictions": []}), r.text
+            v2 = {"inputs": [{"name": "city", "shape": [0], "datatype": "BYTES", "data": []},
+                             {"name": "age", "shape": [0], "datatype": "FP64", "data": []}]}  # fmt: skip
+            r = c.post("/v2/models/table/infer", json=v2)
+            assert r.status_code == 200, r.text
+            assert [(o["shape"], o["data"]) for o in r.json()["outputs"]] == [([0], [])]
             r = c.post(
                 "/invocations", content=b"city,age\nparis,20", headers={"Content-Type": "text/csv"}
             )

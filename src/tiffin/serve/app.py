@@ -140,10 +140,24 @@ class Model:
             _check_columns(arrays, self.signature.input_names())
         # Checked before queueing, so one bad request never joins (and fails) a batch.
         self.signature.from_named_arrays(arrays)
+        if self.signature.batchable and all(a.ndim and not a.shape[0] for a in arrays.values()):
+            return self.no_rows()
         if self.batcher is not None:
             return await self.batcher.submit(arrays)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self.predictor.predict_named, arrays)
+
+    def no_rows(self) -> dict[str, np.ndarray]:
+        """The answer to a request of zero rows, from the signature: zero rows of each output.
+
+        Many models refuse an empty batch (scikit-learn raises ValueError), which made a
+        valid request a 500; a batch axis of zero has only one consistent answer.
+        """
+        out = {}
+        for spec in self.signature.outputs:
+            dtype = object if spec.dtype == "str" else spec.dtype
+            out[spec.name] = np.empty((0, *spec.shape[1:]), dtype=dtype)
+        return out
 
 
 def _check_columns(arrays: Mapping[str, np.ndarray], columns: list[str]) -> None:
