@@ -13,6 +13,7 @@ import numpy as np
 
 from . import flavors, layout
 from .errors import FlavorError, ManifestError, SignatureError, TiffinError
+from .flavors._code import own_names
 from .integrity import verify_tree
 from .manifest import Manifest
 from .security.sniff import check_artifacts
@@ -138,14 +139,13 @@ def _load_folder(
         # A sealed package must stay byte-identical: importing its code must not write
         # __pycache__ into it (the next load would find extra files and refuse).
         sys.dont_write_bytecode = True
-        if str(code_dir) not in sys.path:
-            # The package's own code (custom classes, helpers) resolves from the
-            # package, ahead of anything else of the same name.
-            sys.path.insert(0, str(code_dir))
     flavor = flavors.get(manifest.flavor)
     digests = {f.path: f.sha256 for f in manifest.files}
     ctx = flavors.LoadContext(root, options, allow_pickle=allow_pickle, digests=digests)
-    model = flavor.load(ctx)
+    # The package's own code (custom classes, helpers) resolves from the package, ahead
+    # of anything else of the same name, and apart from every other package's code.
+    with own_names(code_dir):
+        model = flavor.load(ctx)
     return Predictor(root, manifest, signature, model)
 
 

@@ -17,14 +17,16 @@ as usual, through whatever ``builtins.__import__`` is at that moment.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import itertools
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -135,3 +137,69 @@ def forget(prefix: str) -> None:
         for f in sys.meta_path
         if not (isinstance(f, _Finder) and str(f.code_dir).startswith(prefix))
     ]
+
+
+class _Existing(importlib.abc.Loader):
+    """Hands the import system a module that is already loaded (the namespaced one)."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+
+    def create_module(self, spec: Any) -> ModuleType:
+        return self.module
+
+    def exec_module(self, module: ModuleType) -> None:
+        pass
+
+
+class _Alias(importlib.abc.MetaPathFinder):
+    """Plain names of one code/ folder's modules resolve to its private namespace."""
+
+    def __init__(self, code_dir: Path, own: frozenset[str]) -> None:
+        self.code_dir, self.own = code_dir, own
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname.split(".")[0] not in self.own:
+            return None
+        module = import_module(self.code_dir, fullname)
+        return importlib.util.spec_from_loader(fullname, _Existing(module))
+
+
+def _shadowable(name: str) -> bool:
+    """A top-level name the package's code may take over while it loads: not the
+    standard library's, and not a module already imported from an installed
+    distribution (a code/numpy.py must not replace NumPy under the framework)."""
+    if name in sys.stdlib_module_names:
+        return False
+    file = getattr(sys.modules.get(name), "__file__", None) or ""
+    return not any(part in ("site-packages", "dist-packages") for part in Path(file).parts)
+
+
+@contextlib.contextmanager
+def own_names(code_dir: Path) -> Iterator[None]:
+    """While a flavor deserializes, the folder's top-level module names mean its code.
+
+    skops and the unpickler rebuild classes by the plain name they were saved under
+    (``shiftmod.Shift``), and ``sys.modules`` holds one module per name: two packages
+    with a ``code/shiftmod.py`` (two versions of one model served side by side) both got
+    the class of the one loaded first, and the second answered with the first one's
+    code. For the duration of the load each such name resolves to this package's
+    private namespace (``_tiffin_code_<n>.shiftmod``); afterwards ``sys.modules`` is as
+    it was, and the rebuilt objects keep their own classes.
+    """
+    if not code_dir.is_dir():
+        yield
+        return
+    own = frozenset(n for n in _top_level_names(code_dir) if _shadowable(n))
+    saved = {n: m for n, m in sys.modules.items() if n.split(".")[0] in own}
+    for name in saved:
+        del sys.modules[name]
+    finder = _Alias(code_dir, own)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+        for name in [n for n in sys.modules if n.split(".")[0] in own]:
+            del sys.modules[name]
+        sys.modules.update(saved)

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UnsafeArtifactError
+from ..flavors._code import PREFIX as CODE_PREFIX
 from . import numpy_guard
 
 SAFE_GLOBALS = frozenset({
@@ -198,6 +199,10 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
             home = str(getattr(obj, "__module__", "") or "")
             if _audited(home):
                 return True
+            if home.startswith(CODE_PREFIX) and "." in home:
+                # defined in the package's code/, imported under its private namespace
+                # (flavors._code.own_names): judged by its name inside code/
+                home = home.split(".", 1)[1]
             # a code/ module named like a standard or installed one (code/subprocess.py,
             # code/logging.py) must not let in that module's classes (Popen, FileHandler)
             return home.split(".")[0] in self.code_modules and not _installed(home)
