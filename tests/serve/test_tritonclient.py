@@ -93,3 +93,35 @@ def test_errors_through_the_client(client: Any) -> None:
         client.infer("iris", [inp])
     with pytest.raises(InferenceServerException, match="not served"):
         client.get_model_metadata("nope")
+
+
+def test_the_asyncio_client_concurrently(server: Served) -> None:
+    """tritonclient.http.aio (aiohttp underneath): 40 requests in flight at once, JSON
+    and binary mixed (merged into batches where they can be), and every answer must be
+    the one for its own request."""
+    import asyncio
+
+    import tritonclient.http.aio as aioclient
+
+    async def main() -> list[np.ndarray]:
+        client = aioclient.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+        try:
+            assert await client.is_server_ready()
+            assert (await client.get_model_metadata("multi"))["name"] == "multi"
+
+            async def one(i: int) -> np.ndarray:
+                x = aioclient.InferInput("x", [1, 3], "FP32")
+                x.set_data_from_numpy(np.full((1, 3), i, np.float32), binary_data=i % 2 == 0)
+                n = aioclient.InferInput("n", [1], "INT64")
+                n.set_data_from_numpy(np.array([i], np.int64))
+                s = aioclient.InferInput("s", [1], "BYTES")
+                s.set_data_from_numpy(np.array([f"r{i}".encode()], dtype=object))
+                result = await client.infer("multi", [x, n, s])
+                return np.concatenate([result.as_numpy("sum"), result.as_numpy("n2")])
+
+            return await asyncio.gather(*(one(i) for i in range(40)))
+        finally:
+            await client.close()
+
+    answers = asyncio.run(main())
+    assert [a.tolist() for a in answers] == [[3.0 * i, 2.0 * i] for i in range(40)]
