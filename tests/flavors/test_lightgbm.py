@@ -189,6 +189,14 @@ def test_malformed_model_text_is_refused_before_lightgbm_reads_it(
         "a cycle": (good.replace(left, cycle, 1), "not a new internal node"),
         "feature out of range": (good.replace(split, far_feature, 1), "feature 99"),
         "NUL byte": (good.replace("shrinkage", "shrink\x00age", 1), "NUL"),
+        "trees per iteration": (
+            good.replace("num_tree_per_iteration=1", "num_tree_per_iteration=2", 1),
+            "disagree",
+        ),
+        "empty objective": (
+            good.replace("objective=binary sigmoid:1", "objective=", 1),
+            "objective line is empty",
+        ),
     }
     for label, (text, message) in cases.items():
         resize = label not in ("cut short", "tree sizes off by one")
@@ -200,16 +208,33 @@ def test_malformed_model_text_is_refused_before_lightgbm_reads_it(
     assert tiffin.load(pkg).predict(X[:5]).tolist() == clf.predict(X[:5]).tolist()
 
 
-def test_linear_and_categorical_trees_pass_the_check(tmp_path: Path) -> None:
+def test_every_kind_of_booster_passes_the_check(tmp_path: Path) -> None:
+    """Linear leaves, categorical splits, a random forest (its header has a flag line),
+    one-vs-all multiclass and a custom objective (no objective line) all pack and load."""
     rng = np.random.default_rng(3)
     X = rng.normal(size=(300, 4))
     X[:, 3] = rng.integers(0, 12, 300)
-    linear = lgb.train({"objective": "regression", "linear_tree": True, "verbose": -1},
-                       lgb.Dataset(X, 2 * X[:, 0] + X[:, 1]), 5)  # fmt: skip
-    cats = lgb.train({"objective": "binary", "verbose": -1, "min_data_per_group": 5},
-                     lgb.Dataset(X, (X[:, 3] % 3 == 0).astype(int), categorical_feature=[3]), 5)  # fmt: skip
-    assert "is_linear=1" in linear.model_to_string()
-    assert any(line.startswith("num_cat=") and line != "num_cat=0" for line in cats.model_to_string().splitlines())  # fmt: skip
-    for name, booster in (("linear", linear), ("cats", cats)):
+    y = (X[:, 0] > 0).astype(int)
+
+    def squared(preds: np.ndarray, data: lgb.Dataset) -> tuple[np.ndarray, np.ndarray]:
+        return preds - data.get_label(), np.ones_like(preds)
+
+    quiet = {"verbose": -1}
+    boosters = {
+        "linear": lgb.train({"objective": "regression", "linear_tree": True, **quiet},
+                            lgb.Dataset(X, 2 * X[:, 0] + X[:, 1]), 5),
+        "cats": lgb.train({"objective": "binary", "min_data_per_group": 5, **quiet},
+                          lgb.Dataset(X, (X[:, 3] % 3 == 0).astype(int), categorical_feature=[3]), 5),
+        "forest": lgb.train({"objective": "binary", "boosting": "rf", "bagging_freq": 1,
+                             "bagging_fraction": 0.5, **quiet}, lgb.Dataset(X, y), 3),
+        "ova": lgb.train({"objective": "multiclassova", "num_class": 3, **quiet},
+                         lgb.Dataset(X, rng.integers(0, 3, 300)), 3),
+        "custom": lgb.train({"objective": squared, **quiet}, lgb.Dataset(X, X[:, 0]), 3),
+    }  # fmt: skip
+    texts = {name: b.model_to_string() for name, b in boosters.items()}
+    assert "is_linear=1" in texts["linear"] and "\naverage_output\n" in texts["forest"]
+    assert "\nobjective=" not in texts["custom"]
+    assert any(line.startswith("num_cat=") and line != "num_cat=0" for line in texts["cats"].splitlines())  # fmt: skip
+    for name, booster in boosters.items():
         pkg = tiffin.pack(booster, tmp_path / name, name=name, version="1", example=X[:3])
         np.testing.assert_allclose(tiffin.load(pkg.path).predict(X), booster.predict(X), atol=1e-9)

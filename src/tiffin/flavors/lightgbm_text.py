@@ -12,8 +12,9 @@ the structure LightGBM's reader relies on, and every index a prediction follows.
 
 - the text is UTF-8 without NUL bytes; the header ends at the first ``Tree=`` line and
   names ``max_feature_idx``, as many feature names and infos, and a positive
-  ``num_class`` and ``num_tree_per_iteration`` (LightGBM divides by it; the trees are
-  whole iterations of it); ``end of trees`` follows the last tree;
+  ``num_class`` and ``num_tree_per_iteration`` that agree with each other and with the
+  objective (LightGBM divides by one and sizes outputs by the other; the trees are
+  whole iterations); ``end of trees`` follows the last tree;
 - every tree is a ``Tree=i`` line (in order) and ``key=value`` lines up to a blank line;
   ``tree_sizes``, when present, lists each tree's exact size in bytes;
 - array lengths agree with ``num_leaves`` and ``num_cat``; split features are within
@@ -65,7 +66,7 @@ def _check(data: bytes) -> None:
     header = _fields(data[: first if 0 <= first < end_of_trees else end_of_trees].split(b"\n")[1:])
     max_feature = _int(header, "max_feature_idx", low=0)
     per_iteration = _int(header, "num_tree_per_iteration", low=1)  # a divisor in LightGBM
-    _int(header, "num_class", low=1)
+    _check_objective(header, _int(header, "num_class", low=1), per_iteration)
     for key in (b"feature_names", b"feature_infos"):
         if key in header and len(header[key].split()) != max_feature + 1:
             raise _Malformed(f"{key.decode()} does not list max_feature_idx + 1 = {max_feature + 1} features")  # fmt: skip
@@ -88,6 +89,40 @@ def _check(data: bytes) -> None:
     for index, block in enumerate(blocks):
         _check_tree(block, index, max_feature)
     _check_tail(data[end_of_trees:])
+
+
+_MULTICLASS = (b"multiclass", b"softmax", b"multiclassova", b"multiclass_ova", b"ova", b"ovr")
+
+
+def _check_objective(header: dict[bytes, bytes], num_class: int, per_iteration: int) -> None:
+    """The objective, ``num_class`` and ``num_tree_per_iteration`` agree.
+
+    LightGBM sizes its outputs by one and indexes trees by another: measured, a binary
+    model told ``num_tree_per_iteration=3``, a multiclass one told ``num_class=1``, or
+    an empty ``objective`` line dies of SIGABRT or SIGSEGV (a model trained with a custom
+    objective has no such line).
+    """
+    if b"objective" not in header:  # a model trained with a custom objective has none
+        if num_class != per_iteration:
+            raise _Malformed(f"num_class {num_class} and num_tree_per_iteration {per_iteration} disagree")  # fmt: skip
+        return
+    objective = header[b"objective"].split()
+    if not objective:
+        raise _Malformed("its objective line is empty")
+    declared = [p.partition(b":")[2] for p in objective[1:] if p.startswith(b"num_class:")]
+    implied = per_iteration
+    if objective[0] in _MULTICLASS:
+        if len(declared) != 1:
+            raise _Malformed(f"its {objective[0].decode()} objective does not say num_class")
+        values = _ints(declared[0], "the objective's num_class", low=1)
+        implied = values[0] if len(values) == 1 else -1
+    elif declared or objective[0] != b"custom":
+        implied = 1  # every other built-in objective grows one tree per iteration
+    if not num_class == per_iteration == implied:
+        raise _Malformed(
+            f"num_class {num_class}, num_tree_per_iteration {per_iteration} and the "
+            f"objective {b' '.join(objective).decode(errors='replace')[:60]!r} disagree"
+        )
 
 
 def _split_trees(trees: bytes) -> list[bytes]:
@@ -226,6 +261,8 @@ def _fields(lines: list[bytes], where: str = "the header") -> dict[bytes, bytes]
             continue
         key, sep, value = line.partition(b"=")
         if not sep:
+            if where == "the header":
+                continue  # a flag line, such as a random forest's 'average_output'
             raise _Malformed(f"{where} has a line without '=': {line[:40]!r}")
         if key in out:
             raise _Malformed(f"{where} gives {key.decode(errors='replace')!r} twice")
