@@ -186,7 +186,7 @@ def test_malformed_model_text_is_refused_before_lightgbm_reads_it(
         ),
         "tree sizes off by one": (good.replace(sizes, sizes + "1", 1), "tree_sizes"),
         "child out of range": (good.replace(left, wide_child, 1), "child 4000"),
-        "a cycle": (good.replace(left, cycle, 1), "not a new internal node"),
+        "a cycle": (good.replace(left, cycle, 1), "the root is named as a child"),
         "feature out of range": (good.replace(split, far_feature, 1), "feature 99"),
         "NUL byte": (good.replace("shrinkage", "shrink\x00age", 1), "NUL"),
         "trees per iteration": (

@@ -18,11 +18,14 @@ the structure LightGBM's reader relies on, and every index a prediction follows.
 - every tree is a ``Tree=i`` line (in order) and ``key=value`` lines up to a blank line;
   ``tree_sizes``, when present, lists each tree's exact size in bytes;
 - array lengths agree with ``num_leaves`` and ``num_cat``; split features are within
-  ``max_feature_idx``; children reach every internal node and leaf exactly once from the
-  root (so a prediction always ends at a leaf); categorical splits index
+  ``max_feature_idx``; the children name every internal node but the root and every
+  leaf exactly once (so a prediction always ends at a leaf); categorical splits index
   ``cat_boundaries``, which index ``cat_threshold``; linear leaves name valid features;
 - a ``parameters:`` section holds ``[name: value]`` lines and ends with
   ``end of parameters``.
+
+The check costs about 60 ms on a 500-tree, 2.8 MB model (LightGBM's own parse of it:
+about 10 ms), paid at pack and at load.
 """
 
 from __future__ import annotations
@@ -182,32 +185,27 @@ def _check_tree(block: bytes, index: int, max_feature: int) -> None:
 
 
 def _check_children(left: list[int], right: list[int], leaves: int, where: str) -> None:
-    """From the root, every internal node and every leaf is reached exactly once.
+    """The child slots name every internal node but the root, and every leaf, once.
 
-    Internal nodes are 0 .. leaves-2, leaf k is written as ~k (negative). Reaching each
-    exactly once means the nodes form one tree: a prediction cannot loop or leave it.
+    Internal nodes are 0 .. leaves-2 and leaf k is written as ~k (negative). With every
+    node but the root having exactly one parent, the walk from the root that a
+    prediction takes can neither loop nor leave the arrays (a cycle it could reach
+    would need a node with two parents). Sorting is a C loop; walking the tree in
+    Python took most of the check's time on a large model.
     """
-    seen_nodes, seen_leaves = {0}, set()
-    todo = [0]
-    while todo:
-        node = todo.pop()
-        for child in (left[node], right[node]):
-            if child >= 0:
-                if child >= leaves - 1 or child in seen_nodes:
-                    raise _Malformed(f"{where}: child {child} of node {node} is not a new internal node")  # fmt: skip
-                seen_nodes.add(child)
-                todo.append(child)
-            else:
-                leaf = ~child
-                if leaf >= leaves or leaf in seen_leaves:
-                    raise _Malformed(f"{where}: child {child} of node {node} is not a new leaf")
-                seen_leaves.add(leaf)
-    if len(seen_nodes) != leaves - 1 or len(seen_leaves) != leaves:
-        raise _Malformed(f"{where}: some nodes or leaves cannot be reached from the root")
+    children = sorted(left + right)
+    if children != [*range(-leaves, 0), *range(1, leaves - 1)]:
+        if 0 in children:
+            detail = "the root is named as a child"
+        elif children[0] < -leaves or children[-1] >= leaves - 1:
+            detail = f"child {children[0] if children[0] < -leaves else children[-1]} is out of range"  # fmt: skip
+        else:
+            detail = "a node or leaf is named twice"
+        raise _Malformed(f"{where}: the children do not name each node and leaf once ({detail})")
 
 
 def _check_categorical(
-    tree: dict[bytes, bytes], splits: list[int], thresholds: list[float], num_cat: int, where: str
+    tree: dict[bytes, bytes], splits: list[int], thresholds: list[bytes], num_cat: int, where: str
 ) -> None:
     bounds = _ints(_need(tree, "cat_boundaries", where), f"{where} cat_boundaries", low=0)
     _count(bounds, num_cat + 1, "cat_boundaries", where)
@@ -216,7 +214,10 @@ def _check_categorical(
     cat_threshold = _ints(_need(tree, "cat_threshold", where), f"{where} cat_threshold", low=0)
     _count(cat_threshold, bounds[-1], "cat_threshold", where)
     for node in splits:
-        value = thresholds[node]
+        try:
+            value = float(thresholds[node])
+        except ValueError:
+            raise _Malformed(f"{where}: categorical split {node} has no number") from None
         if not (value.is_integer() and 0 <= value < num_cat):
             raise _Malformed(f"{where}: categorical split {node} points at category set {value:g} of {num_cat}")  # fmt: skip
 
@@ -294,16 +295,24 @@ def _ints(raw: bytes, what: str, low: int | None = None) -> list[int]:
     return values
 
 
-def _floats(fields: dict[bytes, bytes], key: str, n: int, where: str, allow_empty: bool = False) -> list[float]:  # fmt: skip
+_NUMBERS = re.compile(rb"[-+.0-9eEinfaINFA ]*")  # decimal and inf/nan tokens, nothing else
+
+
+def _floats(fields: dict[bytes, bytes], key: str, n: int, where: str, allow_empty: bool = False) -> list[bytes]:  # fmt: skip
+    """The tokens of a number array, counted and made only of number characters.
+
+    Only their count matters to memory safety (and the categorical thresholds, which
+    the caller parses); a character check is 10 times faster than ``float`` on each
+    of a large model's hundreds of thousands of values.
+    """
     raw = fields.get(key.encode())
     if raw is None:
         if allow_empty and n == 0:
             return []
         raise _Malformed(f"{where} has no {key}")
-    try:
-        values = [float(v) for v in raw.split()]
-    except ValueError:
-        raise _Malformed(f"{where} {key} holds something other than numbers") from None
+    if not _NUMBERS.fullmatch(raw):
+        raise _Malformed(f"{where} {key} holds something other than numbers")
+    values = raw.split()
     _count(values, n, key, where)
     return values
 
