@@ -26,6 +26,7 @@ import importlib.util
 import itertools
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -175,6 +176,9 @@ def _shadowable(name: str) -> bool:
     return not any(part in ("site-packages", "dist-packages") for part in Path(file).parts)
 
 
+_LOADING = threading.RLock()  # re-entrant: a model's load may load another package
+
+
 @contextlib.contextmanager
 def own_names(code_dir: Path) -> Iterator[None]:
     """While a flavor deserializes, the folder's top-level module names mean its code.
@@ -190,16 +194,17 @@ def own_names(code_dir: Path) -> Iterator[None]:
     if not code_dir.is_dir():
         yield
         return
-    own = frozenset(n for n in _top_level_names(code_dir) if _shadowable(n))
-    saved = {n: m for n, m in sys.modules.items() if n.split(".")[0] in own}
-    for name in saved:
-        del sys.modules[name]
-    finder = _Alias(code_dir, own)
-    sys.meta_path.insert(0, finder)
-    try:
-        yield
-    finally:
-        sys.meta_path.remove(finder)
-        for name in [n for n in sys.modules if n.split(".")[0] in own]:
+    with _LOADING:  # two loads in two threads must not swap each other's names
+        own = frozenset(n for n in _top_level_names(code_dir) if _shadowable(n))
+        saved = {n: m for n, m in sys.modules.items() if n.split(".")[0] in own}
+        for name in saved:
             del sys.modules[name]
-        sys.modules.update(saved)
+        finder = _Alias(code_dir, own)
+        sys.meta_path.insert(0, finder)
+        try:
+            yield
+        finally:
+            sys.meta_path.remove(finder)
+            for name in [n for n in sys.modules if n.split(".")[0] in own]:
+                del sys.modules[name]
+            sys.modules.update(saved)
