@@ -25,20 +25,10 @@ def _describe(arr: np.ndarray) -> str:
 
 def _check_names(sig: Signature, named: Mapping[str, Any]) -> None:
     expected = sig.input_names()
-    missing = [n for n in expected if n not in named]
-    if missing:
-        raise SignatureError(
-            f"input {missing[0]!r} is missing",
-            where="inputs",
-            fix=f"the model takes inputs {expected}",
-        )
-    unknown = [n for n in named if n not in expected]
-    if unknown:
-        raise SignatureError(
-            f"unknown input {unknown[0]!r}",
-            where="inputs",
-            fix=f"the model takes inputs {expected}",
-        )
+    problems = [f"input {n!r} is missing" for n in expected if n not in named]
+    problems += [f"unknown input {n!r}" for n in named if n not in expected]
+    if problems:  # a missing input first, then an unknown one
+        raise SignatureError(problems[0], where="inputs", fix=f"the model takes inputs {expected}")
 
 
 def _as_named(sig: Signature, inputs: Any) -> dict[str, Any]:

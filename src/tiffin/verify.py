@@ -207,7 +207,7 @@ def _no_example(name: str) -> Callable[[], tuple[str, Any]]:
 
 
 def _replay(root: Path, python: Path, *, current: bool, rtol: float, atol: float) -> Any:
-    from .env.build import clean_env
+    from .env.build import cannot_start, clean_env
 
     env_vars = clean_env()  # the integrity step applied the signature policy already
     # -B: importing code/ must not write __pycache__ into the sealed package.
@@ -234,11 +234,7 @@ def _replay(root: Path, python: Path, *, current: bool, rtol: float, atol: float
                 fix="run `tiffin predict PKG --isolated` on the example to see where it hangs",
             ) from None
         except OSError as exc:
-            raise VerificationError(
-                f"cannot start the environment's Python {python}: {exc.strerror or exc}",
-                where=str(python),
-                fix="build the environment again: `tiffin env build PKG`",
-            ) from None
+            raise cannot_start(python, exc, VerificationError) from None
     result = None
     for line in proc.stdout.splitlines():
         if line.startswith("TIFFIN-REPLAY "):

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import layout
-from ..errors import EnvironmentBuildError, PackageNotFoundError
+from ..errors import EnvironmentBuildError, PackageNotFoundError, TiffinError
 from ..integrity import verify_tree
 from .lock import UNHASHED_HEADER, accelerator_indexes, pins_of, pip_index_args, uv_binary
 
@@ -329,6 +329,15 @@ def _install_runtime(env: Path) -> None:
     )
 
 
+def cannot_start(python: Path, exc: OSError, error: type[TiffinError]) -> TiffinError:
+    """The error for an environment's Python that would not start (removed, damaged)."""
+    return error(
+        f"cannot start the environment's Python {python}: {exc.strerror or exc}",
+        where=str(python),
+        fix="build the environment again: `tiffin env build PKG`",
+    )
+
+
 def clean_env() -> dict[str, str]:
     """This process's environment minus what would leak the host's packages into a child.
 
@@ -390,11 +399,7 @@ def run_isolated(
                 [*argv, str(got)], capture_output=True, text=True, env=clean_env(), cwd=tmp
             )
         except OSError as exc:
-            raise EnvironmentBuildError(
-                f"cannot start the environment's Python {python}: {exc.strerror or exc}",
-                where=str(python),
-                fix="build the environment again: `tiffin env build PKG`",
-            ) from None
+            raise cannot_start(python, exc, EnvironmentBuildError) from None
         if proc.returncode != 0:
             from ..verify import missing_module
             from .replay import child_error

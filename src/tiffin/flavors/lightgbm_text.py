@@ -159,7 +159,7 @@ def _check_tree(block: bytes, index: int, max_feature: int) -> None:
             raise _Malformed(f"{where} {field.decode(errors='replace')[:40]} holds something other than numbers")  # fmt: skip
     leaves = _int(tree, "num_leaves", low=1, where=where)
     num_cat = _int(tree, "num_cat", low=0, where=where)
-    _floats(tree, "leaf_value", leaves, where)
+    _numbers(tree, "leaf_value", leaves, where)
     if leaves == 1:
         return
     internal = leaves - 1
@@ -167,7 +167,7 @@ def _check_tree(block: bytes, index: int, max_feature: int) -> None:
     _count(features, internal, "split_feature", where)
     if max(features) > max_feature:
         raise _Malformed(f"{where} splits on feature {max(features)}; max_feature_idx is {max_feature}")  # fmt: skip
-    thresholds = _floats(tree, "threshold", internal, where)
+    thresholds = _numbers(tree, "threshold", internal, where)
     decisions = _ints(_need(tree, "decision_type", where), f"{where} decision_type", low=0)
     _count(decisions, internal, "decision_type", where)
     left = _ints(_need(tree, "left_child", where), f"{where} left_child")
@@ -179,7 +179,7 @@ def _check_tree(block: bytes, index: int, max_feature: int) -> None:
                    ("internal_weight", internal), ("internal_count", internal),
                    ("leaf_weight", leaves), ("leaf_count", leaves)):  # fmt: skip
         if key.encode() in tree:
-            _floats(tree, key, n, where)
+            _numbers(tree, key, n, where)
     categorical = [i for i, d in enumerate(decisions) if d & 1]
     if categorical or num_cat:
         _check_categorical(tree, categorical, thresholds, num_cat, where)
@@ -226,14 +226,14 @@ def _check_categorical(
 
 
 def _check_linear(tree: dict[bytes, bytes], leaves: int, max_feature: int, where: str) -> None:
-    _floats(tree, "leaf_const", leaves, where)
+    _numbers(tree, "leaf_const", leaves, where)
     per_leaf = _ints(_need(tree, "num_features", where), f"{where} num_features", low=0)
     _count(per_leaf, leaves, "num_features", where)
     features = _ints(tree.get(b"leaf_features", b""), f"{where} leaf_features", low=0)
     _count(features, sum(per_leaf), "leaf_features", where)
     if features and max(features) > max_feature:
         raise _Malformed(f"{where}: a linear leaf uses feature {max(features)}; max_feature_idx is {max_feature}")  # fmt: skip
-    _floats(tree, "leaf_coeff", sum(per_leaf), where, allow_empty=True)
+    _numbers(tree, "leaf_coeff", sum(per_leaf), where, allow_empty=True)
 
 
 _PARAMETER = re.compile(rb"\[\w+: [^\n]*\]")
@@ -305,7 +305,7 @@ _NUMBER = rb"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|(?i:inf(?:inity)?|nan|
 _NUMBERS = re.compile(rb"(?:%s(?: +%s)*)? *" % (_NUMBER, _NUMBER))
 
 
-def _floats(fields: dict[bytes, bytes], key: str, n: int, where: str, allow_empty: bool = False) -> list[bytes]:  # fmt: skip
+def _numbers(fields: dict[bytes, bytes], key: str, n: int, where: str, allow_empty: bool = False) -> list[bytes]:  # fmt: skip
     """The tokens of a number array, counted, each a number LightGBM can read.
 
     One regular expression over the whole line, not ``float`` on each of a large
