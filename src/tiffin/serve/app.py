@@ -40,6 +40,7 @@ from .limits import HTTPError
 from .metrics import CONTENT_TYPE, Metrics, ModelMetrics
 from .model_config import triton_config
 from .openapi import openapi_document
+from .placement import Placement
 from .repository import Repository
 
 Scope = MutableMapping[str, Any]
@@ -86,7 +87,7 @@ class Model:
         self.metadata = self.signature.to_v2_metadata(
             self.name, self.version, f"tiffin_{predictor.flavor}"
         )
-        self.executor = executor
+        self.run = Placement(predictor.predict_named, executor)
         self.metrics: ModelMetrics = metrics.for_model(self.name, self.version)
         self.queue_size = config.queue_size
         self.in_flight = 0
@@ -144,8 +145,7 @@ class Model:
             return self.no_rows()
         if self.batcher is not None:
             return await self.batcher.submit(arrays)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self.predictor.predict_named, arrays)
+        return await self.run(arrays)
 
     def no_rows(self) -> dict[str, np.ndarray]:
         """The answer to a request of zero rows, from the signature: zero rows of each output.

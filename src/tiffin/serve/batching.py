@@ -35,8 +35,8 @@ Requests merge only when every input agrees in dtype and trailing shape; a reque
 more rows than ``max_batch_size`` runs on its own. Inputs are checked against the
 signature before they queue (in the app), so one bad request never fails a batch; if a
 merged call fails anyway, its requests are re-run one by one so each gets its own
-answer. One batch runs at a time per model: the event loop (HTTP and JSON) keeps one
-core busy, the predict thread the other.
+answer. One batch runs at a time per model, on the predict thread, or on the event loop
+itself when the model's calls are cheaper than the hop to a thread (``placement``).
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .placement import Placement
 
 DEFAULT_MAX_BATCH_SIZE = 64
 Arrays = dict[str, np.ndarray]
@@ -85,8 +87,7 @@ class Batcher:
         queue_size: int = 1024,
         on_batch: Callable[[int, int, float], None] | None = None,
     ) -> None:
-        self.predict = predict
-        self.executor = executor
+        self.predict = Placement(predict, executor)
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_latency = max(0.0, max_latency_ms) / 1000.0
         self.queue_size = queue_size
@@ -161,7 +162,6 @@ class Batcher:
         return batch
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while self._queue:
             batch = self._take()
             if not batch:
@@ -170,7 +170,7 @@ class Batcher:
             started = time.perf_counter()
             try:
                 merged = _merge([p.arrays for p in batch])
-                outputs = await loop.run_in_executor(self.executor, self.predict, merged)
+                outputs = await self.predict(merged)
                 parts = _split(outputs, rows)
             except Exception as exc:
                 if len(batch) == 1:
@@ -178,9 +178,7 @@ class Batcher:
                 else:  # one request must not fail its neighbours: each runs alone
                     for p in batch:
                         try:
-                            _resolve(
-                                p, await loop.run_in_executor(self.executor, self.predict, p.arrays)
-                            )
+                            _resolve(p, await self.predict(p.arrays))
                         except Exception as single:
                             _fail(p, single)
                 continue

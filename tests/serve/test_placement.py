@@ -1,0 +1,93 @@
+"""Placement: cheap predict calls run on the event loop, dear or unmeasured ones on a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from tiffin.serve.placement import Placement
+
+
+def _recording(delay: float = 0.0) -> tuple[list[str], object]:
+    threads: list[str] = []
+
+    def predict(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        threads.append(threading.current_thread().name)
+        if delay:
+            time.sleep(delay)
+        return {"y": arrays["x"] * 2}
+
+    return threads, predict
+
+
+def _run(placement: Placement, rows: int = 1, calls: int = 1) -> None:
+    async def go() -> None:
+        for _ in range(calls):
+            out = await placement({"x": np.ones((rows, 3))})
+            assert out["y"].shape == (rows, 3) and float(out["y"][0, 0]) == 2.0
+
+    asyncio.run(go())
+
+
+def test_the_first_call_goes_to_the_thread_then_cheap_calls_stay_on_the_loop() -> None:
+    threads, predict = _recording()
+    with ThreadPoolExecutor(1, thread_name_prefix="pool") as pool:
+        placement = Placement(predict, pool)  # type: ignore[arg-type]
+        _run(placement, calls=5)
+    assert threads[0].startswith("pool")  # never measured: the loop is not risked
+    assert threads[1:] == [threading.main_thread().name] * 4
+    assert placement.seconds is not None and placement.seconds < placement.inline_seconds
+
+
+def test_a_slow_model_always_runs_on_the_thread() -> None:
+    threads, predict = _recording(delay=0.002)
+    with ThreadPoolExecutor(1, thread_name_prefix="pool") as pool:
+        _run(Placement(predict, pool), calls=4)  # type: ignore[arg-type]
+    assert all(t.startswith("pool") for t in threads)
+
+
+def test_a_call_of_many_more_values_than_usual_goes_to_the_thread() -> None:
+    threads, predict = _recording()
+    with ThreadPoolExecutor(1, thread_name_prefix="pool") as pool:
+        placement = Placement(predict, pool, inline_seconds=0.01)  # type: ignore[arg-type]
+        placement.seconds, placement.size = 0.001, 3.0  # as if measured: 1 ms for one row
+        _run(placement, rows=2)  # expected 2 ms: inline
+        _run(placement, rows=50)  # expected 50 ms: the thread
+    assert threads[0] == threading.main_thread().name
+    assert threads[1].startswith("pool")
+
+
+def test_text_inputs_always_run_on_the_thread() -> None:
+    # one row of text can cost anything: its shape says nothing about its cost
+    threads: list[str] = []
+
+    def predict(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        threads.append(threading.current_thread().name)
+        return {"y": np.array([len(str(v)) for v in arrays["text"]])}
+
+    async def go(placement: Placement) -> None:
+        for _ in range(3):
+            await placement({"text": np.array(["a" * 1000], dtype=object)})
+
+    with ThreadPoolExecutor(1, thread_name_prefix="pool") as pool:
+        placement = Placement(predict, pool)
+        placement.seconds = 1e-6  # even a model measured as cheap
+        asyncio.run(go(placement))
+    assert all(t.startswith("pool") for t in threads)
+
+
+@pytest.mark.parametrize("measured", [None, 1e-6], ids=["on the thread", "on the loop"])
+def test_errors_reach_the_caller_from_either_place(measured: float | None) -> None:
+    def broken(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise ValueError("bad rows")
+
+    with ThreadPoolExecutor(1) as pool:
+        placement = Placement(broken, pool)
+        placement.seconds = measured
+        with pytest.raises(ValueError, match="bad rows"):
+            _run(placement)
