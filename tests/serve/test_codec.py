@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from typing import Any
 
@@ -120,6 +121,25 @@ def test_requested_outputs_and_mixed_binary() -> None:
 def test_non_finite_outputs_are_null_in_json() -> None:
     body, _ = codec.encode_response({"y": np.array([1.0, np.nan, np.inf])}, {}, "m", "1")
     assert orjson.loads(body)["outputs"][0]["data"] == [1.0, None, None]
+
+
+def test_a_big_endian_output_is_its_v2_type_in_json_and_little_endian_in_binary() -> None:
+    out = {"y": np.array([1.5, -2.0], dtype=">f4")}
+    body, _ = codec.encode_response(out, {}, "m", "1")
+    assert orjson.loads(body)["outputs"][0] == {
+        "name": "y", "datatype": "FP32", "shape": [2], "data": [1.5, -2.0]
+    }  # fmt: skip
+    body, json_len = codec.encode_response(out, {"parameters": {"binary_data_output": True}}, "m", "1")  # fmt: skip
+    assert json_len is not None
+    assert np.frombuffer(body[json_len:], "<f4").tolist() == [1.5, -2.0]
+
+
+@pytest.mark.parametrize("bad", [True, None, "1", [1.0]])
+def test_a_float_tensor_names_the_one_value_that_is_not_a_number(bad: object) -> None:
+    data = [0.5, 1, 2.5, bad, 3.0]
+    tensor = {"name": "x", "datatype": "FP32", "shape": [5], "data": data}
+    with pytest.raises(codec.BadRequest, match=re.escape(f"FP32 needs numbers, got {bad!r}")):
+        codec.decode_request(orjson.dumps({"inputs": [tensor]}), None)
 
 
 @pytest.mark.parametrize(

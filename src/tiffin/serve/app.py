@@ -15,11 +15,10 @@ ready, model ready), server metadata and ``/metrics`` stay open for probes and s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -116,25 +115,27 @@ class Model:
 
         A full model refuses without reading and decoding a body (megabytes, seconds of
         CPU) only to refuse it afterwards. The slot itself is taken once the body is in
-        (``admitted``), so slow uploads never hold the model's slots.
+        (``admit``), so slow uploads never hold the model's slots.
         """
         if self.in_flight >= self.queue_size:
             raise Overloaded(f"{self.in_flight} requests are in flight for this model")
 
-    @contextlib.contextmanager
-    def admitted(self) -> Iterator[None]:
-        """One slot of ``--queue-size``, from decoding to the answer."""
+    def admit(self) -> None:
+        """Take one slot of ``--queue-size``, from decoding to the answer; ``leave`` frees it.
+
+        Two calls rather than a context manager: this runs once per request, and a
+        generator-based ``with`` costs more than the slot bookkeeping itself.
+        """
         self.check_room()
         self.in_flight += 1
         self.metrics.queue_depth.set(self.in_flight)
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            self.metrics.queue_depth.set(self.in_flight)
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        self.metrics.queue_depth.set(self.in_flight)
 
     async def infer(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Check against the signature, then batch (or run alone); call it admitted."""
+        """Check against the signature, then batch (or run alone); call it between admit and leave."""
         if self.has_datetimes:
             arrays = codec.parse_datetimes(dict(arrays), self.signature.inputs)
         if self.signature.input_kind == "dataframe":
@@ -260,11 +261,14 @@ class Server:
         body = await limits.read_body(receive, headers, self.config.max_body)
         length = limits.header(headers, b"inference-header-content-length")
         json_len = None if length is None else limits.decimal(length, "Inference-Header-Content-Length")  # fmt: skip
-        with model.admitted():
+        model.admit()
+        try:
             arrays, request = await self._codec(len(body), codec.decode_request, body, json_len)
             outputs = await model.infer(arrays)
             size = sum(np.asarray(v).nbytes for v in outputs.values())
             return await self._codec(size, codec.encode_response, outputs, request, model.name, model.version)  # fmt: skip
+        finally:
+            model.leave()
 
     async def _codec(self, size: int, fn: Callable[..., _T], *args: Any) -> _T:
         """Run a codec step here, or on the codec thread when its data is large.
@@ -308,11 +312,14 @@ class Server:
 
         model.check_room()
         body = await limits.read_body(receive, headers, self.config.max_body)
-        with model.admitted():
+        model.admit()
+        try:
             arrays = await self._codec(len(body), decode_invocation, body, model.signature)
             outputs = await model.infer(arrays)
             size = sum(np.asarray(v).nbytes for v in outputs.values())
             return await self._codec(size, encode_predictions, outputs, model.signature)
+        finally:
+            model.leave()
 
     # -- everything else (Starlette) -------------------------------------------------
     async def live(self, request: Request) -> Response:

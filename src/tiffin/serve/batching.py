@@ -42,12 +42,12 @@ itself when the model's calls are cheaper than the hop to a thread (``placement`
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,17 +61,17 @@ class Overloaded(Exception):
     """The queue is full, or a request would wait (or has waited) past its budget."""
 
 
-@dataclass
 class _Pending:
-    arrays: Arrays
-    merge_rows: int | None  # None: inputs disagree on the batch size, so it runs alone
-    future: asyncio.Future[Arrays]
-    enqueued: float = field(default_factory=time.perf_counter)
+    """One queued request (a slotted class: one is made per request)."""
 
-    @property
-    def rows(self) -> int:
-        """Rows it adds to a batch (for the caps and the wait estimate)."""
-        return 1 if self.merge_rows is None else self.merge_rows
+    __slots__ = ("arrays", "enqueued", "future", "merge_rows", "rows")
+
+    def __init__(self, arrays: Arrays, merge_rows: int | None, future: asyncio.Future[Arrays]) -> None:  # fmt: skip
+        self.arrays = arrays
+        self.merge_rows = merge_rows  # None: inputs disagree on the batch size, so it runs alone
+        self.rows = 1 if merge_rows is None else merge_rows  # for the caps and the wait estimate
+        self.future = future
+        self.enqueued = time.perf_counter()
 
 
 class Batcher:
@@ -238,6 +238,7 @@ def _split(outputs: Arrays, rows: list[int]) -> list[Arrays]:
     for name, arr in outputs.items():
         if np.ndim(arr) == 0 or np.shape(arr)[0] != total:
             raise ValueError(f"output {name!r} does not keep the batch axis; cannot split it")
-    bounds = np.cumsum(rows)[:-1]
-    split = {k: np.split(np.asarray(v), bounds) for k, v in outputs.items()}
-    return [{k: split[k][i] for k in outputs} for i in range(len(rows))]
+    ends = list(itertools.accumulate(rows))
+    arrays = {k: np.asarray(v) for k, v in outputs.items()}
+    # plain slices (views): np.split costs ten times as much for the same views
+    return [{k: v[end - n : end] for k, v in arrays.items()} for n, end in zip(rows, ends)]
