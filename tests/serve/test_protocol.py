@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from typing import Any
 
 import pytest
 
@@ -206,3 +207,96 @@ def test_an_overloaded_model_refuses_before_reading_the_body(strict_server: Serv
 def test_unparseable_requests_are_answered_in_json(server: Served, data: bytes) -> None:
     answer = exchange(server, data)
     assert status_of(answer) in (400, 431) and "error" in body_of(answer)
+
+
+class _Recording:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> object:
+        return f"extra {name}"
+
+
+def test_a_response_is_one_write_and_100_continue_is_not_held() -> None:
+    from tiffin.serve.protocol import OneWriteResponses
+
+    real = _Recording()
+    out = OneWriteResponses(real)
+    out.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert real.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]  # the client waits for it
+    out.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n")
+    assert len(real.writes) == 1  # the head waits for the body
+    out.write(b"body")
+    out.write(b"more")  # later chunks go straight out
+    assert real.writes[1:] == [b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbody", b"more"]
+    assert out.get_extra_info("peername") == "extra peername"  # the rest is the transport's
+    headless = OneWriteResponses(real := _Recording())
+    headless.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    headless.close()  # a head with no body still goes out before the close
+    assert real.writes == [b"HTTP/1.1 200 OK\r\n\r\n"] and real.closed
+
+
+class _Socketless(_Recording):
+    """What uvicorn's protocol asks of a transport, with the writes recorded."""
+
+    def get_extra_info(self, name: str) -> object:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def test_the_served_protocol_writes_each_response_once() -> None:
+    import asyncio
+
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from tiffin.serve.protocol import bounded_protocol
+
+    async def app(scope: dict, receive: object, send: Any) -> None:  # type: ignore[type-arg]
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def go() -> list[bytes]:
+        config = uvicorn.Config(app, http=bounded_protocol(head_timeout=5.0), lifespan="off")
+        config.load()
+        protocol_class: Any = config.http_protocol_class
+        protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
+        transport = _Socketless()
+        protocol.connection_made(transport)
+        for _ in range(2):  # two requests on one keep-alive connection
+            protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            for _ in range(50):
+                await asyncio.sleep(0)
+        protocol.connection_lost(None)
+        return transport.writes
+
+    writes = asyncio.run(go())
+    assert len(writes) == 2 and all(w.startswith(b"HTTP/1.1 200") and w.endswith(b"\r\n\r\nok") for w in writes)  # fmt: skip
+
+
+def test_head_requests_keep_the_connection(server: Served) -> None:
+    keep = request("POST", "/v2/models/iris/infer", BODY).replace(b"Connection: close\r\n", b"")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(keep)
+        assert status_of(read_answer(sock)) == 200
+        # HEAD has no body bytes: its head must still go out, and the connection go on
+        sock.sendall(b"HEAD /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 ") and head.endswith(b"\r\n\r\n")
+        sock.sendall(keep)
+        assert status_of(read_answer(sock)) == 200
