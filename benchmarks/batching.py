@@ -3,8 +3,9 @@
 The serving benchmark measures batching through HTTP, where the HTTP work per request
 hides the dispatch decision; this one isolates it. The same models (the serving
 benchmark's scikit-learn pipeline and two PyTorch MLPs, packed and loaded with
-``tiffin.load``), the same merge and split code, the same two predict threads, and N
-closed-loop callers (1, 8, 64) submitting one-row requests in one event loop; only the
+``tiffin.load``), the same merge and split code, the same placement of each predict
+call (``tiffin.serve.placement``: on the event loop when cheap, else on one of two
+predict threads), and N closed-loop callers (1, 8, 64) submitting one-row requests in one event loop; only the
 decision of when a batch starts differs:
 
 - **tiffin**: ``tiffin.serve.batching.Batcher`` itself: an idle model runs a request at
@@ -45,6 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_json
 from tiffin.serve.batching import Batcher, _merge, _split
+from tiffin.serve.placement import Placement
 
 DURATION = float(os.environ.get("TIFFIN_BENCH_SECONDS", "2"))
 ROUNDS = int(os.environ.get("TIFFIN_BENCH_ROUNDS", "3"))
@@ -64,7 +66,7 @@ class WaitingBatcher:
     def __init__(
         self, predict: Predict, executor: Executor, *, delay: float, from_oldest: bool
     ) -> None:
-        self.predict, self.executor = predict, executor
+        self.run = Placement(predict, executor)
         self.delay, self.from_oldest = delay, from_oldest
         self.queue: deque[tuple[float, Arrays, asyncio.Future[Arrays]]] = deque()
         self.arrived = asyncio.Event()
@@ -79,7 +81,6 @@ class WaitingBatcher:
         return await future
 
     async def _dispatch(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             while not self.queue:
                 self.arrived.clear()
@@ -94,7 +95,7 @@ class WaitingBatcher:
                     break
             batch = [self.queue.popleft() for _ in range(min(MAX_BATCH, len(self.queue)))]
             merged = _merge([arrays for _, arrays, _ in batch])
-            outputs = await loop.run_in_executor(self.executor, self.predict, merged)
+            outputs = await self.run(merged)
             for (_, _, future), part in zip(batch, _split(outputs, [1] * len(batch))):
                 future.set_result(part)
 
@@ -107,10 +108,10 @@ class Unbatched:
     """Every request is its own predict call."""
 
     def __init__(self, predict: Predict, executor: Executor) -> None:
-        self.predict, self.executor = predict, executor
+        self.run = Placement(predict, executor)
 
     async def submit(self, arrays: Arrays) -> Arrays:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.predict, arrays)
+        return await self.run(arrays)
 
 
 POLICIES: dict[str, Callable[[Predict, Executor], Any]] = {
