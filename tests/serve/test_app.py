@@ -218,3 +218,24 @@ def test_a_large_json_request_over_real_http(iris_only: Served) -> None:
     with iris_only.client() as c:
         r = c.post("/v2/models/iris/infer", content=json.dumps(body))
     assert r.status_code == 200 and r.json()["outputs"][0]["shape"] == [rows]
+
+
+def test_a_model_refusing_nan_is_a_400_for_the_client_not_a_500(iris_only: Served) -> None:
+    """scikit-learn refuses NaN ("Input X contains NaN"): the input's fault, not the server's."""
+    import numpy as np
+
+    with iris_only.client() as c:
+        r = c.post("/invocations", json={"instances": [[5.1, None, 1.4, 0.2]]})  # null is NaN
+        assert r.status_code == 400, r.text
+        assert "NaN or infinite" in r.json()["error"] and "contains NaN" in r.json()["error"]
+        raw = np.array([[5.1, np.inf, 1.4, 0.2]]).tobytes()
+        header = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64",
+                              "parameters": {"binary_data_size": len(raw)}}]}  # fmt: skip
+        head = json.dumps(header).encode()
+        r = c.post(
+            "/v2/models/iris/infer", content=head + raw,
+            headers={"Inference-Header-Content-Length": str(len(head))},
+        )  # fmt: skip
+        assert r.status_code == 400 and "NaN or infinite" in r.json()["error"], r.text
+        r = c.post("/invocations", json={"instances": [ROW]})  # and the model still answers
+        assert r.status_code == 200

@@ -31,7 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._version import __version__
-from ..errors import SignatureError, TiffinError
+from ..errors import FlavorError, SignatureError, TiffinError
 from ..load import Predictor
 from . import codec, limits
 from .batching import DEFAULT_MAX_BATCH_SIZE, Batcher, Overloaded
@@ -144,9 +144,14 @@ class Model:
         self.signature.from_named_arrays(arrays)
         if self.signature.batchable and all(a.ndim and not a.shape[0] for a in arrays.values()):
             return self.no_rows()
-        if self.batcher is not None:
-            return await self.batcher.submit(arrays)
-        return await self.run(arrays)
+        try:
+            if self.batcher is not None:
+                return await self.batcher.submit(arrays)
+            return await self.run(arrays)
+        except FlavorError as exc:
+            if _holds_non_finite(arrays):
+                raise HTTPError(400, f"the model refused this input, which holds NaN or infinite values (missing values, or null on /invocations): {exc.message}") from exc  # fmt: skip
+            raise
 
     def no_rows(self) -> dict[str, np.ndarray]:
         """The answer to a request of zero rows, from the signature: zero rows of each output.
@@ -159,6 +164,17 @@ class Model:
             dtype = object if spec.dtype == "str" else spec.dtype
             out[spec.name] = np.empty((0, *spec.shape[1:]), dtype=dtype)
         return out
+
+
+def _holds_non_finite(arrays: Mapping[str, np.ndarray]) -> bool:
+    """Whether a float input holds NaN or an infinity (only asked once the model failed).
+
+    Many models refuse them (scikit-learn: "Input X contains NaN"); the signature cannot
+    tell, since others take them as missing values. When the model fails on such an
+    input, the input is the likely cause: a 400 for the client, not a 500 that pages
+    the operator.
+    """
+    return any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in arrays.values())
 
 
 def _check_columns(arrays: Mapping[str, np.ndarray], columns: list[str]) -> None:
