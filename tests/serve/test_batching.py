@@ -81,6 +81,24 @@ def test_requests_arriving_while_busy_are_merged_and_split_back() -> None:
         assert out["y"].tolist() == [[2.0 * i, 2.0 * i]]
 
 
+def test_a_cheap_model_run_on_the_event_loop_still_merges_concurrent_requests() -> None:
+    # Once placement runs the calls inline, the batch task's turn on the event loop is
+    # the window in which concurrent requests queue: they must keep merging.
+    model = Model()
+
+    async def main(pool: ThreadPoolExecutor) -> list[Arrays]:
+        batcher = Batcher(model, pool, max_batch_size=64)
+        for _ in range(3):
+            await batcher.submit(row(0.0))  # measured: cheap, so inline from now on
+        assert batcher.predict.inline_seconds > (batcher.predict.seconds or 1.0)
+        model.batches.clear()
+        return await asyncio.gather(*(batcher.submit(row(float(i))) for i in range(40)))
+
+    results = run(main)
+    assert model.batches == [40]
+    assert [float(out["y"][0, 0]) for out in results] == [2.0 * i for i in range(40)]
+
+
 def test_max_batch_size_counts_rows() -> None:
     model = Model(delay=0.02)
 
