@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -135,10 +134,6 @@ def _load_folder(
     if not isinstance(options, dict):
         raise ManifestError("runtime.options must be an object", where=str(root / layout.MANIFEST))
     code_dir = root / layout.CODE_DIR
-    if code_dir.is_dir():
-        # A sealed package must stay byte-identical: importing its code must not write
-        # __pycache__ into it (the next load would find extra files and refuse).
-        sys.dont_write_bytecode = True
     flavor = flavors.get(manifest.flavor)
     digests = {f.path: f.sha256 for f in manifest.files}
     ctx = flavors.LoadContext(root, options, allow_pickle=allow_pickle, digests=digests)

@@ -152,7 +152,11 @@ def test_loading_never_writes_bytecode_into_the_package(tmp_path: Path) -> None:
     tiffin.pack(f"{proj / 'scorer.py'}:Scorer", dest, name="scorer", version="1",
                 example=np.array([[1.0, 2.0]]), code=[proj / "helpers.py"],
                 artifacts={"weights": proj / "weights.json"})  # fmt: skip
-    code = f"import tiffin; tiffin.load({str(dest)!r}).predict([[1.0, 2.0]]); tiffin.load({str(dest)!r})"
+    code = (
+        f"import sys, tiffin; tiffin.load({str(dest)!r}).predict([[1.0, 2.0]]); tiffin.load({str(dest)!r}); "
+        # declined by the package's own loader: the user's process still caches bytecode
+        "assert not sys.dont_write_bytecode, 'load changed sys.dont_write_bytecode'"
+    )
     import os
     import subprocess
     import sys

@@ -6,6 +6,8 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -91,3 +93,54 @@ def test_errors_reach_the_caller_from_either_place(measured: float | None) -> No
         placement.seconds = measured
         with pytest.raises(ValueError, match="bad rows"):
             _run(placement)
+
+
+THREAD_SRC = """
+import threading
+import numpy as np
+
+CALLS = []
+
+
+class Recorder:
+    def load(self, context):
+        pass
+
+    def predict(self, x):
+        CALLS.append(threading.current_thread().name)
+        return np.asarray(x) * 2
+"""
+
+
+def test_served_custom_models_never_run_on_the_event_loop(tmp_path: Path) -> None:
+    """Any Python may cost what its values say; only sized flavors (sklearn...) go inline."""
+    import sys
+
+    from sklearn.linear_model import LinearRegression
+
+    import tiffin
+    from tiffin.serve.app import ServeConfig, create_app
+    from tiffin.serve.repository import from_paths
+
+    src = tmp_path / "recorder.py"
+    src.write_text(THREAD_SRC)
+    x = np.ones((2, 3))
+    custom = tiffin.pack(f"{src}:Recorder", tmp_path / "custom", name="custom", version="1", example=x).path  # fmt: skip
+    linear = LinearRegression().fit(x, [1.0, 2.0])
+    sized = tiffin.pack(linear, tmp_path / "sk", name="sk", version="1", example=x).path
+    for batching in (True, False):
+        app = create_app(from_paths([custom, sized]), ServeConfig(batching=batching))
+        models = app.server.models
+
+        async def go(models: dict[tuple[str, str], Any]) -> None:
+            for _ in range(5):
+                await models[("custom", "1")].infer({"input": np.ones((1, 3))})
+                await models[("sk", "1")].infer({"input": np.ones((1, 3))})
+
+        asyncio.run(go(models))
+        calls = next(m for n, m in sys.modules.items() if n.endswith(".recorder") and hasattr(m, "CALLS")).CALLS  # fmt: skip
+        assert calls and all(t.startswith("tiffin-predict") for t in calls), calls
+        calls.clear()
+        sk = models[("sk", "1")]
+        placement = sk.batcher.predict if sk.batcher else sk.run
+        assert placement.inline_seconds > 0 and placement.seconds is not None  # measured, inline

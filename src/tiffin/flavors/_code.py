@@ -79,6 +79,13 @@ class _Loader(importlib.machinery.SourceFileLoader):
         module.__dict__["__builtins__"] = self.builtins_dict
         super().exec_module(module)
 
+    def set_data(self, path: str, data: Any, *, _mode: int = 0o666) -> None:
+        # Never cache bytecode: __pycache__ written into a sealed package would be extra
+        # files that the next load refuses. Declined here, for this loader only, rather
+        # than with sys.dont_write_bytecode, which would change every import of the
+        # user's process from then on.
+        return
+
 
 class _Finder(importlib.abc.MetaPathFinder):
     def __init__(self, root: str, code_dir: Path, builtins_dict: dict[str, Any]) -> None:
@@ -121,7 +128,6 @@ def namespace(code_dir: Path) -> str:
 
 def import_module(code_dir: Path, module: str) -> ModuleType:
     """Import ``code/<module>.py`` (or the package ``code/<module>/``) in its namespace."""
-    sys.dont_write_bytecode = True  # never write __pycache__ into a sealed package
     return importlib.import_module(f"{namespace(code_dir)}.{module}")
 
 

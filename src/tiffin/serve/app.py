@@ -39,7 +39,7 @@ from .limits import HTTPError
 from .metrics import CONTENT_TYPE, Metrics, ModelMetrics
 from .model_config import triton_config
 from .openapi import openapi_document
-from .placement import Placement
+from .placement import INLINE_SECONDS, SIZED_FLAVORS, Placement
 from .repository import Repository
 
 Scope = MutableMapping[str, Any]
@@ -86,7 +86,9 @@ class Model:
         self.metadata = self.signature.to_v2_metadata(
             self.name, self.version, f"tiffin_{predictor.flavor}"
         )
-        self.run = Placement(predictor.predict_named, executor)
+        # 0: never on the event loop (a custom model's cost may follow its values)
+        inline = INLINE_SECONDS if predictor.flavor in SIZED_FLAVORS else 0.0
+        self.run = Placement(predictor.predict_named, executor, inline)
         self.metrics: ModelMetrics = metrics.for_model(self.name, self.version)
         self.queue_size = config.queue_size
         self.in_flight = 0
@@ -104,6 +106,7 @@ class Model:
                 max_latency_ms=float(latency),
                 queue_size=config.queue_size,
                 on_batch=self.metrics.batch,
+                inline_seconds=inline,
             )
         self.config = triton_config(
             self.name, self.metadata["platform"], self.signature,

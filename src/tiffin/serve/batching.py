@@ -51,7 +51,7 @@ from concurrent.futures import Executor
 
 import numpy as np
 
-from .placement import Placement
+from .placement import INLINE_SECONDS, Placement
 
 DEFAULT_MAX_BATCH_SIZE = 64
 Arrays = dict[str, np.ndarray]
@@ -86,8 +86,9 @@ class Batcher:
         max_latency_ms: float = 30_000.0,
         queue_size: int = 1024,
         on_batch: Callable[[int, int, float], None] | None = None,
+        inline_seconds: float = INLINE_SECONDS,
     ) -> None:
-        self.predict = Placement(predict, executor)
+        self.predict = Placement(predict, executor, inline_seconds)
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_latency = max(0.0, max_latency_ms) / 1000.0
         self.queue_size = queue_size
