@@ -138,7 +138,7 @@ class Model:
         self.metrics.queue_depth.set(self.in_flight)
 
     async def infer(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Check against the signature, then batch (or run alone); call it between admit and leave."""
+        """Check against the signature, then batch (or run alone); call it while admitted."""
         if self.has_datetimes:
             arrays = codec.parse_datetimes(dict(arrays), self.signature.inputs)
         if self.signature.input_kind == "dataframe":

@@ -14,9 +14,10 @@ time and of their size (values in all inputs), scaled up linearly for a bigger c
 (conservative: a model's fixed cost makes a bigger call cheaper per value, never
 dearer). Only all-numeric inputs are judged so: the cost of text or object inputs
 follows their content, not their shape (one row of a megabyte of text), so they always
-run on the thread. So do models of the custom and pickle flavors: their predict is any
-Python, whose cost can follow the values (a loop over ``range(x)``), and an inline call
-cannot be cut short by the request timeout. Measured here
+run on the thread. So do models of the custom and pickle flavors (the server gives them
+``inline_seconds`` 0): their predict is any Python, whose cost can follow the values (a
+loop over ``range(x)``), and an inline call cannot be cut short by the request timeout.
+Measured here
 with ``tiffin serve`` on that MLP: one client 1,530 -> 1,840 requests/s (p50 628 ->
 515 µs), eight clients 4,330 -> 5,760; sixty-four clients unchanged.
 """
