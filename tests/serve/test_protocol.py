@@ -289,6 +289,41 @@ def test_the_served_protocol_writes_each_response_once() -> None:
     assert len(writes) == 2 and all(w.startswith(b"HTTP/1.1 200") and w.endswith(b"\r\n\r\nok") for w in writes)  # fmt: skip
 
 
+def test_a_big_head_parsed_in_one_read_is_still_431() -> None:
+    """A 200 KB head arriving in one read was parsed whole before the byte count ran."""
+    import asyncio
+
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from tiffin.serve.protocol import bounded_protocol
+
+    called = []
+
+    async def app(scope: dict, receive: object, send: Any) -> None:  # type: ignore[type-arg]
+        called.append(scope["path"])
+
+    async def go() -> list[bytes]:
+        config = uvicorn.Config(app, http=bounded_protocol(head_timeout=5.0), lifespan="off", log_level="error")  # fmt: skip
+        config.load()
+        protocol_class: Any = config.http_protocol_class
+        protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
+        transport = _Socketless()
+        protocol.connection_made(transport)
+        many = b"".join(b"X-%d: %s\r\n" % (i, b"v" * 100) for i in range(2000))
+        protocol.data_received(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+        for _ in range(20):
+            await asyncio.sleep(0)
+        protocol.connection_lost(None)
+        assert transport.closed
+        return transport.writes
+
+    writes = asyncio.run(go())
+    assert len(writes) == 1 and status_of(writes[0]) == 431, writes
+    assert "request head" in body_of(writes[0])["error"]
+    assert not called  # the request never reached the app
+
+
 def test_head_requests_keep_the_connection(server: Served) -> None:
     keep = request("POST", "/v2/models/iris/infer", BODY).replace(b"Connection: close\r\n", b"")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:

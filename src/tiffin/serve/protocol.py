@@ -7,7 +7,10 @@ seconds holds its connection open forever (the keep-alive timer only runs betwee
 requests). ``--max-body`` cannot help: the head is not the body. This protocol adds:
 
 - a head size cap (``MAX_HEAD``, 64 KiB, four times nginx's default buffers for one
-  header line): past it, 431 and the connection is closed;
+  header line): past it, 431 and the connection is closed. Counted twice over: the raw
+  bytes of a head still arriving (one endless header line never reaches a parser
+  callback), and the URL and headers as the parser hands them over (a 200 KB head can
+  arrive in one read, and be parsed whole before the raw count sees it);
 - a head deadline: a connection must finish each request head within the request
   timeout of its first byte (or of the connection, for a client that sends nothing);
   past it, 408 and the connection is closed.
@@ -86,6 +89,8 @@ def bounded_protocol(head_timeout: float, max_head: int = MAX_HEAD) -> Any:
             self._head_bytes = 0
             self._head_began = False  # the head began inside the chunk being parsed
             self._head_timer: asyncio.TimerHandle | None = None
+            self._parsed_head = 0  # bytes of URL and headers the parser has handed over
+            self._oversized = False
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -109,7 +114,24 @@ def bounded_protocol(head_timeout: float, max_head: int = MAX_HEAD) -> Any:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_head, self._head_bytes, self._head_began = True, 0, True
+            self._parsed_head = 0
             self._arm()
+
+        def on_url(self, url: bytes) -> None:
+            self._count_head(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count_head(len(name) + len(value) + 4)  # "name: value\r\n"
+            super().on_header(name, value)
+
+        def _count_head(self, size: int) -> None:
+            self._parsed_head += size
+            if self._parsed_head > max_head:
+                # raising from a callback stops the parser before the request reaches
+                # the app; uvicorn answers it through send_400_response, below
+                self._oversized = True
+                raise ValueError("request head too large")
 
         def on_headers_complete(self) -> None:
             self._in_head = False
@@ -144,6 +166,9 @@ def bounded_protocol(head_timeout: float, max_head: int = MAX_HEAD) -> Any:
         def send_400_response(self, msg: str) -> None:
             # uvicorn answers what httptools cannot parse (a bad method, request line or
             # header) in plain text; every tiffin answer is JSON
+            if self._oversized:
+                self._refuse(431, f"the request head is over {max_head} bytes")
+                return
             self._refuse(400, f"malformed HTTP request: {msg}")
 
         def _refuse(self, status: int, message: str) -> None:
