@@ -88,7 +88,6 @@ class Model:
         )
         # 0: never on the event loop (a custom model's cost may follow its values)
         inline = INLINE_SECONDS if predictor.flavor in SIZED_FLAVORS else 0.0
-        self.run = Placement(predictor.predict_named, executor, inline)
         self.metrics: ModelMetrics = metrics.for_model(self.name, self.version)
         self.queue_size = config.queue_size
         self.in_flight = 0
@@ -108,6 +107,12 @@ class Model:
                 on_batch=self.metrics.batch,
                 inline_seconds=inline,
             )
+        # one placement per model, learning its cost once: the batcher's when it batches
+        self.run = (
+            self.batcher.predict
+            if self.batcher is not None
+            else Placement(predictor.predict_named, executor, inline)
+        )
         self.config = triton_config(
             self.name, self.metadata["platform"], self.signature,
             self.batcher.max_batch_size if self.batcher else None,
