@@ -9,17 +9,25 @@ from the other worker. So a call expected to finish within ``INLINE_SECONDS`` ru
 on the event loop, which stalls other requests for no longer than that; anything
 longer, and any model not measured yet, goes to the thread pool.
 
-The expectation comes from the model's own recent calls: a moving average of their
-time and of their size (values in all inputs), scaled up linearly for a bigger call
-(conservative: a model's fixed cost makes a bigger call cheaper per value, never
-dearer). Only all-numeric inputs are judged so: the cost of text or object inputs
+The expectation comes from the model's own recent calls on the event loop: a moving
+average of their time (by the clock: the stall; by the loop's CPU time when calls on the
+thread ran meanwhile, whose GIL turns would count as the model's) and of their size (values in all inputs), scaled up linearly for
+a bigger call (conservative: a model's fixed cost makes a bigger call cheaper per value,
+never dearer). A call timed on the thread cannot set it: there the call also waits for
+the GIL, which the event loop holds between the model's releases, and for a core; on
+this 2-CPU machine a batch that takes 250 µs inline measured 1 ms on the thread (by the
+clock, and even by the thread's own CPU time), so a model once on the thread stayed
+there for good, paying the hop and the GIL fight it was measured under. So the thread's
+timing only says whether the loop is worth a try: while it is under ``PROBE_FACTOR``
+times ``inline_seconds``, one call in ``PROBE_EVERY`` runs on the loop, and that call's
+own time decides. A model that is dear inline thus stalls the loop for at most 4 ms
+once in ``PROBE_EVERY`` calls; one slower than that on the thread is never tried.
+
+Only all-numeric inputs are judged so: the cost of text or object inputs
 follows their content, not their shape (one row of a megabyte of text), so they always
 run on the thread. So do models of the custom and pickle flavors (the server gives them
 ``inline_seconds`` 0): their predict is any Python, whose cost can follow the values (a
 loop over ``range(x)``), and an inline call cannot be cut short by the request timeout.
-Measured here
-with ``tiffin serve`` on that MLP: one client 1,530 -> 1,840 requests/s (p50 628 ->
-515 µs), eight clients 4,330 -> 5,760; sixty-four clients unchanged.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ import numpy as np
 
 Arrays = dict[str, np.ndarray]
 INLINE_SECONDS = 0.0005
+PROBE_EVERY = 32  # thread calls between two tries of the loop, while the thread's timing allows
+PROBE_FACTOR = 8.0  # how much dearer a call may look on the thread and still be tried inline
 # flavors whose predict cost follows the input's size: compiled estimators and graphs
 SIZED_FLAVORS = frozenset({"sklearn", "xgboost", "lightgbm", "onnx", "torch"})
 
@@ -49,42 +59,72 @@ class Placement:
         self.predict = predict
         self.executor = executor
         self.inline_seconds = inline_seconds
-        self.seconds: float | None = None  # moving average of one call's own time
+        self.seconds: float | None = None  # moving average of one inline call's time
         self.size = 1.0  # moving average of the values in those calls
+        self.thread_seconds: float | None = None  # the same for calls on the thread
+        self.thread_size = 1.0
+        self._until_probe = 0  # thread calls left before the loop is tried again
+        self._on_thread = 0  # calls running on the thread now
 
     def expected(self, size: int | None) -> float | None:
-        """Seconds a call of ``size`` values is expected to take; None when unknown."""
+        """Seconds an inline call of ``size`` values is expected to take; None when unknown."""
         if self.seconds is None or size is None:
             return None
         return self.seconds * max(1.0, size / self.size)
 
-    async def __call__(self, arrays: Arrays) -> Arrays:
-        size = _numeric_size(arrays)
+    def _inline(self, size: int | None) -> bool:
+        if size is None or self.inline_seconds <= 0:
+            return False
         expected = self.expected(size)
         if expected is not None and expected < self.inline_seconds:
-            started = time.perf_counter()
+            return True
+        if self.thread_seconds is None:
+            return False  # never measured anywhere: the loop is not risked
+        guess = self.thread_seconds * max(1.0, size / self.thread_size)
+        if guess >= PROBE_FACTOR * self.inline_seconds:
+            return False
+        if self._until_probe > 0:
+            self._until_probe -= 1
+            return False
+        self._until_probe = PROBE_EVERY
+        return True
+
+    async def __call__(self, arrays: Arrays) -> Arrays:
+        size = _numeric_size(arrays)
+        if self._inline(size):
+            assert size is not None
+            started, cpu = time.perf_counter(), time.thread_time()
             out = self.predict(arrays)
-            self._observe(time.perf_counter() - started, size)
+            # The clock is the stall the loop sees, unless calls on the thread shared the
+            # GIL meanwhile: then it is theirs too, and the loop's own CPU time is the call's.
+            clean = not self._on_thread
+            seconds = time.perf_counter() - started if clean else time.thread_time() - cpu
+            if self.seconds is None:
+                self.seconds, self.size = seconds, float(size)
+            else:
+                self.seconds = 0.8 * self.seconds + 0.2 * seconds
+                self.size = 0.8 * self.size + 0.2 * size
             return out
         loop = asyncio.get_running_loop()
-        out, seconds = await loop.run_in_executor(self.executor, self._timed, arrays)
-        self._observe(seconds, size)
+        self._on_thread += 1
+        try:
+            out, seconds = await loop.run_in_executor(self.executor, self._timed, arrays)
+        finally:
+            self._on_thread -= 1
+        if size is not None:  # text or objects never run inline: their cost need not be learnt
+            if self.thread_seconds is None:
+                self.thread_seconds, self.thread_size = seconds, float(size)
+            else:
+                self.thread_seconds = 0.8 * self.thread_seconds + 0.2 * seconds
+                self.thread_size = 0.8 * self.thread_size + 0.2 * size
         return out
 
     def _timed(self, arrays: Arrays) -> tuple[Arrays, float]:
-        # timed on the thread itself: the hop is not the model's cost
+        # timed on the thread itself: the hop is not the model's cost. The clock, not the
+        # CPU time: a model that waits (on its own threads, say) is cheap only by the latter.
         started = time.perf_counter()
         out = self.predict(arrays)
         return out, time.perf_counter() - started
-
-    def _observe(self, seconds: float, size: int | None) -> None:
-        if size is None:
-            return  # text or objects: never inline, so their cost need not be learnt
-        if self.seconds is None:
-            self.seconds, self.size = seconds, float(size)
-            return
-        self.seconds = 0.8 * self.seconds + 0.2 * seconds
-        self.size = 0.8 * self.size + 0.2 * size
 
 
 def _numeric_size(arrays: Arrays) -> int | None:
