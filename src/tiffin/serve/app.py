@@ -35,6 +35,7 @@ from ..errors import FlavorError, SignatureError, TiffinError
 from ..load import Predictor
 from . import codec, limits
 from .batching import DEFAULT_MAX_BATCH_SIZE, Batcher, Overloaded
+from .deadlines import Deadlines
 from .limits import HTTPError
 from .metrics import CONTENT_TYPE, Metrics, ModelMetrics
 from .model_config import triton_config
@@ -228,6 +229,7 @@ class Server:
         threads = config.threads or max(2, os.cpu_count() or 2)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tiffin-predict")
         self.codec_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tiffin-codec")
+        self.deadlines = Deadlines(config.timeout)
         self.models = {(p.name, p.version): Model(p, config, self.executor, self.metrics) for p in repository}  # fmt: skip
         self.latest: dict[str, Model] = {}
         for name, _ in self.models:
@@ -263,9 +265,7 @@ class Server:
             if not self.accepting:
                 raise HTTPError(503, "the server is shutting down", {"Retry-After": "1"})
             limits.check_content_type(headers, binary_ok=True)
-            payload, json_len = await asyncio.wait_for(
-                self._infer(model, receive, headers), self.config.timeout
-            )
+            payload, json_len = await self.deadlines.within(self._infer(model, receive, headers))
             status = 200
             if json_len is None:
                 extra = _JSON
@@ -319,9 +319,7 @@ class Server:
             if not self.accepting:
                 raise HTTPError(503, "the server is shutting down", {"Retry-After": "1"})
             limits.check_content_type(headers, binary_ok=False)
-            payload = await asyncio.wait_for(
-                self._invoke(model, receive, headers), self.config.timeout
-            )
+            payload = await self.deadlines.within(self._invoke(model, receive, headers))
             status, extra = 200, _JSON
         except Exception as exc:
             error = _error_status(exc, self.config.timeout)
