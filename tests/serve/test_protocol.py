@@ -113,6 +113,23 @@ def test_a_stalled_request_head_is_408(strict_server: Served) -> None:
     assert status_of(silent) == 408
 
 
+def test_a_kept_alive_connection_times_each_head_from_its_own_start(strict_server: Served) -> None:
+    """Heads are timed per request (one timer per connection, re-armed as it fires):
+    a quick request, a pause, then a stalled head is cut about --timeout (0.5 s) after
+    that head began, not after the connection opened, and not never."""
+    ok = request("GET", "/v2/health/live").replace(b"Connection: close\r\n", b"")
+    with socket.create_connection(("127.0.0.1", strict_server.port), timeout=10) as sock:
+        sock.sendall(ok)
+        assert b"200 OK" in sock.recv(65536)
+        time.sleep(0.3)
+        began = time.monotonic()
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nX-Slow: 1\r\n")
+        answer = sock.recv(65536)
+        took = time.monotonic() - began
+    assert status_of(answer) == 408
+    assert 0.45 <= took < 3.0, took
+
+
 def test_pipelined_requests_and_100_continue_still_work(server: Served) -> None:
     one = request("POST", "/v2/models/iris/infer", BODY).replace(b"Connection: close\r\n", b"")
     answer = exchange(server, one * 3 + request("GET", "/v2/health/live"))
