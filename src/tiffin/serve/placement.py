@@ -11,9 +11,9 @@ longer, and any model not measured yet, goes to the thread pool.
 
 The expectation comes from the model's own recent calls on the event loop: a moving
 average of their time (by the clock: the stall; by the loop's CPU time when calls on the
-thread ran meanwhile, whose GIL turns would count as the model's) and of their size (values in all inputs), scaled up linearly for
-a bigger call (conservative: a model's fixed cost makes a bigger call cheaper per value,
-never dearer). A call timed on the thread cannot set it: there the call also waits for
+thread ran meanwhile, whose GIL turns would count as the model's) and of their size
+(values in all inputs), scaled up linearly for a bigger call (conservative: a model's
+fixed cost makes a bigger call cheaper per value, never dearer). A call timed on the thread cannot set it: there the call also waits for
 the GIL, which the event loop holds between the model's releases, and for a core; on
 this 2-CPU machine a batch that takes 250 µs inline measured 1 ms on the thread (by the
 clock, and even by the thread's own CPU time), so a model once on the thread stayed
@@ -99,11 +99,7 @@ class Placement:
             # GIL meanwhile: then it is theirs too, and the loop's own CPU time is the call's.
             clean = not self._on_thread
             seconds = time.perf_counter() - started if clean else time.thread_time() - cpu
-            if self.seconds is None:
-                self.seconds, self.size = seconds, float(size)
-            else:
-                self.seconds = 0.8 * self.seconds + 0.2 * seconds
-                self.size = 0.8 * self.size + 0.2 * size
+            self.seconds, self.size = _averaged(self.seconds, self.size, seconds, size)
             return out
         loop = asyncio.get_running_loop()
         self._on_thread += 1
@@ -112,11 +108,9 @@ class Placement:
         finally:
             self._on_thread -= 1
         if size is not None:  # text or objects never run inline: their cost need not be learnt
-            if self.thread_seconds is None:
-                self.thread_seconds, self.thread_size = seconds, float(size)
-            else:
-                self.thread_seconds = 0.8 * self.thread_seconds + 0.2 * seconds
-                self.thread_size = 0.8 * self.thread_size + 0.2 * size
+            self.thread_seconds, self.thread_size = _averaged(
+                self.thread_seconds, self.thread_size, seconds, size
+            )
         return out
 
     def _timed(self, arrays: Arrays) -> tuple[Arrays, float]:
@@ -125,6 +119,13 @@ class Placement:
         started = time.perf_counter()
         out = self.predict(arrays)
         return out, time.perf_counter() - started
+
+
+def _averaged(seconds: float | None, size: float, new_seconds: float, new_size: int) -> tuple[float, float]:  # fmt: skip
+    """The moving averages of time and size with one more call (the first call sets them)."""
+    if seconds is None:
+        return new_seconds, float(new_size)
+    return 0.8 * seconds + 0.2 * new_seconds, 0.8 * size + 0.2 * new_size
 
 
 def _numeric_size(arrays: Arrays) -> int | None:
