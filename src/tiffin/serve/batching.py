@@ -64,12 +64,12 @@ class Overloaded(Exception):
 class _Pending:
     """One queued request (a slotted class: one is made per request)."""
 
-    __slots__ = ("arrays", "enqueued", "future", "merge_rows", "rows")
+    __slots__ = ("arrays", "enqueued", "future", "kind", "rows")
 
-    def __init__(self, arrays: Arrays, merge_rows: int | None, future: asyncio.Future[Arrays]) -> None:  # fmt: skip
+    def __init__(self, arrays: Arrays, future: asyncio.Future[Arrays]) -> None:
         self.arrays = arrays
-        self.merge_rows = merge_rows  # None: inputs disagree on the batch size, so it runs alone
-        self.rows = 1 if merge_rows is None else merge_rows  # for the caps and the wait estimate
+        # kind None: the request runs alone; requests of one kind merge
+        self.rows, self.kind = _shape(arrays)
         self.future = future
         self.enqueued = time.perf_counter()
 
@@ -118,20 +118,20 @@ class Batcher:
         """Queue one request and wait for its share of a batch."""
         if len(self._queue) >= self.queue_size:
             raise Overloaded("the model's queue is full")
-        merge_rows = _rows(arrays)
-        rows = 1 if merge_rows is None else merge_rows
-        wait = self.expected_wait(rows)
-        if wait > self.max_latency:
-            raise Overloaded(
-                f"the queue would hold this request about {wait * 1000:.0f} ms, "
-                f"over the {self.max_latency * 1000:.0f} ms budget"
-            )
-        future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(arrays, merge_rows, future))
-        self._queued_rows += rows
-        if not self.busy:
+        pending = _Pending(arrays, asyncio.get_running_loop().create_future())
+        busy = self.busy
+        if busy:
+            wait = self.expected_wait(pending.rows)
+            if wait > self.max_latency:
+                raise Overloaded(
+                    f"the queue would hold this request about {wait * 1000:.0f} ms, "
+                    f"over the {self.max_latency * 1000:.0f} ms budget"
+                )
+        self._queue.append(pending)
+        self._queued_rows += pending.rows
+        if not busy:
             self._task = asyncio.create_task(self._run())
-        return await future
+        return await pending.future
 
     def _take(self) -> list[_Pending]:
         """The next batch: queued requests in order, as many rows as fit."""
@@ -150,7 +150,11 @@ class Batcher:
             if not batch:
                 batch.append(item)
                 rows = item.rows
-            elif rows + item.rows <= self.max_batch_size and _compatible(batch[0], item):
+            elif (
+                item.kind is not None
+                and item.kind == batch[0].kind
+                and rows + item.rows <= self.max_batch_size
+            ):
                 batch.append(item)
                 rows += item.rows
             else:
@@ -203,27 +207,26 @@ def _fail(p: _Pending, exc: BaseException) -> None:
         p.future.set_exception(exc)
 
 
-def _rows(arrays: Arrays) -> int | None:
-    """The request's batch size; None when its inputs disagree on it (never merged).
+def _shape(arrays: Arrays) -> tuple[int, tuple[object, ...] | None]:
+    """The request's batch size and its kind: the names, dtypes and trailing shapes.
 
-    A request may legally send inputs of different leading sizes (the model may
-    broadcast them); merged with others, split points taken from one input would hand
-    rows of one request to another, so such a request always runs alone.
+    Requests merge only when their kinds are equal. The kind is None, and the request
+    always runs alone, when an input has no batch axis or the inputs disagree on its
+    size: a request may legally send inputs of different leading sizes (the model may
+    broadcast them), and merged with others, split points taken from one input would
+    hand rows of one request to another. Computed once per request, so the batch
+    compares one tuple per request instead of every input's dtype and shape.
     """
-    sizes = {int(a.shape[0]) if a.ndim else -1 for a in arrays.values()}
-    if len(sizes) != 1 or -1 in sizes:
-        return None
-    return sizes.pop()
-
-
-def _compatible(a: _Pending, b: _Pending) -> bool:
-    """Requests merge only when every input agrees on dtype and trailing shape."""
-    if a.merge_rows is None or b.merge_rows is None or a.arrays.keys() != b.arrays.keys():
-        return False
-    return all(
-        a.arrays[k].dtype == b.arrays[k].dtype and a.arrays[k].shape[1:] == b.arrays[k].shape[1:]
-        for k in a.arrays
-    )
+    rows = -1
+    kind: list[object] = []
+    for name, arr in arrays.items():
+        if not arr.ndim or (rows != -1 and arr.shape[0] != rows):
+            return 1, None
+        rows = int(arr.shape[0])
+        kind += (name, arr.dtype, arr.shape[1:])
+    if rows == -1:
+        return 1, None
+    return rows, tuple(kind)
 
 
 def _merge(parts: list[Arrays]) -> Arrays:
