@@ -13,11 +13,12 @@ The expectation comes from the model's own recent calls on the event loop: a mov
 average of their time (by the clock: the stall; by the loop's CPU time when calls on the
 thread ran meanwhile, whose GIL turns would count as the model's) and of their size
 (values in all inputs), scaled up linearly for a bigger call (conservative: a model's
-fixed cost makes a bigger call cheaper per value, never dearer). A call timed on the thread cannot set it: there the call also waits for
-the GIL, which the event loop holds between the model's releases, and for a core; on
-this 2-CPU machine a batch that takes 250 µs inline measured 1 ms on the thread (by the
-clock, and even by the thread's own CPU time), so a model once on the thread stayed
-there for good, paying the hop and the GIL fight it was measured under. So the thread's
+fixed cost makes a bigger call cheaper per value, never dearer). A call timed on the
+thread cannot set it: there the call also waits for the GIL, which the event loop holds
+between the model's releases, and for a core; on this 2-CPU machine a batch that takes
+250 µs inline measured 1 ms on the thread (by the clock, and even by the thread's own
+CPU time), so a model once on the thread stayed there for good, paying the hop and the
+GIL fight it was measured under. So the thread's
 timing only says whether the loop is worth a try: while it is under ``PROBE_FACTOR``
 times ``inline_seconds``, one call in ``PROBE_EVERY`` runs on the loop, and that call's
 own time decides. A model that is dear inline thus stalls the loop for at most 4 ms
@@ -70,7 +71,7 @@ class Placement:
         """Seconds an inline call of ``size`` values is expected to take; None when unknown."""
         if self.seconds is None or size is None:
             return None
-        return self.seconds * max(1.0, size / self.size)
+        return _scaled(self.seconds, self.size, size)
 
     def _inline(self, size: int | None) -> bool:
         if size is None or self.inline_seconds <= 0:
@@ -80,7 +81,7 @@ class Placement:
             return True
         if self.thread_seconds is None:
             return False  # never measured anywhere: the loop is not risked
-        guess = self.thread_seconds * max(1.0, size / self.thread_size)
+        guess = _scaled(self.thread_seconds, self.thread_size, size)
         if guess >= PROBE_FACTOR * self.inline_seconds:
             return False
         if self._until_probe > 0:
@@ -119,6 +120,11 @@ class Placement:
         started = time.perf_counter()
         out = self.predict(arrays)
         return out, time.perf_counter() - started
+
+
+def _scaled(seconds: float, usual_size: float, size: int) -> float:
+    """A call of ``size`` values, from the usual call's time and size: never cheaper."""
+    return seconds * max(1.0, size / usual_size)
 
 
 def _averaged(seconds: float | None, size: float, new_seconds: float, new_size: int) -> tuple[float, float]:  # fmt: skip
