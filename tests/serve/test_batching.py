@@ -90,7 +90,7 @@ def test_a_cheap_model_run_on_the_event_loop_still_merges_concurrent_requests() 
         batcher = Batcher(model, pool, max_batch_size=64)
         for _ in range(3):
             await batcher.submit(row(0.0))  # measured: cheap, so inline from now on
-        assert batcher.predict.inline_seconds > (batcher.predict.seconds or 1.0)
+        assert batcher.predict.inline_seconds > (batcher.predict.expected(1) or 1.0)
         model.batches.clear()
         return await asyncio.gather(*(batcher.submit(row(float(i))) for i in range(40)))
 

@@ -49,7 +49,7 @@ def test_the_first_call_goes_to_the_thread_then_cheap_calls_stay_on_the_loop() -
         _run(placement, calls=5)
     assert threads[0].startswith("pool")  # never measured: the loop is not risked
     assert threads[1:] == [threading.main_thread().name] * 4
-    assert placement.seconds is not None and placement.seconds < placement.inline_seconds
+    assert (placement.expected(3) or 1.0) < placement.inline_seconds  # measured, cheap
 
 
 def _busy(seconds: float) -> None:
@@ -78,7 +78,7 @@ def test_a_model_dear_on_the_loop_is_tried_there_once_per_probe_period() -> None
         _run(placement, calls=PROBE_EVERY + 6)
     inline = [i for i, t in enumerate(threads) if not t.startswith("pool")]
     assert inline == [1, PROBE_EVERY + 2]
-    assert placement.seconds is not None and placement.seconds >= 2 * LIMIT
+    assert (placement.expected(3) or 0.0) >= 2 * LIMIT
 
 
 def test_a_call_dear_on_the_thread_but_cheap_on_the_loop_moves_to_the_loop() -> None:
@@ -103,11 +103,40 @@ def test_a_call_of_many_more_values_than_usual_goes_to_the_thread() -> None:
     threads, predict = _recording()
     with ThreadPoolExecutor(1, thread_name_prefix="pool") as pool:
         placement = Placement(predict, pool, inline_seconds=0.01)  # type: ignore[arg-type]
-        placement.seconds, placement.size = 0.001, 3.0  # as if measured: 1 ms for one row
-        _run(placement, rows=2)  # expected 2 ms: inline
+        placement.learn(0.001, 3)  # as if measured: 1 ms for one row
         _run(placement, rows=50)  # expected 50 ms: the thread
-    assert threads[0] == threading.main_thread().name
-    assert threads[1].startswith("pool")
+        _run(placement, rows=2)  # expected 2 ms: inline
+    assert threads[0].startswith("pool")
+    assert threads[1] == threading.main_thread().name
+
+
+def test_each_size_is_judged_by_calls_of_its_own_size() -> None:
+    # A model whose cost is mostly fixed: 4 ms for 10 values and for 1,000. One average
+    # over both sizes would call a 1,000-value call 19 ms, over the 10 ms limit.
+    placement = Placement(lambda arrays: arrays, ThreadPoolExecutor(1), inline_seconds=LIMIT)
+    placement.learn(0.004, 10)
+    placement.learn(0.004, 1000)
+    assert placement.expected(1000) == pytest.approx(0.004)
+    assert placement._inline(1000)
+    # a size never measured is scaled from the nearest smaller size measured...
+    assert placement.expected(3000) == pytest.approx(0.012)
+    assert not placement._inline(3000)
+    assert placement.expected(200) == pytest.approx(0.004 * 20)
+    # ...or, smaller than all, costs no more than the smallest measured
+    assert placement.expected(3) == pytest.approx(0.004)
+    placement.executor.shutdown()  # type: ignore[attr-defined]
+
+
+def test_one_call_slowed_by_the_os_does_not_send_its_size_to_the_thread() -> None:
+    placement = Placement(lambda arrays: arrays, ThreadPoolExecutor(1), inline_seconds=LIMIT)
+    placement.learn(0.002, 20)
+    placement.learn(0.1, 20)  # preempted: 50x its usual time by the clock
+    assert placement._inline(20)
+    assert placement.expected(20) == pytest.approx(0.8 * 0.002 + 0.2 * 4 * 0.002)
+    for _ in range(3):  # a call that really became dear is learnt within a few calls
+        placement.learn(0.1, 20)
+    assert not placement._inline(20)
+    placement.executor.shutdown()  # type: ignore[attr-defined]
 
 
 def test_text_inputs_always_run_on_the_thread() -> None:
@@ -124,7 +153,7 @@ def test_text_inputs_always_run_on_the_thread() -> None:
 
     with ThreadPoolExecutor(1, thread_name_prefix="pool") as pool:
         placement = Placement(predict, pool)
-        placement.seconds = 1e-6  # even a model measured as cheap
+        placement.learn(1e-6, 1000)  # even a model measured as cheap
         asyncio.run(go(placement))
     assert all(t.startswith("pool") for t in threads)
 
@@ -136,7 +165,8 @@ def test_errors_reach_the_caller_from_either_place(measured: float | None) -> No
 
     with ThreadPoolExecutor(1) as pool:
         placement = Placement(broken, pool)
-        placement.seconds = measured
+        if measured:
+            placement.learn(measured, 3)
         with pytest.raises(ValueError, match="bad rows"):
             _run(placement)
 
@@ -189,4 +219,4 @@ def test_served_custom_models_never_run_on_the_event_loop(tmp_path: Path) -> Non
         calls.clear()
         sk = models[("sk", "1")]
         placement = sk.batcher.predict if sk.batcher else sk.run
-        assert placement.inline_seconds > 0 and placement.seconds is not None  # measured, inline
+        assert placement.inline_seconds > 0 and placement.costs  # measured, inline

@@ -203,7 +203,7 @@ def test_an_overloaded_model_refuses_before_reading_the_body(strict_server: Serv
             answer = read_answer(third)
             waited = time.monotonic() - started
         assert status_of(answer) == 503 and "2 requests are in flight" in body_of(answer)["error"]
-        assert b"retry-after: 1" in answer.lower() and waited < 0.3  # before any --timeout
+        assert b"retry-after: 1" in answer.lower() and waited < 0.45  # before any --timeout (0.5 s)
         # both slow predicts were admitted (the stalled upload held no slot): 504 each
         assert [status_of(read_answer(sock)) for sock in busy] == [504, 504]
     finally:

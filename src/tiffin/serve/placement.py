@@ -9,20 +9,28 @@ from the other worker. So a call expected to finish within ``INLINE_SECONDS`` ru
 on the event loop, which stalls other requests for no longer than that; anything
 longer, and any model not measured yet, goes to the thread pool.
 
-The expectation comes from the model's own recent calls on the event loop: a moving
-average of their time (by the clock: the stall; by the loop's CPU time when calls on the
-thread ran meanwhile, whose GIL turns would count as the model's) and of their size
-(values in all inputs), scaled up linearly for a bigger call (conservative: a model's
-fixed cost makes a bigger call cheaper per value, never dearer). A call timed on the
-thread cannot set it: there the call also waits for the GIL, which the event loop holds
-between the model's releases, and for a core; on this 2-CPU machine a batch that takes
-250 µs inline measured 1 ms on the thread (by the clock, and even by the thread's own
-CPU time), so a model once on the thread stayed there for good, paying the hop and the
-GIL fight it was measured under. So the thread's
-timing only says whether the loop is worth a try: while it is under ``PROBE_FACTOR``
-times ``inline_seconds``, one call in ``PROBE_EVERY`` runs on the loop, and that call's
-own time decides. A model that is dear inline thus stalls the loop for at most 4 ms
-once in ``PROBE_EVERY`` calls; one slower than that on the thread is never tried.
+The expectation comes from the model's own recent calls on the event loop, kept per
+size class (calls of 2^k to 2^(k+1)-1 values in all inputs): a moving average of their
+time (by the clock: the stall; by the loop's CPU time when calls on the thread ran
+meanwhile, whose GIL turns would count as the model's) and of their size. A call is
+judged by its own class, else by the nearest smaller class measured, scaled up linearly
+(conservative: a model's fixed cost makes a bigger call cheaper per value, never
+dearer), else by the nearest bigger one (fewer values cost no more). One average over
+all sizes was not enough: batches of 10 rows averaged 150 µs for a small MLP, so a
+batch of 22 rows looked like 330 µs and more (its fixed cost scaled up with it), and a
+third of all batches, half the rows, went to the thread though a 64-row batch takes
+180 µs; with classes each size is judged by calls of its own size.
+
+A call timed on the
+thread cannot set the expectation: there the call also waits for the GIL, which the
+event loop holds between the model's releases, and for a core; on this 2-CPU machine a
+batch that takes 250 µs inline measured 1 ms on the thread (by the clock, and even by
+the thread's own CPU time), so a model once on the thread stayed there for good, paying
+the hop and the GIL fight it was measured under. So the thread's timing only says
+whether the loop is worth a try: while it is under ``PROBE_FACTOR`` times
+``inline_seconds``, one call in ``PROBE_EVERY`` runs on the loop, and that call's own
+time decides. A model that is dear inline thus stalls the loop for at most 4 ms once in
+``PROBE_EVERY`` calls; one slower than that on the thread is never tried.
 
 Only all-numeric inputs are judged so: the cost of text or object inputs
 follows their content, not their shape (one row of a megabyte of text), so they always
@@ -44,6 +52,7 @@ Arrays = dict[str, np.ndarray]
 INLINE_SECONDS = 0.0005
 PROBE_EVERY = 32  # thread calls between two tries of the loop, while the thread's timing allows
 PROBE_FACTOR = 8.0  # how much dearer a call may look on the thread and still be tried inline
+OUTLIER = 4.0  # the most one inline call counts for, in times its size class's average
 # flavors whose predict cost follows the input's size: compiled estimators and graphs
 SIZED_FLAVORS = frozenset({"sklearn", "xgboost", "lightgbm", "onnx", "torch"})
 
@@ -60,18 +69,43 @@ class Placement:
         self.predict = predict
         self.executor = executor
         self.inline_seconds = inline_seconds
-        self.seconds: float | None = None  # moving average of one inline call's time
-        self.size = 1.0  # moving average of the values in those calls
-        self.thread_seconds: float | None = None  # the same for calls on the thread
+        # size class (bit length of the values in all inputs) -> moving averages of the
+        # time and the size of the inline calls in it
+        self.costs: dict[int, tuple[float, float]] = {}
+        # moving averages of the time and size of all calls on the thread (one class: they
+        # only gate a try of the loop)
+        self.thread_seconds: float | None = None
         self.thread_size = 1.0
         self._until_probe = 0  # thread calls left before the loop is tried again
         self._on_thread = 0  # calls running on the thread now
 
     def expected(self, size: int | None) -> float | None:
         """Seconds an inline call of ``size`` values is expected to take; None when unknown."""
-        if self.seconds is None or size is None:
+        if size is None or not self.costs:
             return None
-        return _scaled(self.seconds, self.size, size)
+        wanted = size.bit_length()
+        known = self.costs.get(wanted)
+        if known is None:
+            smaller = [k for k in self.costs if k < wanted]
+            if not smaller:
+                return self.costs[min(self.costs)][0]  # only bigger calls measured
+            known = self.costs[max(smaller)]
+        return _scaled(known[0], known[1], size)
+
+    def learn(self, seconds: float, size: int) -> None:
+        """One more inline call of ``size`` values took ``seconds``.
+
+        A call counts for at most ``OUTLIER`` times its class's average: by the clock,
+        a call during which the OS ran another process (the other worker, the client)
+        took 10x its time here, and one such call must not send its class to the thread,
+        where only a try once in ``PROBE_EVERY`` calls could bring it back.
+        """
+        cls = size.bit_length()
+        known = self.costs.get(cls)
+        if known is None:
+            self.costs[cls] = (seconds, float(size))
+        else:
+            self.costs[cls] = _averaged(*known, min(seconds, OUTLIER * known[0]), size)
 
     def _inline(self, size: int | None) -> bool:
         if size is None or self.inline_seconds <= 0:
@@ -100,7 +134,7 @@ class Placement:
             # GIL meanwhile: then it is theirs too, and the loop's own CPU time is the call's.
             clean = not self._on_thread
             seconds = time.perf_counter() - started if clean else time.thread_time() - cpu
-            self.seconds, self.size = _averaged(self.seconds, self.size, seconds, size)
+            self.learn(seconds, size)
             return out
         loop = asyncio.get_running_loop()
         self._on_thread += 1
