@@ -178,6 +178,10 @@ def test_bad_binary_framing() -> None:
     wrong = _request({**tensor, "parameters": {"binary_data_size": 4}})
     with pytest.raises(codec.BadRequest, match="do not make shape"):
         codec.decode_request(wrong + b"\x00" * 4, len(wrong))
+    for size in (-8, 8.0, "8", True):
+        odd = _request({**tensor, "parameters": {"binary_data_size": size}})
+        with pytest.raises(codec.BadRequest, match="must be a non-negative integer"):
+            codec.decode_request(odd + b"\x00" * 8, len(odd))
     # A BYTES shape far larger than its data is refused before anything is allocated.
     huge = _request({"name": "s", "datatype": "BYTES", "shape": [10**12], "parameters": {"binary_data_size": 4}})  # fmt: skip
     with pytest.raises(codec.BadRequest, match="cannot hold"):

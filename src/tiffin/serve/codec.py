@@ -224,7 +224,9 @@ def decode_request(
             # that may not be the one asked
             raise BadRequest(f"input {name!r} has both 'data' and binary_data_size; send one")  # fmt: skip
         if size is not None:
-            if type(size) is not int or size < 0 or offset + size > len(binary):
+            if type(size) is not int or size < 0:
+                raise BadRequest(f"input {name!r}: binary_data_size must be a non-negative integer (bytes), got {size!r}")  # fmt: skip
+            if offset + size > len(binary):
                 raise BadRequest(f"input {name!r}: binary_data_size runs past the body")
             raw = binary[offset : offset + size]
             offset += size
