@@ -21,12 +21,11 @@ batch of 22 rows looked like 330 µs and more (its fixed cost scaled up with it)
 third of all batches, half the rows, went to the thread though a 64-row batch takes
 180 µs; with classes each size is judged by calls of its own size.
 
-A call timed on the
-thread cannot set the expectation: there the call also waits for the GIL, which the
-event loop holds between the model's releases, and for a core; on this 2-CPU machine a
-batch that takes 250 µs inline measured 1 ms on the thread (by the clock, and even by
-the thread's own CPU time), so a model once on the thread stayed there for good, paying
-the hop and the GIL fight it was measured under. So the thread's timing only says
+A call timed on the thread cannot set the expectation: there the call also waits for
+the GIL, which the event loop holds between the model's releases, and for a core; on
+this 2-CPU machine a batch that takes 250 µs inline measured 1 ms on the thread (by the
+clock, and even by the thread's own CPU time), so a model once on the thread stayed
+there for good, paying the hop and the GIL fight it was measured under. So the thread's timing only says
 whether the loop is worth a try: while it is under ``PROBE_FACTOR`` times
 ``inline_seconds``, one call in ``PROBE_EVERY`` runs on the loop, and that call's own
 time decides. A model that is dear inline thus stalls the loop for at most 4 ms once in
