@@ -352,3 +352,204 @@ def test_head_requests_keep_the_connection(server: Served) -> None:
         assert head.startswith(b"HTTP/1.1 ") and head.endswith(b"\r\n\r\n")
         sock.sendall(keep)
         assert status_of(read_answer(sock)) == 200
+
+
+# -- the direct lane: inference requests answered without ASGI -------------------------
+
+
+class _DirectHarness:
+    """uvicorn's protocol with tiffin's direct lane, a recording transport and a stub router.
+
+    The handler reads the body through ``limits.read_body`` (as the endpoints do) and
+    answers it back; ``gate`` holds answers back until a test releases it.
+    """
+
+    def __init__(self) -> None:
+        import asyncio
+
+        import uvicorn
+        from uvicorn.server import ServerState
+
+        from tiffin.serve import limits
+        from tiffin.serve.protocol import bounded_protocol
+
+        self.asgi_paths: list[str] = []
+        self.direct_calls: list[dict[bytes, bytes]] = []
+        self.gate: asyncio.Event | None = None
+
+        async def app(scope: dict, receive: Any, send: Any) -> None:  # type: ignore[type-arg]
+            self.asgi_paths.append(scope["path"])
+            while (await receive()).get("more_body"):
+                pass
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": b"asgi"})
+
+        async def handler(headers: dict[bytes, bytes], receive: Any) -> Any:
+            self.direct_calls.append(headers)
+            try:
+                body = await limits.read_body(receive, headers, 1 << 20)
+            except limits.HTTPError as exc:
+                return exc.status, [(b"content-length", b"0")], b""
+            if self.gate is not None:
+                await self.gate.wait()
+            return 200, [(b"content-length", str(len(body)).encode())], body
+
+        def router(path: str) -> Any:
+            return handler if path.endswith("/infer") else None
+
+        config = uvicorn.Config(app, http=bounded_protocol(5.0, direct=router), lifespan="off", log_level="error", access_log=False)  # fmt: skip
+        config.load()
+        self.protocol: Any = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})  # fmt: skip
+        self.transport = _Socketless()
+        self.protocol.connection_made(self.transport)
+
+    @staticmethod
+    async def turns(n: int = 30) -> None:
+        import asyncio
+
+        for _ in range(n):
+            await asyncio.sleep(0)
+
+
+def _post(path: str, body: bytes, extra: bytes = b"", version: bytes = b"1.1") -> bytes:
+    return b"POST %s HTTP/%s\r\nHost: x\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        path.encode(),
+        version,
+        len(body),
+        extra,
+        body,
+    )
+
+
+def test_an_inference_post_is_answered_directly_in_one_write() -> None:
+    import asyncio
+
+    async def go() -> _DirectHarness:
+        h = _DirectHarness()
+        h.protocol.data_received(_post("/v2/models/m/infer", b'{"a": 1}', b"X-Custom: Yes \r\n"))
+        await h.turns()
+        h.protocol.connection_lost(None)
+        return h
+
+    h = asyncio.run(go())
+    assert h.asgi_paths == [] and len(h.direct_calls) == 1
+    assert h.direct_calls[0][b"x-custom"] == b"Yes"  # names lowercased, trailing space gone
+    [write] = h.transport.writes
+    assert write.startswith(b"HTTP/1.1 200 OK\r\n") and write.endswith(b'\r\n\r\n{"a": 1}')
+    assert b"connection: close" not in write
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _post("/v2/models/m/infer?verbose=1", b"{}"),  # a query string
+        _post("/v2/models/m%2Fx/infer", b"{}"),  # percent-escapes: uvicorn decodes them
+        _post("/v2/models/m/infer", b"{}", b"Expect: 100-continue\r\n"),  # uvicorn answers 100
+        _post("/v2/health/live", b"{}"),  # not an inference endpoint
+        b"GET /v2/models/m/infer HTTP/1.1\r\nHost: x\r\n\r\n",  # not a POST
+    ],
+)
+def test_anything_but_the_plain_case_goes_to_the_asgi_app(data: bytes) -> None:
+    import asyncio
+
+    async def go() -> _DirectHarness:
+        h = _DirectHarness()
+        h.protocol.data_received(data)
+        await h.turns()
+        h.protocol.connection_lost(None)
+        return h
+
+    h = asyncio.run(go())
+    assert h.direct_calls == [] and len(h.asgi_paths) == 1
+    assert h.transport.writes[-1].endswith(b"asgi")
+
+
+def test_a_direct_body_that_arrives_in_pieces_is_read_whole() -> None:
+    import asyncio
+
+    async def go() -> _DirectHarness:
+        h = _DirectHarness()
+        body = b"x" * 200_000  # past uvicorn's 64 KiB high-water mark: reading pauses, resumes
+        data = _post("/v2/models/m/infer", body)
+        for i in range(0, len(data), 30_000):
+            h.protocol.data_received(data[i : i + 30_000])
+            await h.turns(3)
+        await h.turns()
+        h.protocol.connection_lost(None)
+        return h
+
+    h = asyncio.run(go())
+    [write] = h.transport.writes
+    assert write.startswith(b"HTTP/1.1 200") and write.endswith(b"\r\n\r\n" + b"x" * 200_000)
+
+
+def test_pipelined_direct_requests_are_answered_in_order() -> None:
+    import asyncio
+
+    async def go() -> _DirectHarness:
+        h = _DirectHarness()
+        h.gate = asyncio.Event()
+        first, second = _post("/v2/models/m/infer", b"first"), _post("/v2/models/m/infer", b"second!")  # fmt: skip
+        h.protocol.data_received(
+            first + second + b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        await h.turns()
+        assert h.transport.writes == []  # the first is held: nothing may overtake it
+        h.gate.set()
+        await h.turns(60)
+        h.protocol.connection_lost(None)
+        return h
+
+    h = asyncio.run(go())
+    bodies = [w.split(b"\r\n\r\n", 1)[1] for w in h.transport.writes]
+    # requests pipelined behind a running one are uvicorn's to queue: they go to the app
+    assert bodies == [b"first", b"asgi", b"asgi"]
+    assert h.asgi_paths == ["/v2/models/m/infer", "/v2/health/live"]
+
+
+def test_http_1_0_gets_connection_close_and_the_connection_closes() -> None:
+    import asyncio
+
+    async def go() -> _DirectHarness:
+        h = _DirectHarness()
+        h.protocol.data_received(_post("/v2/models/m/infer", b"{}", version=b"1.0"))
+        await h.turns()
+        return h
+
+    h = asyncio.run(go())
+    assert b"\r\nconnection: close\r\n" in h.transport.writes[0] and h.transport.closed
+
+
+def test_a_client_gone_before_its_body_ends_gets_nothing_written() -> None:
+    import asyncio
+
+    async def go() -> _DirectHarness:
+        h = _DirectHarness()
+        h.protocol.data_received(_post("/v2/models/m/infer", b"0123456789")[:-4])
+        await h.turns()
+        h.protocol.connection_lost(ConnectionResetError())
+        await h.turns()
+        return h
+
+    h = asyncio.run(go())
+    assert len(h.direct_calls) == 1 and h.transport.writes == []
+
+
+def test_a_shutdown_lets_a_running_direct_request_answer_then_closes() -> None:
+    import asyncio
+
+    async def go() -> _DirectHarness:
+        h = _DirectHarness()
+        h.gate = asyncio.Event()
+        h.protocol.data_received(_post("/v2/models/m/infer", b"{}"))
+        await h.turns()
+        h.protocol.shutdown()  # what uvicorn does to every connection on SIGTERM
+        assert not h.transport.closed  # the answer is still due
+        h.gate.set()
+        await h.turns()
+        return h
+
+    h = asyncio.run(go())
+    [write] = h.transport.writes
+    assert write.startswith(b"HTTP/1.1 200") and b"\r\nconnection: close\r\n" in write
+    assert h.transport.closed

@@ -15,6 +15,7 @@ ready, model ready), server metadata and ``/metrics`` stay open for probes and s
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import time
@@ -51,6 +52,10 @@ Send = Callable[[Message], Awaitable[None]]
 _INFER = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
 _JSON = [(b"content-type", b"application/json")]
 _T = TypeVar("_T")
+# an answer: the status, the headers (Content-Length last) and the payload
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+# an inference endpoint, from the request's headers and body channel to its answer
+Handler = Callable[[dict[bytes, bytes], Receive], Awaitable[Answer]]
 OFFLOAD_BYTES = 1 << 20  # bodies and outputs this large are decoded off the event loop
 
 
@@ -219,6 +224,13 @@ def _error_status(exc: BaseException, timeout: float) -> HTTPError:
     return HTTPError(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
+def _error_answer(exc: BaseException, timeout: float) -> tuple[int, list[tuple[bytes, bytes]], bytes]:  # fmt: skip
+    """Status, headers and ``{"error": ...}`` body for a request that failed with ``exc``."""
+    error = _error_status(exc, timeout)
+    extra = _JSON + [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    return error.status, extra, orjson.dumps({"error": error.message})
+
+
 class Server:
     """The served models and the endpoints; ``create_app`` wraps it in ASGI."""
 
@@ -252,13 +264,15 @@ class Server:
             raise HTTPError(404, f"{what} is not served here (served: {served})")
         return found
 
-    # -- the hot path (raw ASGI) ---------------------------------------------------
-    async def infer(self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None) -> None:  # fmt: skip
+    # -- the hot path ----------------------------------------------------------------
+    # Each inference endpoint is one coroutine from the request's headers and a body
+    # channel to the whole answer (status, headers, payload). The ASGI front sends it;
+    # tiffin's HTTP protocol (``protocol.py``) calls it directly and writes it, without
+    # the ASGI scope and messages.
+    async def answer_infer(self, headers: dict[bytes, bytes], receive: Receive, name: str, version: str | None) -> Answer:  # fmt: skip
         """``POST /v2/models/{name}[/versions/{version}]/infer``."""
         started = time.perf_counter()
-        headers = dict(scope["headers"])
         model: Model | None = None
-        extra: list[tuple[bytes, bytes]] = []
         try:
             limits.check_token(headers, self.config.token)
             model = self.model(name, version)
@@ -273,12 +287,9 @@ class Server:
                 extra = [(b"content-type", b"application/octet-stream"),
                          (b"inference-header-content-length", str(json_len).encode())]  # fmt: skip
         except Exception as exc:  # every failure is an answer, never a dead worker
-            error = _error_status(exc, self.config.timeout)
-            status, payload = error.status, orjson.dumps({"error": error.message})
-            extra = _JSON + [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+            status, extra, payload = _error_answer(exc, self.config.timeout)
         (model.metrics if model else self.unknown).answered("infer", status, time.perf_counter() - started)  # fmt: skip
-        await send({"type": "http.response.start", "status": status, "headers": [*extra, (b"content-length", str(len(payload)).encode())]})  # fmt: skip
-        await send({"type": "http.response.body", "body": payload})
+        return status, [*extra, (b"content-length", str(len(payload)).encode())], payload
 
     async def _infer(self, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> tuple[bytes, int | None]:  # fmt: skip
         model.check_room()
@@ -306,10 +317,9 @@ class Server:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self.codec_pool, fn, *args)
 
-    async def invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def answer_invocations(self, headers: dict[bytes, bytes], receive: Receive) -> Answer:
         """``POST /invocations``: MLflow's scoring protocol, so MLflow clients switch unchanged."""
         started = time.perf_counter()
-        headers = dict(scope["headers"])
         model: Model | None = None
         try:
             limits.check_token(headers, self.config.token)
@@ -322,12 +332,9 @@ class Server:
             payload = await self.deadlines.within(self._invoke(model, receive, headers))
             status, extra = 200, _JSON
         except Exception as exc:
-            error = _error_status(exc, self.config.timeout)
-            status, payload = error.status, orjson.dumps({"error": error.message})
-            extra = _JSON + [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+            status, extra, payload = _error_answer(exc, self.config.timeout)
         (model.metrics if model else self.unknown).answered("invocations", status, time.perf_counter() - started)  # fmt: skip
-        await send({"type": "http.response.start", "status": status, "headers": [*extra, (b"content-length", str(len(payload)).encode())]})  # fmt: skip
-        await send({"type": "http.response.body", "body": payload})
+        return status, [*extra, (b"content-length", str(len(payload)).encode())], payload
 
     async def _invoke(self, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
         from .mlflow_format import decode_invocation, encode_predictions
@@ -444,19 +451,31 @@ class App:
         self.state = self.starlette.state
         self.state.server = server
 
+    def post_handler(self, path: str) -> Handler | None:
+        """The inference endpoint a POST to ``path`` (decoded, no query) goes to, if any."""
+        if len(path) > 1 and path.endswith("/"):  # served as if absent (see __init__)
+            path = path.rstrip("/") or "/"
+        if path.endswith("/infer"):
+            found = _INFER.fullmatch(path)
+            if found:
+                return functools.partial(self._infer_at, name=found["name"], version=found["version"])  # fmt: skip
+        elif path == "/invocations":
+            return self.server.answer_invocations
+        return None
+
+    def _infer_at(self, headers: dict[bytes, bytes], receive: Receive, *, name: str, version: str | None) -> Awaitable[Answer]:  # fmt: skip
+        return self.server.answer_infer(headers, receive, name, version)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = self.post_handler(scope["path"])
+            if handler is not None:
+                status, headers, payload = await handler(dict(scope["headers"]), receive)
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": payload})
+                return
         if scope["type"] == "http" and len(scope["path"]) > 1 and scope["path"].endswith("/"):
             scope = {**scope, "path": scope["path"].rstrip("/") or "/"}
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path: str = scope["path"]
-            if path.endswith("/infer"):
-                found = _INFER.fullmatch(path)
-                if found:
-                    await self.server.infer(scope, receive, send, found["name"], found["version"])
-                    return
-            elif path == "/invocations":
-                await self.server.invocations(scope, receive, send)
-                return
         await self.starlette(scope, receive, send)
 
 

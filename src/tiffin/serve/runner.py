@@ -123,7 +123,7 @@ def _uvicorn_server(app: Any, config: ServeConfig, log_level: str) -> Any:
     uv_config = uvicorn.Config(
         app, log_level=log_level, lifespan="off", server_header=False,
         timeout_graceful_shutdown=int(config.timeout + 5),
-        http=bounded_protocol(head_timeout=config.timeout),
+        http=bounded_protocol(head_timeout=config.timeout, direct=app.post_handler),
         access_log=access_log, proxy_headers=access_log,
     )  # fmt: skip
     return _Server(uv_config)
