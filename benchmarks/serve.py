@@ -21,6 +21,9 @@ neighbour hurts every row alike; the table shows medians. Prints the table and t
 targets, writes bench-results/serve.json.
 
     TIFFIN_BENCH_SECONDS=5 TIFFIN_BENCH_ROUNDS=3 python benchmarks/serve.py
+
+``TIFFIN_BENCH_MODELS=torch,torch-wide`` runs only those models (keys: sklearn, torch,
+torch-wide); MLflow runs only with sklearn.
 """
 
 from __future__ import annotations
@@ -379,6 +382,9 @@ def servers(models: dict[str, Any]) -> list[tuple[str, str, Any]]:
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tiffin-serve-bench-"))
     models = make_models(work)
+    wanted = os.environ.get("TIFFIN_BENCH_MODELS")
+    if wanted:
+        models = {k: v for k, v in models.items() if k in wanted.split(",")}
     results: dict[str, list[dict[str, Any]]] = {}
     import torch
 
@@ -386,8 +392,9 @@ def main() -> None:
     for key, m in models.items():
         results[f"{key}: in-process predict, 1 row (ceiling)"] = ceiling(m["predict"], m["x"])
 
-    rows = [http_floor(work, models["torch"]["body"]), *servers(models)]
-    saved = mlflow_model(work, models["sklearn"]["model"])
+    floor_body = (models.get("torch") or next(iter(models.values())))["body"]
+    rows = [http_floor(work, floor_body), *servers(models)]
+    saved = mlflow_model(work, models["sklearn"]["model"]) if "sklearn" in models else None
     if saved is not None:
         dest, mlflow_bin = saved
         sk = models["sklearn"]

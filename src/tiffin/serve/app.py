@@ -15,7 +15,6 @@ ready, model ready), server metadata and ``/metrics`` stay open for probes and s
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import re
 import time
@@ -42,6 +41,7 @@ from .metrics import CONTENT_TYPE, Metrics, ModelMetrics
 from .model_config import triton_config
 from .openapi import openapi_document
 from .placement import INLINE_SECONDS, SIZED_FLAVORS, Placement
+from .protocol import Answer, Handler
 from .repository import Repository
 
 Scope = MutableMapping[str, Any]
@@ -52,10 +52,6 @@ Send = Callable[[Message], Awaitable[None]]
 _INFER = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
 _JSON = [(b"content-type", b"application/json")]
 _T = TypeVar("_T")
-# an answer: the status, the headers (Content-Length last) and the payload
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
-# an inference endpoint, from the request's headers and body channel to its answer
-Handler = Callable[[dict[bytes, bytes], Receive], Awaitable[Answer]]
 OFFLOAD_BYTES = 1 << 20  # bodies and outputs this large are decoded off the event loop
 
 
@@ -224,7 +220,7 @@ def _error_status(exc: BaseException, timeout: float) -> HTTPError:
     return HTTPError(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _error_answer(exc: BaseException, timeout: float) -> tuple[int, list[tuple[bytes, bytes]], bytes]:  # fmt: skip
+def _error_answer(exc: BaseException, timeout: float) -> Answer:
     """Status, headers and ``{"error": ...}`` body for a request that failed with ``exc``."""
     error = _error_status(exc, timeout)
     extra = _JSON + [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
@@ -458,13 +454,11 @@ class App:
         if path.endswith("/infer"):
             found = _INFER.fullmatch(path)
             if found:
-                return functools.partial(self._infer_at, name=found["name"], version=found["version"])  # fmt: skip
+                name, version, server = found["name"], found["version"], self.server
+                return lambda headers, receive: server.answer_infer(headers, receive, name, version)
         elif path == "/invocations":
             return self.server.answer_invocations
         return None
-
-    def _infer_at(self, headers: dict[bytes, bytes], receive: Receive, *, name: str, version: str | None) -> Awaitable[Answer]:  # fmt: skip
-        return self.server.answer_infer(headers, receive, name, version)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":

@@ -48,8 +48,12 @@ from typing import Any
 import orjson
 
 MAX_HEAD = 64 << 10
+# an answer: the status, the headers (Content-Length among them) and the payload
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+# an inference endpoint: from the request's headers and its ASGI-style ``receive`` to
+# the answer (``Server.answer_infer``, ``Server.answer_invocations``)
 Handler = Callable[[dict[bytes, bytes], Callable[[], Awaitable[MutableMapping[str, Any]]]], Awaitable[Answer]]  # fmt: skip
+# the endpoint for a POST to a path, or None: that request goes to the ASGI app
 Router = Callable[[str], Handler | None]
 
 
