@@ -386,6 +386,8 @@ class _DirectHarness:
 
         async def handler(headers: dict[bytes, bytes], receive: Any) -> Any:
             self.direct_calls.append(headers)
+            if b"x-fail" in headers:
+                raise RuntimeError("a bug in an endpoint")
             try:
                 body = await limits.read_body(receive, headers, 1 << 20)
             except limits.HTTPError as exc:
@@ -553,3 +555,18 @@ def test_a_shutdown_lets_a_running_direct_request_answer_then_closes() -> None:
     [write] = h.transport.writes
     assert write.startswith(b"HTTP/1.1 200") and b"\r\nconnection: close\r\n" in write
     assert h.transport.closed
+
+
+def test_an_endpoint_that_raises_is_a_json_500_and_the_connection_closes() -> None:
+    import asyncio
+
+    async def go() -> _DirectHarness:
+        h = _DirectHarness()
+        h.protocol.data_received(_post("/v2/models/m/infer", b"{}", b"X-Fail: 1\r\n"))
+        await h.turns()
+        return h
+
+    h = asyncio.run(go())
+    [write] = h.transport.writes
+    assert status_of(write) == 500 and "a bug in an endpoint" in body_of(write)["error"]
+    assert b"\r\nconnection: close\r\n" in write and h.transport.closed
