@@ -45,6 +45,7 @@ bench: $(VENV)/.test-installed
 	$(PY) benchmarks/cold_start.py
 	$(PY) benchmarks/env_build.py
 	$(PY) benchmarks/serve.py
+	$(PY) benchmarks/protocol.py
 	$(PY) benchmarks/batching.py
 
 clean:
