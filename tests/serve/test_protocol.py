@@ -570,3 +570,88 @@ def test_an_endpoint_that_raises_is_a_json_500_and_the_connection_closes() -> No
     [write] = h.transport.writes
     assert status_of(write) == 500 and "a bug in an endpoint" in body_of(write)["error"]
     assert b"\r\nconnection: close\r\n" in write and h.transport.closed
+
+
+_MULTI = json.dumps({"inputs": [
+    {"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]},
+    {"name": "n", "shape": [2], "datatype": "INT64", "data": [1, 2]},
+    {"name": "s", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
+], "outputs": [{"name": "upper", "parameters": {"binary_data": True}}]}).encode()  # fmt: skip
+_BINARY_HEADER = json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "parameters": {"binary_data_size": 32}}]}).encode()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _post("/v2/models/iris/infer", BODY),
+        _post("/v2/models/iris/versions/2/infer/", BODY),
+        _post("/v2/models/multi/infer", _MULTI),
+        _post(
+            "/v2/models/iris/infer",
+            _BINARY_HEADER + b"\x00" * 32,
+            b"Inference-Header-Content-Length: %d\r\nContent-Type: application/octet-stream\r\n"
+            % len(_BINARY_HEADER),
+        ),  # fmt: skip
+        _post("/v2/models/nope/infer", BODY),
+        _post("/v2/models/iris/infer", b'{"inputs": ['),
+        _post("/v2/models/iris/infer", BODY.replace(b"FP64", b"BYTES")),
+        _post("/v2/models/iris/infer", BODY, b"Content-Type: text/plain\r\n"),
+        _post("/v2/models/iris/infer", BODY, b"Content-Encoding: br\r\n"),
+        _post("/invocations", b'{"inputs": [[5.1, 3.5, 1.4, 0.2]]}'),
+        b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",
+    ],
+    ids=[
+        "json",
+        "version-slash",
+        "multi-binary-out",
+        "binary-in",
+        "404",
+        "bad-json",
+        "bad-dtype",
+        "415",
+        "encoding",
+        "invocations",
+        "413",
+    ],  # fmt: skip
+)
+def test_the_direct_lane_answers_byte_for_byte_as_the_asgi_path(
+    packages: dict[str, Any], data: bytes
+) -> None:
+    """The README says the answers are the same either way: each request, both lanes."""
+    import asyncio
+
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from tiffin.serve.app import create_app
+    from tiffin.serve.protocol import bounded_protocol
+    from tiffin.serve.repository import Repository, from_paths
+
+    repo = Repository()
+    for predictor in from_paths([packages["iris"], packages["iris2"], packages["multi"]]):
+        repo.add(predictor)
+    iris_only = Repository()
+    iris_only.add(next(iter(from_paths([packages["iris"]]))))
+    app = create_app(iris_only if b"/invocations" in data else repo)
+
+    async def answer(direct: Any) -> bytes:
+        config = uvicorn.Config(app, http=bounded_protocol(5.0, direct=direct), lifespan="off", log_level="error", access_log=False)  # fmt: skip
+        config.load()
+        protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})  # fmt: skip
+        transport = _Socketless()
+        protocol.connection_made(transport)
+        protocol.data_received(data)
+        for _ in range(200):
+            await asyncio.sleep(0)
+            if transport.writes:
+                break
+        await asyncio.sleep(0.05)  # a predict on the thread pool
+        for _ in range(50):
+            await asyncio.sleep(0)
+        protocol.connection_lost(None)
+        return b"".join(transport.writes)
+
+    direct, asgi = (asyncio.run(answer(d)) for d in (app.post_handler, None))
+    assert direct and status_of(direct) == status_of(asgi)
+    strip = [line for line in direct.split(b"\r\n") if not line.startswith(b"date: ")]
+    assert strip == [line for line in asgi.split(b"\r\n") if not line.startswith(b"date: ")]
