@@ -591,7 +591,7 @@ _BINARY_HEADER = json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "data
             _BINARY_HEADER + b"\x00" * 32,
             b"Inference-Header-Content-Length: %d\r\nContent-Type: application/octet-stream\r\n"
             % len(_BINARY_HEADER),
-        ),  # fmt: skip
+        ),
         _post("/v2/models/nope/infer", BODY),
         _post("/v2/models/iris/infer", b'{"inputs": ['),
         _post("/v2/models/iris/infer", BODY.replace(b"FP64", b"BYTES")),
@@ -612,7 +612,7 @@ _BINARY_HEADER = json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "data
         "encoding",
         "invocations",
         "413",
-    ],  # fmt: skip
+    ],
 )
 def test_the_direct_lane_answers_byte_for_byte_as_the_asgi_path(
     packages: dict[str, Any], data: bytes
