@@ -19,19 +19,19 @@ These answers, and the 400 for a request httptools cannot parse (uvicorn's is pl
 text), are JSON ``{"error": ...}`` like every other. Without httptools, uvicorn
 falls back to h11, which caps the head itself (16 KiB) but has no deadline.
 
-Inference requests skip ASGI. uvicorn spends more CPU on the ASGI side of a request
-than on parsing it (measured here: uvicorn answering a constant used 38 µs of server CPU
-per request, a bare httptools protocol 11 µs): a scope dict, a cycle object, an
+Inference requests skip ASGI. uvicorn spends more CPU on the ASGI side of a request than
+on parsing it (measured here: uvicorn answering a constant used 38 µs of server CPU per
+request, a bare httptools protocol 11 µs): a scope dict, a cycle object, an
 ``asyncio.Event``, the ``receive`` and ``send`` messages and the checks on every header
 sent, none of which batching can share. So a POST to an inference endpoint
 (``App.post_handler``) runs as a ``_DirectCycle``: the endpoint's own coroutine gets the
 headers and a body channel, returns its answer, and the answer goes out in one write
 (``benchmarks/protocol.py``: 9% less Python work for a one-row request with a trivial
-model, 19% with a small MLP). Everything that is not the plain case (a query string or percent-escapes in
-the path, ``Expect: 100-continue``, a request pipelined behind one still running, the
-access log on) takes uvicorn's path, and so does every other endpoint. The direct cycle
-keeps the fields uvicorn's protocol reads from a cycle, so body delivery, pipelining,
-keep-alive and graceful shutdown are uvicorn's own code.
+model, 19% with a small MLP). Everything that is not the plain case (a query string or
+percent-escapes in the path, ``Expect: 100-continue``, a request pipelined behind one
+still running, the access log on) takes uvicorn's path, and so does every other
+endpoint. The direct cycle keeps the fields uvicorn's protocol reads from a cycle, so
+body delivery, pipelining, keep-alive and graceful shutdown are uvicorn's own code.
 
 It also writes each response in one piece: uvicorn writes the head and the body
 separately, two system calls and two TCP segments for every small answer (the client
