@@ -364,7 +364,7 @@ class _DirectHarness:
     answers it back; ``gate`` holds answers back until a test releases it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_alive: float = 5.0) -> None:
         import asyncio
 
         import uvicorn
@@ -399,7 +399,7 @@ class _DirectHarness:
         def router(path: str) -> Any:
             return handler if path.endswith("/infer") else None
 
-        config = uvicorn.Config(app, http=bounded_protocol(5.0, direct=router), lifespan="off", log_level="error", access_log=False)  # fmt: skip
+        config = uvicorn.Config(app, http=bounded_protocol(5.0, direct=router), lifespan="off", log_level="error", access_log=False, timeout_keep_alive=keep_alive)  # fmt: skip
         config.load()
         self.protocol: Any = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})  # fmt: skip
         self.transport = _Socketless()
@@ -655,3 +655,32 @@ def test_the_direct_lane_answers_byte_for_byte_as_the_asgi_path(
     assert direct and status_of(direct) == status_of(asgi)
     strip = [line for line in direct.split(b"\r\n") if not line.startswith(b"date: ")]
     assert strip == [line for line in asgi.split(b"\r\n") if not line.startswith(b"date: ")]
+
+
+def test_an_idle_kept_alive_connection_closes_after_the_keep_alive_timeout() -> None:
+    """One timer per connection (not one per answer) still closes idle connections, and
+    never one that is busy or that sent a request within the timeout."""
+    import asyncio
+
+    async def go() -> list[bool]:
+        h = _DirectHarness(keep_alive=0.3)
+        h.gate = asyncio.Event()
+        seen = []
+        for _ in range(4):  # a request every 0.15 s: never idle for 0.3 s
+            h.gate.set()
+            h.protocol.data_received(_post("/v2/models/m/infer", b"{}"))
+            await asyncio.sleep(0.15)
+        seen.append(h.transport.closed)  # 0.6 s in: open
+        h.gate.clear()  # a request that runs past the timeout is not cut
+        h.protocol.data_received(_post("/v2/models/m/infer", b"{}"))
+        await asyncio.sleep(0.5)
+        seen.append(h.transport.closed)
+        h.gate.set()
+        await asyncio.sleep(0.15)
+        seen.append(h.transport.closed)  # answered 0.15 s ago: open
+        await asyncio.sleep(0.4)
+        seen.append(h.transport.closed)  # idle past 0.3 s: closed
+        assert len(h.transport.writes) == 5
+        return seen
+
+    assert asyncio.run(go()) == [False, False, False, True]
