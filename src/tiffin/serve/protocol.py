@@ -188,7 +188,8 @@ def bounded_protocol(
             transport = getattr(self.cycle, "transport", None)  # a direct cycle has none
             if isinstance(transport, OneWriteResponses):
                 transport.flush()
-            # uvicorn's own steps, but for the keep-alive timer (below)
+            # uvicorn's own steps (0.45 and later: _start_asgi_task), but for the
+            # keep-alive timer (below)
             self.server_state.total_requests += 1
             if self.transport.is_closing():
                 return
