@@ -287,3 +287,23 @@ def test_datetime_outputs_are_iso_text_and_unservable_ones_a_server_error() -> N
     assert length is not None and binary[length + 4 :] == b"2026-12-01T19:00:00.000000000"
     with pytest.raises(TypeError, match="cannot carry"):  # answered 500 by the app
         codec.encode_response({"c": np.array([1j])}, {}, "m", "1")
+
+
+@pytest.mark.parametrize("count", [1, 300])
+@pytest.mark.parametrize(
+    ("datatype", "largest", "too_large", "too_large_int"),
+    [("FP32", 3.4028235e38, 3.4028236e38, 10**39), ("FP16", 65519.0, 65520.0, 65520)],
+)
+def test_float_overflow_is_refused_from_the_first_value_that_rounds_to_infinity(
+    count: int, datatype: str, largest: float, too_large: float, too_large_int: int
+) -> None:
+    def decode(value: float) -> np.ndarray:
+        data = [0.5] * (count - 1) + [value]
+        tensor = {"name": "x", "datatype": datatype, "shape": [count], "data": data}
+        return codec.decode_request(json.dumps({"inputs": [tensor]}).encode(), None)[0]["x"]
+
+    finite = np.finfo(codec.DTYPES[datatype]).max
+    assert decode(largest)[-1] == finite and decode(-largest)[-1] == -finite
+    for bad in (too_large, -too_large, too_large_int):
+        with pytest.raises(codec.BadRequest, match=f"does not fit {datatype}"):
+            decode(bad)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client.parser import text_string_to_metric_families
 
-from tiffin.serve.metrics import Metrics
+from tiffin.serve.metrics import DEPTH_EVERY, Metrics
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -49,3 +51,37 @@ def test_servers_do_not_share_registries() -> None:
     a, b = Metrics(), Metrics()
     a.for_model("m", "1").answered("infer", 200, 0.001)
     assert b"tiffin_requests_total{" not in b.render()
+
+
+def test_queue_depth_is_written_once_per_period_with_its_latest_value() -> None:
+    metrics = Metrics()
+    iris = metrics.for_model("iris", "2")
+    depth = ("tiffin_queue_depth", (("model", "iris"), ("version", "2")))
+    writes: list[float] = []
+    real_set = iris.queue_depth.set
+
+    def counted_set(value: float) -> None:
+        writes.append(value)
+        real_set(value)
+
+    iris.queue_depth.set = counted_set  # type: ignore[method-assign]
+
+    async def changes(*values: int, wait: bool = True) -> None:
+        for value in values:
+            iris.depth(value)
+        if wait:
+            await asyncio.sleep(DEPTH_EVERY * 2)
+
+    async def run() -> None:
+        iris.depth(1)
+        assert writes == []  # not at each change
+        await changes(2, 3, 2)  # four changes within one period: one write, of the last
+        assert writes == [2]
+        assert samples(metrics)[depth] == 2
+        await changes(0)  # a change after the write is written in turn
+        assert writes == [2, 0]
+
+    asyncio.run(run())
+    asyncio.run(changes(5, wait=False))  # due on a loop that then ended
+    asyncio.run(changes(7))  # ... never blocks the next loop's writes
+    assert samples(metrics)[depth] == 7

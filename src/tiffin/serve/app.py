@@ -138,11 +138,11 @@ class Model:
         """
         self.check_room()
         self.in_flight += 1
-        self.metrics.queue_depth.set(self.in_flight)
+        self.metrics.depth(self.in_flight)
 
     def leave(self) -> None:
         self.in_flight -= 1
-        self.metrics.queue_depth.set(self.in_flight)
+        self.metrics.depth(self.in_flight)
 
     async def infer(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Check against the signature, then batch (or run alone); call it while admitted."""
