@@ -439,7 +439,7 @@ def main() -> None:
             lines.append([name, r["clients"], f"{r['rps']:.0f}", f"{r['p50_ms']:.2f}",
                           f"{r['p99_ms']:.2f}", r["errors"], f"{r['rss_mb']:.0f}"])  # fmt: skip
     print(table(["server", "clients", "req/s", "p50 ms", "p99 ms", "errors", "RSS MB"], lines))
-    targets = check_targets(results)
+    targets = check_targets(results, raw)
     for line in targets["lines"]:
         print(line)
     path = write_json(
@@ -459,7 +459,20 @@ def _at(results: dict[str, list[dict[str, Any]]], prefix: str, clients: int) -> 
     return None
 
 
-def check_targets(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def _paired_ratios(raw: dict[str, list[list[dict[str, Any]]]], top: str, bottom: str, clients: int) -> list[float]:  # fmt: skip
+    """``top`` over ``bottom`` req/s, round by round: the two ran minutes apart at most,
+    so a drift of the machine's speed (up to 1.5 times here) cancels out of each ratio."""
+    tops = next((rounds for name, rounds in raw.items() if name.startswith(top)), [])
+    bottoms = next((rounds for name, rounds in raw.items() if name.startswith(bottom)), [])
+    out = []
+    for t_rows, b_rows in zip(tops, bottoms):
+        t = next(r["rps"] for r in t_rows if r["clients"] == clients)
+        b = next(r["rps"] for r in b_rows if r["clients"] == clients)
+        out.append(t / b)
+    return out
+
+
+def check_targets(results: dict[str, list[dict[str, Any]]], raw: dict[str, list[list[dict[str, Any]]]]) -> dict[str, Any]:  # fmt: skip
     lines, out = [], {}
     tiffin_sk = _at(results, "sklearn: tiffin, batching, ", 64)
     mlflow_sk = _at(results, "sklearn: mlflow models serve (1 worker", 64)
@@ -479,6 +492,11 @@ def check_targets(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             out[f"{key}_batching_vs_none"] = ratio
             lines.append(f"target: {key} MLP at 64 clients, batching / no batching = {ratio:.1f}x "
                          f"(>= 2x: {'met' if ratio >= 2 else 'MISSED'})")  # fmt: skip
+            paired = _paired_ratios(raw, f"{key}: tiffin, batching, ", f"{key}: tiffin, no batching", 64)  # fmt: skip
+            if paired:
+                out[f"{key}_batching_vs_none_by_round"] = paired
+                lines.append(f"  round by round: {', '.join(f'{r:.2f}' for r in paired)} (median "
+                             f"{statistics.median(paired):.2f}, {sum(r >= 2 for r in paired)} of {len(paired)} at 2x or more)")  # fmt: skip
     floor = _at(results, "http: ", 64)
     if floor:
         out["http_floor_rps"] = floor["rps"]
