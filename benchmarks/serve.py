@@ -460,8 +460,9 @@ def _at(results: dict[str, list[dict[str, Any]]], prefix: str, clients: int) -> 
 
 
 def _paired_ratios(raw: dict[str, list[list[dict[str, Any]]]], top: str, bottom: str, clients: int) -> list[float]:  # fmt: skip
-    """``top`` over ``bottom`` req/s, round by round: the two ran minutes apart at most,
-    so a drift of the machine's speed (up to 1.5 times here) cancels out of each ratio."""
+    """``top`` over ``bottom`` req/s, round by round: the two run one after the other,
+    within a minute, so a drift of the machine's speed (up to 1.5 times here) cancels
+    out of each ratio."""
     tops = next((rounds for name, rounds in raw.items() if name.startswith(top)), [])
     bottoms = next((rounds for name, rounds in raw.items() if name.startswith(bottom)), [])
     out = []
