@@ -294,6 +294,35 @@ def test_every_global_is_known_before_loading() -> None:
         assert names & {"os.system", "posix.system"}, (p, names)
 
 
+@pytest.mark.parametrize(
+    "stream",
+    [b"cos system\nx\n.", b"(ios system\nx\n.", b"c os\nsystem \n."],
+)
+def test_text_globals_are_read_as_the_unpickler_reads_them(stream: bytes) -> None:
+    """A module or name with a space: the scan reports exactly the global the
+    unpickler asks for (pickletools joins the two lines with a space)."""
+    from tiffin.security.unpickler import scan
+
+    asked: list[tuple[str, str]] = []
+
+    class Recording(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            asked.append((module, name))
+            raise pickle.UnpicklingError("stop")
+
+    with pytest.raises(pickle.UnpicklingError):
+        Recording(io.BytesIO(stream)).load()
+    assert scan(stream) == asked
+
+
+def test_a_text_global_that_is_not_ascii_is_refused_not_guessed() -> None:
+    from tiffin.security.unpickler import scan
+
+    for stream in (b"c\xffos\nsystem\n.", b"c\xc3\xa9t\xc3\xa9\nx\n."):
+        with pytest.raises(tiffin.UnsafeArtifactError, match="malformed"):
+            scan(stream)
+
+
 def test_numpy_random_state_and_python2_names_load() -> None:
     for p in PROTOCOLS:
         rng = safe_loads(pickle.dumps(np.random.default_rng(7), protocol=p))

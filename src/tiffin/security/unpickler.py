@@ -286,6 +286,20 @@ def _malformed(why: str) -> UnsafeArtifactError:
     return UnsafeArtifactError(f"the pickle stream is malformed: {why}", fix="do not load it")
 
 
+def _text_global(data: bytes, pos: int) -> tuple[str, str]:
+    """The module and name of the GLOBAL or INST at ``pos``, read as the unpickler reads them.
+
+    ``pickletools`` hands both lines over joined by a space, so a crafted module name
+    holding a space (``"os system"`` on one line, ``"x"`` on the next) would be split at
+    the wrong place and the scan would report a global the unpickler never asks for; the
+    unpickler takes each line whole, less its newline. (``genops`` has already refused
+    lines that are not ASCII, so decoding cannot fail.)
+    """
+    module_end = data.index(b"\n", pos + 1)
+    name_end = data.index(b"\n", module_end + 1)
+    return data[pos + 1 : module_end].decode(), data[module_end + 1 : name_end].decode()
+
+
 def scan(data: bytes) -> list[tuple[str, str]]:
     """Every global the pickle would import, in order, found without running anything.
 
@@ -306,12 +320,11 @@ def scan(data: bytes) -> list[tuple[str, str]]:
         return taken
 
     try:
-        for opcode, arg, _pos in pickletools.genops(io.BytesIO(data)):
+        for opcode, arg, pos in pickletools.genops(io.BytesIO(data)):
             op = opcode.name
             before = opcode.stack_before
             if op in ("GLOBAL", "INST"):
-                module, _, name = str(arg).partition(" ")
-                found.append((module, name))
+                found.append(_text_global(data, pos))
             elif op in ("EXT1", "EXT2", "EXT4"):
                 key = copyreg._inverted_registry.get(arg)  # type: ignore[attr-defined]
                 if key is None:
