@@ -324,6 +324,7 @@ def scan(data: bytes) -> list[tuple[str, str]]:
             op = opcode.name
             before = opcode.stack_before
             if op in ("GLOBAL", "INST"):
+                assert pos is not None  # genops reports positions for a BytesIO
                 found.append(_text_global(data, pos))
             elif op in ("EXT1", "EXT2", "EXT4"):
                 key = copyreg._inverted_registry.get(arg)  # type: ignore[attr-defined]
