@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tiffin.serve.metrics import DEPTH_EVERY, Metrics
+from tiffin.serve.metrics import BATCH_BUCKETS, DEPTH_EVERY, LATENCY_BUCKETS, Metrics, observe_all
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -85,3 +89,82 @@ def test_queue_depth_is_written_once_per_period_with_its_latest_value() -> None:
     asyncio.run(changes(5, wait=False))  # due on a loop that then ended
     asyncio.run(changes(7))  # ... never blocks the next loop's writes
     assert samples(metrics)[depth] == 7
+
+
+def _counted(child: Any) -> list[float]:
+    """The amounts written to a counter child's value, one entry per write."""
+    writes: list[float] = []
+    real_inc = child._value.inc
+
+    def inc(amount: float) -> None:
+        writes.append(amount)
+        real_inc(amount)
+
+    child._value.inc = inc
+    return writes
+
+
+def test_answers_are_written_once_per_turn_of_the_loop() -> None:
+    metrics = Metrics()
+    iris = metrics.for_model("iris", "2")
+    ok = metrics.requests.labels("iris", "2", "infer", 200)
+    writes = _counted(ok)
+    latency = ("tiffin_request_latency_seconds_count", (("endpoint", "infer"), ("model", "iris"), ("version", "2")))  # fmt: skip
+
+    async def run() -> None:
+        for _ in range(5):  # the answers of one batch, in one turn
+            iris.answered("infer", 200, 0.003)
+        iris.batch(5, 5, 0.001)
+        assert writes == []  # tallied, not yet written
+        await asyncio.sleep(0)
+        assert writes == [5]  # one write for the five
+        iris.answered("infer", 200, 0.003)
+        assert samples(metrics)[latency] == 6  # a scrape writes what is pending first
+
+    asyncio.run(run())
+    assert writes == [5, 1]
+    ended = asyncio.new_event_loop()
+    ended.call_soon(ended.stop)  # the loop stops after this turn ...
+    ended.call_soon(iris.answered, "infer", 200, 0.003)  # ... with the write still due
+    ended.run_forever()
+    ended.close()
+    assert writes == [5, 1]
+    asyncio.run(_answer(iris))  # a write due on an ended loop never blocks the next loop's
+    assert writes == [5, 1, 2]  # the ended loop's answer is written with the next one's
+    iris.answered("infer", 200, 0.003)  # no loop: written at once
+    assert writes == [5, 1, 2, 1]
+    assert samples(metrics)[("tiffin_batch_rows_sum", (("model", "iris"), ("version", "2")))] == 5
+
+
+async def _answer(model: Any) -> None:
+    model.answered("infer", 200, 0.003)
+    await asyncio.sleep(0)
+
+
+def _histogram_samples(buckets: tuple[float, ...], amounts: list[float], together: bool) -> dict[Any, float]:  # fmt: skip
+    registry = CollectorRegistry()
+    child = Histogram("h", "h", ["m"], buckets=buckets, registry=registry).labels("x")
+    if together:
+        observe_all(child, amounts)
+    else:
+        for amount in amounts:
+            child.observe(amount)
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+# exact floats only: the sum of many is then the same in any order
+exact = st.integers(-(10**6), 10**8).map(lambda n: n / 1024)
+edges = st.sampled_from([*LATENCY_BUCKETS, 0.0, -1.0, 1e9, float("inf")])
+
+
+@given(st.lists(edges | exact, max_size=40))
+def test_observing_many_at_once_matches_observing_each(amounts: list[float]) -> None:
+    for buckets in (LATENCY_BUCKETS, BATCH_BUCKETS):  # bounds themselves, between, past the last
+        together = _histogram_samples(buckets, amounts, True)
+        assert together == _histogram_samples(buckets, amounts, False)

@@ -55,6 +55,8 @@ from .placement import INLINE_SECONDS, Placement
 
 DEFAULT_MAX_BATCH_SIZE = 64
 Arrays = dict[str, np.ndarray]
+# a request's rows and kind (``request_shape``)
+Shape = tuple[int, tuple[object, ...] | None]
 
 
 class Overloaded(Exception):
@@ -66,10 +68,10 @@ class _Pending:
 
     __slots__ = ("arrays", "enqueued", "future", "kind", "rows")
 
-    def __init__(self, arrays: Arrays, future: asyncio.Future[Arrays]) -> None:
+    def __init__(self, arrays: Arrays, future: asyncio.Future[Arrays], shape: Shape) -> None:
         self.arrays = arrays
         # kind None: the request runs alone; requests of one kind merge
-        self.rows, self.kind = _shape(arrays)
+        self.rows, self.kind = shape
         self.future = future
         self.enqueued = time.perf_counter()
 
@@ -114,11 +116,15 @@ class Batcher:
         ahead = math.ceil((self._queued_rows + rows) / self.max_batch_size)
         return (1 + ahead) * self.batch_seconds
 
-    async def submit(self, arrays: Arrays) -> Arrays:
-        """Queue one request and wait for its share of a batch."""
+    async def submit(self, arrays: Arrays, shape: Shape | None = None) -> Arrays:
+        """Queue one request and wait for its share of a batch.
+
+        ``shape`` is ``request_shape(arrays)`` when the caller has it already.
+        """
         if len(self._queue) >= self.queue_size:
             raise Overloaded("the model's queue is full")
-        pending = _Pending(arrays, asyncio.get_running_loop().create_future())
+        future = asyncio.get_running_loop().create_future()
+        pending = _Pending(arrays, future, shape or request_shape(arrays))
         busy = self.busy
         if busy:
             wait = self.expected_wait(pending.rows)
@@ -207,7 +213,7 @@ def _fail(p: _Pending, exc: BaseException) -> None:
         p.future.set_exception(exc)
 
 
-def _shape(arrays: Arrays) -> tuple[int, tuple[object, ...] | None]:
+def request_shape(arrays: Arrays) -> Shape:
     """The request's batch size and its kind: the names, dtypes and trailing shapes.
 
     Requests merge only when their kinds are equal. The kind is None, and the request
