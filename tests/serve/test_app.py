@@ -239,3 +239,52 @@ def test_a_model_refusing_nan_is_a_400_for_the_client_not_a_500(iris_only: Serve
         assert r.status_code == 400 and "NaN or infinite" in r.json()["error"], r.text
         r = c.post("/invocations", json={"instances": [ROW]})  # and the model still answers
         assert r.status_code == 200
+
+
+def test_a_request_kind_that_passed_the_check_is_remembered_and_others_still_checked(
+    packages: dict[str, Path],
+) -> None:
+    import asyncio
+
+    import numpy as np
+
+    from tiffin.errors import SignatureError
+    from tiffin.serve.app import create_app
+    from tiffin.serve.repository import from_paths
+
+    app = create_app(from_paths([packages["iris"], packages["multi"], packages["table"]]))
+    iris = app.server.models[("iris", "1")]
+    assert iris.batcher is not None
+    placement = iris.batcher.predict
+    calls: list[int] = []
+    real_predict = placement.predict
+
+    def predict(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(len(arrays["input"]))
+        return real_predict(arrays)
+
+    placement.predict = predict
+    good = {"input": np.ones((1, 4))}
+
+    async def go() -> None:
+        assert (await iris.infer(good))["output"].shape == (1,)
+        assert (await iris.infer({"input": np.ones((3, 4))}))["output"].shape == (3,)
+        assert len(iris.checked_kinds) == 1  # the batch axis is free: one kind
+        bad = [
+            {"input": np.ones((1, 5))},  # a trailing axis of the wrong size
+            {"input": np.ones((1, 4, 1))},  # one axis too many
+            {"input": np.ones((1, 4), np.complex128)},  # no safe cast to the model's dtype
+            {"input": np.ones((1, 4)), "extra": np.ones((1, 4))},  # an unknown input
+            {"other": np.ones((1, 4))},  # the model's input missing
+        ]
+        for arrays in bad:  # refused before they queue: the model never sees them
+            with pytest.raises(SignatureError):
+                await iris.infer(arrays)
+            assert (await iris.infer(good))["output"].shape == (1,)
+        assert calls == [1, 3] + [1] * len(bad)
+        assert len(iris.checked_kinds) == 1
+
+    asyncio.run(go())
+    # strings and tables are checked by their values too: never remembered
+    assert not app.server.models[("multi", "1.0")].kinds_decide
+    assert not app.server.models[("table", "1")].kinds_decide
