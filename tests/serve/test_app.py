@@ -7,6 +7,7 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -182,34 +183,54 @@ def test_invocations_on_a_dataframe_model(packages: dict[str, Path]) -> None:
         stop(served)
 
 
-def test_large_bodies_are_decoded_off_the_event_loop(packages: dict[str, Path]) -> None:
+def test_large_bodies_are_decoded_off_the_event_loop(
+    packages: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A 57 MB JSON body took 8 s to decode on the event loop, which answered nothing
     else meanwhile; large bodies and outputs now go to the codec thread."""
     import asyncio
 
     import tiffin
+    from tiffin.serve import app as app_module
     from tiffin.serve.app import OFFLOAD_BYTES, ServeConfig, Server
     from tiffin.serve.repository import Repository
 
     repo = Repository()
-    repo.add(tiffin.load(packages["iris"]))
+    repo.add(tiffin.load(packages["iris2"]))  # predict_proba: 3 FP64 values out per row
     server = Server(repo, ServeConfig())
+    threads: list[tuple[str, str]] = []
+    for step in ("decode_request", "encode_response"):
+        real = getattr(app_module.codec, step)
 
-    def where(_: bytes) -> str:
-        return threading.current_thread().name
+        def recorded(*args: object, _real: Any = real, _step: str = step) -> object:
+            threads.append((_step, threading.current_thread().name))
+            return _real(*args)
 
-    async def main() -> tuple[str, str]:
-        small = await server._codec(100, where, b"")
-        large = await server._codec(OFFLOAD_BYTES, where, b"")
-        return small, large
+        monkeypatch.setattr(app_module.codec, step, recorded)
+
+    async def infer(rows: int) -> int:
+        body = json.dumps({"inputs": [{"name": "input", "datatype": "FP64", "shape": [rows, 4], "data": ROW * rows}]}).encode()  # fmt: skip
+
+        async def receive() -> dict[str, object]:  # the whole body in one message
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        status, _, _ = await server.answer_infer({}, receive, "iris", None)
+        assert status == 200
+        return len(body)
 
     try:
-        small, large = asyncio.run(main())
+        assert asyncio.run(infer(1)) < OFFLOAD_BYTES
+        small = list(threads)
+        threads.clear()
+        assert asyncio.run(infer(60_000)) >= OFFLOAD_BYTES  # and 60,000 x 3 FP64 out: 1.4 MB
+        large = list(threads)
     finally:
         server.codec_pool.shutdown()
         server.executor.shutdown()
-    assert small == threading.current_thread().name  # a one-row request stays on the loop
-    assert large.startswith("tiffin-codec")
+    here = threading.current_thread().name
+    assert small == [("decode_request", here), ("encode_response", here)]  # one row: the loop
+    assert [step for step, _ in large] == ["decode_request", "encode_response"]
+    assert all(thread.startswith("tiffin-codec") for _, thread in large)
 
 
 def test_a_large_json_request_over_real_http(iris_only: Served) -> None:

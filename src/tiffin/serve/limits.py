@@ -44,9 +44,10 @@ def header(headers: Mapping[bytes, bytes], name: bytes) -> str | None:
 
 def check_content_type(headers: Mapping[bytes, bytes], *, binary_ok: bool) -> None:
     """415 unless the body is JSON, binary tensors (where allowed), or unlabelled."""
-    raw = header(headers, b"content-type")
-    if raw is None:
+    value = headers.get(b"content-type")
+    if value is None or value == b"application/json":  # the usual cases, without parsing
         return
+    raw = value.decode("latin-1")
     ctype = raw.split(";", 1)[0].strip().lower()
     if not ctype or ctype in JSON_TYPES or (binary_ok and ctype in BINARY_TYPES):
         return
