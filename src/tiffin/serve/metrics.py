@@ -86,8 +86,7 @@ class Metrics:
             "tiffin_queue_depth", "Requests admitted and not yet answered", labels,
             registry=reg, multiprocess_mode="livesum",
         )  # fmt: skip
-
-        self._models: list[ModelMetrics] = []
+        self._models: list[ModelMetrics] = []  # each flushed before a scrape
 
     def for_model(self, name: str, version: str) -> ModelMetrics:
         model = ModelMetrics(self, name, version)
