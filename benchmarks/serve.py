@@ -196,7 +196,9 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def run_server(argv: list[str], ready: str, url: str, body: bytes, env: dict[str, str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+def run_server(argv: list[str], ready: str, url: str, body: bytes, env: dict[str, str] | None = None, *, descending: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+    """The server's rows at each of CONCURRENCY (ascending), measured in that order or
+    from the most clients down (``descending``)."""
     proc = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})}, start_new_session=True,
@@ -205,11 +207,11 @@ def run_server(argv: list[str], ready: str, url: str, body: bytes, env: dict[str
         wait_ready(ready, proc)
         LOAD(url, body, 8)  # warm-up
         rows = []
-        for c in CONCURRENCY:
+        for c in sorted(CONCURRENCY, reverse=descending):
             result: dict[str, Any] = {"clients": c, **LOAD(url, body, c)}
             result["rss_mb"] = rss_mb(proc.pid)
             rows.append(result)
-        return rows
+        return sorted(rows, key=lambda r: int(r["clients"]))
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -418,7 +420,11 @@ def main() -> None:
         for key, label, factory in rows:
             name = f"{key}: {label}"
             print(f"[round {round_ + 1}/{ROUNDS}] {name}", file=sys.stderr)
-            raw.setdefault(name, []).append(run_server(*factory()))
+            # The no-batching server follows the batching one and runs its clients from 64
+            # down, so the two 64-client cells that the batching target pairs run about 10 s
+            # apart, not 20: less of the machine's drift between them.
+            descending = "no batching" in label
+            raw.setdefault(name, []).append(run_server(*factory(), descending=descending))
     for name, rounds in raw.items():
         results[name] = median_rows(rounds)
 
@@ -460,9 +466,9 @@ def _at(results: dict[str, list[dict[str, Any]]], prefix: str, clients: int) -> 
 
 
 def _paired_ratios(raw: dict[str, list[list[dict[str, Any]]]], top: str, bottom: str, clients: int) -> list[float]:  # fmt: skip
-    """``top`` over ``bottom`` req/s, round by round: the two run one after the other,
-    within a minute, so a drift of the machine's speed (up to 1.5 times here) cancels
-    out of each ratio."""
+    """``top`` over ``bottom`` req/s, round by round: the two run one after the other
+    (at 64 clients about 10 s apart), so a drift of the machine's speed (up to 1.5 times
+    here) mostly cancels out of each ratio."""
     tops = next((rounds for name, rounds in raw.items() if name.startswith(top)), [])
     bottoms = next((rounds for name, rounds in raw.items() if name.startswith(bottom)), [])
     out = []
