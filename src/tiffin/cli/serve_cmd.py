@@ -41,7 +41,7 @@ def serve(
     Endpoints: /v2/health/live, /v2/health/ready, /v2, /v2/models/NAME[/versions/V],
     .../ready, .../infer (JSON or binary tensors), /invocations, /metrics, /v2/openapi.json.
     """
-    from ..serve.app import ServeConfig
+    from ..serve.model import ServeConfig
     from ..serve.runner import serve as run
 
     if not packages and not repository:

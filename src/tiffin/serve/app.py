@@ -20,7 +20,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -31,16 +30,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._version import __version__
-from ..errors import FlavorError, SignatureError, TiffinError
-from ..load import Predictor
+from ..errors import SignatureError, TiffinError
 from . import codec, limits
-from .batching import DEFAULT_MAX_BATCH_SIZE, Batcher, Overloaded, request_shape
+from .batching import Overloaded
 from .deadlines import Deadlines
 from .limits import HTTPError
-from .metrics import CONTENT_TYPE, Metrics, ModelMetrics
-from .model_config import triton_config
+from .metrics import CONTENT_TYPE, Metrics
+from .model import Model, ServeConfig
 from .openapi import openapi_document
-from .placement import INLINE_SECONDS, SIZED_FLAVORS, Placement
 from .protocol import Answer, Handler
 from .repository import Repository
 
@@ -53,22 +50,6 @@ _INFER = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))
 _JSON = [(b"content-type", b"application/json")]
 _T = TypeVar("_T")
 OFFLOAD_BYTES = 1 << 20  # bodies and outputs this large are decoded off the event loop
-MAX_CHECKED_KINDS = 256  # request kinds remembered per model as passing the signature check
-
-
-@dataclass
-class ServeConfig:
-    """Server options; the CLI fills them from its flags."""
-
-    max_body: int = 64 << 20
-    timeout: float = 30.0
-    queue_size: int = 256
-    batching: bool = True
-    max_batch_size: int | None = None
-    max_latency_ms: float | None = None
-    token: str | None = None
-    threads: int | None = None
-    drain_delay: float = 0.0
 
 
 def json_response(
@@ -77,164 +58,11 @@ def json_response(
     return Response(orjson.dumps(data), status, headers, media_type="application/json")
 
 
-class Model:
-    """One served package version: its batcher, admission count and metrics."""
-
-    def __init__(
-        self, predictor: Predictor, config: ServeConfig, executor: ThreadPoolExecutor, metrics: Metrics
-    ) -> None:  # fmt: skip
-        self.predictor = predictor
-        self.signature = predictor.signature
-        self.name, self.version = predictor.name, predictor.version
-        self.metadata = self.signature.to_v2_metadata(
-            self.name, self.version, f"tiffin_{predictor.flavor}"
-        )
-        # 0: never on the event loop (a custom model's cost may follow its values)
-        inline = INLINE_SECONDS if predictor.flavor in SIZED_FLAVORS else 0.0
-        self.metrics: ModelMetrics = metrics.for_model(self.name, self.version)
-        self.queue_size = config.queue_size
-        self.in_flight = 0
-        self.has_datetimes = any(s.dtype.startswith("datetime") for s in self.signature.inputs)
-        self.batchable = self.signature.batchable  # a property that walks every spec: once
-        # Request kinds (names, dtypes, trailing shapes) known to pass the signature check,
-        # for signatures where that is all the check looks at (see ``infer``).
-        self.checked_kinds: set[tuple[object, ...]] = set()
-        self.kinds_decide = (
-            self.batchable
-            and self.signature.input_kind in ("tensor", "dict")
-            and all(np.dtype(s.dtype).kind in "biuf" for s in self.signature.inputs)
-        )
-        packed = dict(predictor.manifest.runtime.get("batching") or {})
-        self.batcher: Batcher | None = None
-        if config.batching and self.signature.batchable and packed.get("enabled", True):
-            latency = config.max_latency_ms or packed.get("max_latency_ms") or config.timeout * 1000
-            self.batcher = Batcher(
-                predictor.predict_named,
-                executor,
-                max_batch_size=int(
-                    config.max_batch_size or packed.get("max_batch_size") or DEFAULT_MAX_BATCH_SIZE
-                ),
-                max_latency_ms=float(latency),
-                queue_size=config.queue_size,
-                on_batch=self.metrics.batch,
-                inline_seconds=inline,
-            )
-        # one placement per model, learning its cost once: the batcher's when it batches
-        self.run = (
-            self.batcher.predict
-            if self.batcher is not None
-            else Placement(predictor.predict_named, executor, inline)
-        )
-        self.config = triton_config(
-            self.name, self.metadata["platform"], self.signature,
-            self.batcher.max_batch_size if self.batcher else None,
-        )  # fmt: skip
-
-    def check_room(self) -> None:
-        """503 at once when every slot is taken: before the body is read.
-
-        A full model refuses without reading and decoding a body (megabytes, seconds of
-        CPU) only to refuse it afterwards. The slot itself is taken once the body is in
-        (``admit``), so slow uploads never hold the model's slots.
-        """
-        if self.in_flight >= self.queue_size:
-            raise Overloaded(f"{self.in_flight} requests are in flight for this model")
-
-    def admit(self) -> None:
-        """Take one slot of ``--queue-size``, from decoding to the answer; ``leave`` frees it.
-
-        Two calls rather than a context manager: this runs once per request, and a
-        generator-based ``with`` costs more than the slot bookkeeping itself.
-        """
-        self.check_room()
-        self.in_flight += 1
-        self.metrics.depth(self.in_flight)
-
-    def leave(self) -> None:
-        self.in_flight -= 1
-        self.metrics.depth(self.in_flight)
-
-    async def infer(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Check against the signature, then batch (or run alone); call it while admitted."""
-        if self.has_datetimes:
-            arrays = codec.parse_datetimes(dict(arrays), self.signature.inputs)
-        if self.signature.input_kind == "dataframe":
-            _check_columns(arrays, self.signature.input_names())
-        # Checked before queueing, so one bad request never joins (and fails) a batch.
-        shape = request_shape(arrays)
-        if shape[1] not in self.checked_kinds:
-            self.signature.from_named_arrays(arrays)
-            self.remember_kind(shape[1])
-        if self.batchable and all(a.ndim and not a.shape[0] for a in arrays.values()):
-            return self.no_rows()
-        try:
-            if self.batcher is not None:
-                return await self.batcher.submit(arrays, shape)
-            return await self.run(arrays)
-        except FlavorError as exc:
-            if _holds_non_finite(arrays):
-                raise HTTPError(400, f"the model refused this input, which holds NaN or infinite values (missing values, or null on /invocations): {exc.message}") from exc  # fmt: skip
-            raise
-
-    def remember_kind(self, kind: tuple[object, ...] | None) -> None:
-        """Skip the signature check for later requests of ``kind``, which just passed it.
-
-        The check costs 2.5 µs of a one-row request, and for numeric inputs of a
-        batchable tensor or dict signature it decides from the names, dtypes and
-        trailing shapes alone (the batch axis is free; a cast is safe or not by dtype;
-        values never matter, as the codec's inputs are arrays, never Python lists), which
-        is exactly a request's kind. So a kind that passed once passes always. Bounded:
-        a signature with free trailing axes has a kind per length, and past the bound
-        they are simply checked.
-        """
-        if kind is not None and self.kinds_decide and len(self.checked_kinds) < MAX_CHECKED_KINDS:
-            self.checked_kinds.add(kind)
-
-    def no_rows(self) -> dict[str, np.ndarray]:
-        """The answer to a request of zero rows, from the signature: zero rows of each output.
-
-        Many models refuse an empty batch (scikit-learn raises ValueError), which made a
-        valid request a 500; a batch axis of zero has only one consistent answer.
-        """
-        out = {}
-        for spec in self.signature.outputs:
-            dtype = object if spec.dtype == "str" else spec.dtype
-            out[spec.name] = np.empty((0, *spec.shape[1:]), dtype=dtype)
-        return out
-
-
 def _nbytes(outputs: Mapping[str, Any]) -> int:
     size = 0
     for value in outputs.values():
         size += value.nbytes if isinstance(value, np.ndarray) else np.asarray(value).nbytes
     return size
-
-
-def _holds_non_finite(arrays: Mapping[str, np.ndarray]) -> bool:
-    """Whether a float input holds NaN or an infinity (only asked once the model failed).
-
-    Many models refuse them (scikit-learn: "Input X contains NaN"); the signature cannot
-    tell, since others take them as missing values. When the model fails on such an
-    input, the input is the likely cause: a 400 for the client, not a 500 that pages
-    the operator.
-    """
-    return any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in arrays.values())
-
-
-def _check_columns(arrays: Mapping[str, np.ndarray], columns: list[str]) -> None:
-    """A DataFrame model takes one value per row in each column: shape [n] (or [n, 1]).
-
-    A single value (shape [], or a JSON scalar on /invocations) reached pandas as a
-    0-d array, and iterating it raised a TypeError: a 500 for the client's mistake.
-    """
-    for name in columns:
-        arr = arrays.get(name)
-        if arr is None or arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1):
-            continue
-        raise codec.BadRequest(
-            f"input {name!r} is a column of the model's table: send a list of values, "
-            f"one per row (shape [n] or [n, 1]); got shape {list(arr.shape)}"
-        )
 
 
 def _error_status(exc: BaseException, timeout: float) -> HTTPError:

@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TiffinError, UsageError
-from .app import ServeConfig, create_app
+from .app import create_app
 from .metrics import MULTIPROC_ENV
+from .model import ServeConfig
 from .protocol import bounded_protocol
 from .repository import Repository, from_folder, from_paths
 
