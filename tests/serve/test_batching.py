@@ -99,6 +99,117 @@ def test_a_cheap_model_run_on_the_event_loop_still_merges_concurrent_requests() 
     assert [float(out["y"][0, 0]) for out in results] == [2.0 * i for i in range(40)]
 
 
+async def later(turns: int, action: Callable[[], Any]) -> Any:
+    """``action()`` after ``turns`` turns of the event loop (no timer)."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    return await action()
+
+
+def test_requests_arriving_in_the_next_turns_join_an_idle_models_batch() -> None:
+    # Requests read in the loop's next polls (their bytes were already in the kernel)
+    # join the batch of the request that found the model idle.
+    model = Model()
+
+    async def main(pool: ThreadPoolExecutor) -> list[Arrays]:
+        batcher = Batcher(model, pool, max_batch_size=8)
+        batcher.batch_seconds = 10.0  # a slow model: gathering may take many turns
+        return await asyncio.gather(
+            batcher.submit(row(0.0)),
+            later(1, lambda: batcher.submit(row(1.0))),
+            later(2, lambda: batcher.submit(row(2.0))),
+            later(3, lambda: batcher.submit(row(3.0))),
+        )
+
+    results = run(main)
+    assert model.batches == [4]
+    assert [float(out["y"][0, 0]) for out in results] == [0.0, 2.0, 4.0, 6.0]
+
+
+def test_gathering_stops_at_the_first_quiet_turn() -> None:
+    model = Model()
+
+    async def main(pool: ThreadPoolExecutor) -> None:
+        batcher = Batcher(model, pool, max_batch_size=8)
+        batcher.batch_seconds = 10.0
+        first = asyncio.ensure_future(batcher.submit(row(0.0)))
+        await later(3, lambda: batcher.submit(row(1.0)))  # two quiet turns in between
+        await first
+
+    run(main)
+    assert model.batches == [1, 1]
+
+
+def test_gathering_lasts_no_longer_than_a_batch_takes() -> None:
+    # Gathering costs a request at most what waiting behind a running batch would: a
+    # model whose batches take no time at all gathers for one turn only, however many
+    # requests each turn brings.
+    model = Model()
+
+    async def main(pool: ThreadPoolExecutor) -> None:
+        batcher = Batcher(model, pool, max_batch_size=64)
+        batcher.batch_seconds = 0.0
+        await asyncio.gather(
+            batcher.submit(row(0.0)),
+            *(later(turn, lambda: batcher.submit(row(1.0))) for turn in range(1, 6)),
+        )
+
+    run(main)
+    assert model.batches[0] == 2  # the first request and the one read in the first turn
+
+
+class Stream:
+    """Submits ``count`` requests, one per loop turn, each turn busy for 10 ms.
+
+    ``seen`` is how many had been submitted when the model was first called: how long
+    the first batch waited for company, in turns.
+    """
+
+    def __init__(self, batcher: Batcher, count: int) -> None:
+        self.batcher, self.count = batcher, count
+        self.submitted = 0
+        self.seen: int | None = None
+
+    def model(self, arrays: Arrays) -> Arrays:
+        if self.seen is None:
+            self.seen = self.submitted
+        return {"y": arrays["x"] * 2}
+
+    async def run(self, first: Arrays) -> list[Any]:
+        calls = [asyncio.ensure_future(self.batcher.submit(first))]
+        self.submitted = 1
+        for _ in range(self.count - 1):
+            await asyncio.sleep(0)
+            calls.append(asyncio.ensure_future(self.batcher.submit(row(1.0))))
+            self.submitted += 1
+            time.sleep(0.01)  # a busy turn (releases the GIL: the model's thread runs)
+        return await asyncio.gather(*calls)
+
+
+def test_gathering_stops_once_the_batch_is_full() -> None:
+    async def main(pool: ThreadPoolExecutor) -> Stream:
+        stream = Stream(Batcher(lambda a: stream.model(a), pool, max_batch_size=4), 12)
+        stream.batcher.batch_seconds = 10.0
+        await stream.run(row(0.0))
+        return stream
+
+    stream = run(main)
+    assert stream.seen is not None and stream.seen <= 6  # 4 rows, then dispatched
+
+
+def test_a_request_that_cannot_merge_waits_for_no_one() -> None:
+    loner = {"x": np.ones((2, 2)), "y": np.ones((1, 2))}  # rows disagree: runs alone
+
+    async def main(pool: ThreadPoolExecutor) -> Stream:
+        stream = Stream(Batcher(lambda a: stream.model(a), pool, max_batch_size=64), 12)
+        stream.batcher.batch_seconds = 10.0
+        await stream.run(loner)
+        return stream
+
+    stream = run(main)
+    assert stream.seen is not None and stream.seen <= 3
+
+
 def test_max_batch_size_counts_rows() -> None:
     model = Model(delay=0.02)
 

@@ -15,8 +15,20 @@ How the peers decide when to dispatch:
 
 tiffin never waits on a timer, and never guesses when to release:
 
-1. **Idle model: run now.** A request that finds the model idle is dispatched at once,
-   alone; at low load batching adds no latency at all.
+1. **Idle model: run after one look at the door.** A request that finds the model idle
+   is dispatched once the event loop has polled its sockets one more time, so requests
+   whose bytes already sit in the kernel's buffers join it; while each turn of the loop
+   brings more, it keeps gathering, for no longer than one batch takes (the wait of a
+   request that arrives while a batch runs) and up to ``max_batch_size`` rows. When
+   nothing waits, that look is one empty poll (microseconds): at low load batching adds
+   no latency. It matters because a cheap model runs on the event loop itself
+   (``placement``), so the loop reads nothing while it computes, and without the look
+   each batch held only the requests read in one poll: measured here with 2 workers,
+   a one-row PyTorch MLP formed batches of 6 rows at 64 clients, and a forward on a
+   worker busy with HTTP and JSON costs 3 to 4 times its cost in a tight loop (its code
+   and weights no longer in the caches), so fewer, bigger calls pay twice over. Two runs
+   of 8 and 10 alternated pairs: 1.20x and 1.15x the requests/s at 64 clients, 1.38x
+   and 1.50x at 8, the same at 1; p99 lower at 8 and 64.
 2. **Busy model: accumulate.** Requests that arrive while a batch runs queue up; the
    moment the call returns, everything queued (first come, first served, up to
    ``max_batch_size`` rows) is concatenated along the batch axis and run as one call.
@@ -54,6 +66,7 @@ import numpy as np
 from .placement import INLINE_SECONDS, Placement
 
 DEFAULT_MAX_BATCH_SIZE = 64
+MAX_GATHER_TURNS = 16  # loop turns an idle model's batch may wait for company
 Arrays = dict[str, np.ndarray]
 # a request's rows and kind (``request_shape``)
 Shape = tuple[int, tuple[object, ...] | None]
@@ -172,7 +185,27 @@ class Batcher:
             self._queued_rows += item.rows
         return batch
 
+    async def _gather(self) -> None:
+        """Let the requests already at the door join the batch of an idle model (1. above).
+
+        One turn of the event loop (``sleep(0)``) lets it poll the sockets and start the
+        requests read; those that merge queue here before the batch is taken.
+        """
+        if self._queue[0].kind is None:
+            return  # it runs alone whatever comes
+        started = time.perf_counter()
+        for _ in range(MAX_GATHER_TURNS):
+            if self._queued_rows >= self.max_batch_size:
+                return
+            queued = len(self._queue)
+            await asyncio.sleep(0)
+            if len(self._queue) <= queued:
+                return  # a quiet turn: nobody else is at the door
+            if time.perf_counter() - started >= (self.batch_seconds or 0.0):
+                return
+
     async def _run(self) -> None:
+        await self._gather()
         while self._queue:
             batch = self._take()
             if not batch:
