@@ -8,8 +8,9 @@ call (``tiffin.serve.placement``: on the event loop when cheap, else on one of t
 predict threads), and N closed-loop callers (1, 8, 64) submitting one-row requests in one event loop; only the
 decision of when a batch starts differs:
 
-- **tiffin**: ``tiffin.serve.batching.Batcher`` itself: an idle model runs a request at
-  once; requests arriving while a batch runs form the next batch the moment it returns.
+- **tiffin**: ``tiffin.serve.batching.Batcher`` itself: an idle model runs a request
+  after one more turn of the event loop (more while each turn brings requests, no timer);
+  requests arriving while a batch runs form the next batch the moment it returns.
 - **timer 10 ms** (Ray Serve's ``@serve.batch`` with its default
   ``batch_wait_timeout_s=0.01``): once a first request is queued, the batch starts when
   ``max_batch_size`` requests are queued or 10 ms have passed, one batch at a time
@@ -115,7 +116,7 @@ class Unbatched:
 
 
 POLICIES: dict[str, Callable[[Predict, Executor], Any]] = {
-    "tiffin (never waits)": lambda p, ex: Batcher(p, ex, max_batch_size=MAX_BATCH),
+    "tiffin (no timer)": lambda p, ex: Batcher(p, ex, max_batch_size=MAX_BATCH),
     "timer 10 ms (Ray Serve default)": lambda p, ex: WaitingBatcher(
         p, ex, delay=0.010, from_oldest=False
     ),
