@@ -16,8 +16,10 @@ wide one (20-1024-1024-1024-2, 2.1M weights). Side by side, in the same run:
   default single worker and with ``--workers`` one per CPU, from a side venv
   (``mlflow==3.*``); skipped cleanly when MLflow cannot be installed.
 
-Every server runs ``TIFFIN_BENCH_ROUNDS`` times (default 3), interleaved, so a noisy
-neighbour hurts every row alike; the table shows medians. Prints the table and the
+Every server runs ``TIFFIN_BENCH_ROUNDS`` times (default 3). In a round, the servers of
+one model are up at once and take turns: at each client count each runs once, the order
+reversed every other round, so a noisy neighbour hurts every row alike and two rows'
+cells at one client count run seconds apart; the table shows medians. Prints the table and the
 targets, writes bench-results/serve.json.
 
     TIFFIN_BENCH_SECONDS=5 TIFFIN_BENCH_ROUNDS=3 python benchmarks/serve.py
@@ -196,31 +198,51 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def run_server(argv: list[str], ready: str, url: str, body: bytes, env: dict[str, str] | None = None, *, descending: bool = False) -> list[dict[str, Any]]:  # fmt: skip
-    """The server's rows at each of CONCURRENCY (ascending), measured in that order or
-    from the most clients down (``descending``)."""
-    proc = subprocess.Popen(
+def start_server(argv: list[str], env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})}, start_new_session=True,
     )  # fmt: skip
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
     try:
-        wait_ready(ready, proc)
-        LOAD(url, body, 8)  # warm-up
-        rows = []
-        for c in sorted(CONCURRENCY, reverse=descending):
-            result: dict[str, Any] = {"clients": c, **LOAD(url, body, c)}
-            result["rss_mb"] = rss_mb(proc.pid)
-            rows.append(result)
-        return sorted(rows, key=lambda r: int(r["clients"]))
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
+
+
+def run_group(entries: list[tuple[str, Any]], reverse: bool) -> dict[str, list[dict[str, Any]]]:
+    """Every server of one model, up at once: each one's rows at each of CONCURRENCY.
+
+    The cells are interleaved: at each client count every server runs once, one after
+    the other (``reverse``: in the opposite order), so two servers' cells at one client
+    count run a few seconds apart and the machine's drift (up to 1.5 times within
+    minutes here) mostly cancels out of their ratio. An idle server costs the others
+    nothing measurable (no timers while no request is open).
+    """
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, (argv, _, _, _, env) in entries:
+            procs[name] = start_server(argv, env)
+        for name, (_, ready, url, body, _) in entries:
+            wait_ready(ready, procs[name])
+            LOAD(url, body, 8)  # warm-up
+        order = entries[::-1] if reverse else entries
+        rows: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in entries}
+        for c in CONCURRENCY:
+            for name, (_, _, url, body, _) in order:
+                result: dict[str, Any] = {"clients": c, **LOAD(url, body, c)}
+                result["rss_mb"] = rss_mb(procs[name].pid)
+                rows[name].append(result)
+        return rows
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        for proc in procs.values():
+            stop_server(proc)
 
 
 def ceiling(predict: Any, x: Any) -> list[dict[str, Any]]:
@@ -416,15 +438,16 @@ def main() -> None:
 
     print(f"load generator: {LOAD.__name__}; {ROUNDS} rounds of {DURATION:g} s per cell; {CPUS} CPUs", file=sys.stderr)  # fmt: skip
     raw: dict[str, list[list[dict[str, Any]]]] = {}
+    groups: dict[str, list[tuple[str, Any]]] = {}
+    for key, label, factory in rows:
+        groups.setdefault(key, []).append((f"{key}: {label}", factory))
     for round_ in range(ROUNDS):
-        for key, label, factory in rows:
-            name = f"{key}: {label}"
-            print(f"[round {round_ + 1}/{ROUNDS}] {name}", file=sys.stderr)
-            # The no-batching server follows the batching one and runs its clients from 64
-            # down, so the two 64-client cells that the batching target pairs run about 10 s
-            # apart, not 20: less of the machine's drift between them.
-            descending = "no batching" in label
-            raw.setdefault(name, []).append(run_server(*factory(), descending=descending))
+        for key, group in groups.items():
+            labels = ", ".join(name.split(": ", 1)[1] for name, _ in group)
+            print(f"[round {round_ + 1}/{ROUNDS}] {key}: {labels}", file=sys.stderr)
+            measured = run_group([(name, factory()) for name, factory in group], reverse=round_ % 2 == 1)  # fmt: skip
+            for name, server_rows in measured.items():
+                raw.setdefault(name, []).append(server_rows)
     for name, rounds in raw.items():
         results[name] = median_rows(rounds)
 
@@ -466,9 +489,9 @@ def _at(results: dict[str, list[dict[str, Any]]], prefix: str, clients: int) -> 
 
 
 def _paired_ratios(raw: dict[str, list[list[dict[str, Any]]]], top: str, bottom: str, clients: int) -> list[float]:  # fmt: skip
-    """``top`` over ``bottom`` req/s, round by round: the two run one after the other
-    (at 64 clients about 10 s apart), so a drift of the machine's speed (up to 1.5 times
-    here) mostly cancels out of each ratio."""
+    """``top`` over ``bottom`` req/s, round by round: their cells run one after the
+    other (``run_group``), so a drift of the machine's speed mostly cancels out of each
+    ratio."""
     tops = next((rounds for name, rounds in raw.items() if name.startswith(top)), [])
     bottoms = next((rounds for name, rounds in raw.items() if name.startswith(bottom)), [])
     out = []
