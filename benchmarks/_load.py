@@ -22,10 +22,19 @@ import numpy as np
 DURATION = float(os.environ.get("TIFFIN_BENCH_SECONDS", "5"))
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now and not handed out before: a model's servers are given their
+    ports all before any of them binds, and the kernel may offer a closed port again."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def wrk(url: str, body: bytes, connections: int) -> dict[str, float]:
