@@ -4,10 +4,11 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
-# torch must come from the CPU wheel on local disk (see README, "Development").
-FIND_LINKS := $(shell [ -d /opt/wheels ] && echo --find-links /opt/wheels)
-EXTRA_INDEX := $(shell for d in /opt/pypi/simple /opt/pypi-more/simple; do [ -d $$d ] && printf -- '--extra-index-url file://%s ' $$d; done)
-UV_PIP := $(UV) pip install --python $(PY) $(FIND_LINKS) $(EXTRA_INDEX) --index-strategy unsafe-best-match
+# uv does not read pip's configuration; pass its sources (find-links, extra indexes,
+# constraints) on, so a machine whose pip points at a CPU build of torch gets that one
+# rather than a multi-GB CUDA build from PyPI.
+PIP_SOURCES := $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^[^.]*\.\(find-links\|extra-index-url\|index-url\|constraint\)='\(.*\)'$$/\1 \2/p" | sort -u | awk '{for (i = 2; i <= NF; i++) printf "--%s %s ", $$1, $$i}')
+UV_PIP := $(UV) pip install --python $(PY) $(PIP_SOURCES) --index-strategy unsafe-best-match
 
 .PHONY: demo test lint typecheck pytest bench clean venv
 
