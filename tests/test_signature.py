@@ -224,3 +224,87 @@ def test_arbitrary_python_input_never_crashes(values: list[Any]) -> None:
         sig.validate([values])
     except tiffin.SignatureError:
         pass
+
+
+def test_each_column_records_how_its_nullability_was_decided() -> None:
+    frame = pd.DataFrame(
+        {"age": [30, 40], "city": ["x", None], "zip": ["a", "b"], "income": [1.5, 2.5]}
+    )
+    sig = Signature.infer(frame, np.array([0, 1]))
+    specs = {s["name"]: s for s in sig.to_dict()["inputs"]}
+    assert specs["city"]["nullable"] is True
+    assert specs["city"]["nullable_reason"] == "the example has missing values in this column"
+    assert "nullable" not in specs["zip"]
+    assert specs["zip"]["nullable_reason"] == "the example has no missing values in this column"
+    assert "nullable" not in specs["income"]
+    assert specs["income"]["nullable_reason"].startswith("float: NaN")
+    back = Signature.from_dict(sig.to_dict())
+    assert [s.nullable_reason for s in back.inputs] == [s.nullable_reason for s in sig.inputs]
+    # The string column with None accepts None; the float column takes gaps it never saw.
+    out = sig.validate({"age": [1, 2], "city": [None, "y"], "zip": ["a", "b"], "income": [None, 1]})
+    assert out["city"].tolist()[0] is None and np.isnan(out["income"].tolist()[0])
+    with pytest.raises(tiffin.SignatureError, match="'zip' has missing values") as info:
+        sig.validate({"age": [1], "city": ["y"], "zip": [None], "income": [1.0]})
+    assert "nullable" in (info.value.fix or "")
+
+
+def test_declared_nullability_is_enforced_and_typed() -> None:
+    sig = Signature.from_dict(
+        {"inputs": [{"name": "n", "dtype": "int64", "nullable": True}], "input_kind": "dataframe"}
+    )
+    assert sig.validate({"n": [1, None]})["n"].isna().tolist() == [False, True]
+    with pytest.raises(tiffin.SignatureError, match="must be true or false"):
+        Signature.from_dict({"inputs": [{"name": "n", "dtype": "int64", "nullable": "yes"}]})
+    with pytest.raises(tiffin.SignatureError, match="'nullable_reason' of 'n' must be a string"):
+        Signature.from_dict({"inputs": [{"name": "n", "dtype": "int64", "nullable_reason": 1}]})
+
+
+def test_dynamic_axes_at_inference() -> None:
+    example = {"tokens": np.zeros((2, 8), np.int64), "mask": np.ones((2, 8), bool)}
+    sig = Signature.infer(
+        example, np.zeros((2, 8, 4), np.float32), dynamic_axes={"tokens": [1], "mask": [1]}
+    )
+    assert [s.shape for s in sig.inputs] == [(-1, -1), (-1, -1)]
+    assert sig.outputs[0].shape == (-1, 8, 4)
+    out = sig.validate({"tokens": np.zeros((1, 30), np.int64), "mask": np.ones((1, 30), bool)})
+    assert out["tokens"].shape == (1, 30)
+    fixed = Signature.infer(example)
+    with pytest.raises(tiffin.SignatureError, match=r"expects shape \[-1, 8\]"):
+        fixed.validate({"tokens": np.zeros((1, 30), np.int64), "mask": np.ones((1, 8), bool)})
+    assert Signature.infer(np.zeros((2, 3, 4)), np.zeros(2), dynamic_axes={"output": [0]})
+
+
+@pytest.mark.parametrize(
+    ("axes", "match"),
+    [
+        ({"nope": [1]}, "names 'nope', which is no input or output"),
+        ({"input": [2]}, "has no axis 2"),
+        ({"input": [-1]}, "has no axis -1"),
+        ({"input": "1"}, "must be a list of integers"),
+        ({"input": [True]}, "has no axis True"),
+        ([("input", [1])], "must map input names"),
+    ],
+)
+def test_dynamic_axes_refused_when_wrong(axes: Any, match: str) -> None:
+    sig = Signature.infer(np.zeros((2, 3)))
+    with pytest.raises(tiffin.SignatureError, match=match) as info:
+        sig.with_dynamic_axes(axes)
+    assert info.value.where == "dynamic_axes"
+
+
+def test_no_rows_answer_shaped_from_outputs() -> None:
+    sig = Signature.infer(np.zeros((2, 3), np.float32), np.zeros((2, 5), np.float32))
+    empty = sig.no_rows()
+    assert empty.shape == (0, 5) and empty.dtype == np.float32
+    assert sig.rows(sig.validate(np.zeros((0, 3), np.float32))) == 0
+    sig = Signature.infer(
+        {"a": np.zeros((2, 3))}, {"p": np.zeros(2), "label": np.array(["x", "y"])}
+    )
+    out = sig.no_rows()
+    assert out["p"].shape == (0,) and out["label"].dtype == object
+    sig = Signature.infer(pd.DataFrame({"a": [1]}), pd.DataFrame({"y": [0.5]}))
+    frame = sig.no_rows()
+    assert list(frame.columns) == ["y"] and len(frame) == 0 and frame["y"].dtype == np.float64
+    assert sig.rows(sig.validate(pd.DataFrame({"a": pd.Series([], dtype="int64")}))) == 0
+    with pytest.raises(tiffin.SignatureError, match="records no outputs"):
+        Signature.infer(np.zeros((2, 3))).no_rows()

@@ -1,41 +1,48 @@
-"""Enforcement: inputs checked against a signature, with safe casts only.
+"""Enforcement: inputs checked against a signature's specs, with safe casts only.
 
 Only numpy-safe casts are applied (``np.can_cast(..., "safe")``), plus lossless
-conversion of plain Python values (a JSON ``1`` is a fine ``float32``). Anything else is
-a SignatureError naming the input, what was expected and what came.
+conversion of plain Python values (a JSON ``1`` is a fine ``float32``). Booleans and
+numbers never mix: a bool array for a float or int input, or numbers for a bool input,
+is refused, as the server refuses a JSON ``true`` for a number. Anything else is a
+SignatureError naming the input, what was expected and what came.
+
+This module works on :class:`~tiffin.tensorspec.TensorSpec` sequences alone, so
+:mod:`tiffin.signature` imports it and never the other way round.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .errors import SignatureError
 from .tensorspec import TensorSpec, _is_frame, _pandas, _to_array, dtype_name
 
-if TYPE_CHECKING:
-    from .signature import Signature
+__all__ = ["as_named", "check_array", "check_names", "column_values", "validate_frame"]
 
 
 def _describe(arr: np.ndarray) -> str:
     return f"{dtype_name(arr.dtype) if arr.dtype.kind != 'O' else 'object'} {list(arr.shape)}"
 
 
-def _check_names(sig: Signature, named: Mapping[str, Any]) -> None:
-    expected = sig.input_names()
+def check_names(expected: Sequence[str], named: Mapping[str, Any]) -> None:
+    """A missing input first, then an unknown one, as a SignatureError."""
+    expected = list(expected)
     problems = [f"input {n!r} is missing" for n in expected if n not in named]
     problems += [f"unknown input {n!r}" for n in named if n not in expected]
-    if problems:  # a missing input first, then an unknown one
+    if problems:
         raise SignatureError(problems[0], where="inputs", fix=f"the model takes inputs {expected}")
 
 
-def _as_named(sig: Signature, inputs: Any) -> dict[str, Any]:
-    if sig.input_kind in ("tensor", "strings"):
-        name = sig.inputs[0].name
+def as_named(specs: Sequence[TensorSpec], kind: str, inputs: Any) -> dict[str, Any]:
+    """The inputs of a ``tensor``, ``strings`` or ``dict`` signature as a name -> value map."""
+    names = [s.name for s in specs]
+    if kind in ("tensor", "strings"):
+        name = names[0]
         if isinstance(inputs, Mapping):
-            _check_names(sig, inputs)
+            check_names(names, inputs)
             return {name: inputs[name]}
         if _is_frame(inputs):
             raise SignatureError(
@@ -46,10 +53,10 @@ def _as_named(sig: Signature, inputs: Any) -> dict[str, Any]:
         return {name: inputs}
     if not isinstance(inputs, Mapping):
         raise SignatureError(
-            f"expected a mapping of named inputs {sig.input_names()}, got {type(inputs).__name__}",
+            f"expected a mapping of named inputs {names}, got {type(inputs).__name__}",
             where="inputs",
         )
-    _check_names(sig, inputs)
+    check_names(names, inputs)
     return dict(inputs)
 
 
@@ -71,7 +78,8 @@ def _lossless(arr: np.ndarray, target: np.dtype[Any]) -> np.ndarray | None:
     return out if bool(np.all(same)) else None
 
 
-def _check_array(spec: TensorSpec, value: Any) -> np.ndarray:
+def check_array(spec: TensorSpec, value: Any) -> np.ndarray:
+    """One input as an array of the spec's dtype and shape, or a SignatureError naming it."""
     from_python = not isinstance(value, np.ndarray) and not hasattr(value, "__array_interface__")
     try:
         arr = _to_array(value)
@@ -83,6 +91,19 @@ def _check_array(spec: TensorSpec, value: Any) -> np.ndarray:
         arr = _check_strings(spec, arr)
     else:
         target = np.dtype(spec.dtype)
+        mixed = from_python and target.kind != "b" and arr.dtype.kind in "iuf" and _has_bool(value)
+        if mixed or (arr.dtype != target and (arr.dtype.kind == "b") != (target.kind == "b")):
+            came = "booleans" if arr.dtype.kind == "b" or mixed else _describe(arr)
+            raise SignatureError(
+                f"input {spec.name!r} expects dtype {spec.dtype}, got {came}",
+                where=spec.name,
+                fix="booleans and numbers are not interchangeable: "
+                + (
+                    f"convert explicitly, e.g. arr.astype({spec.dtype!r})"
+                    if arr.dtype.kind == "b" or mixed
+                    else "send true/false values"
+                ),
+            )
         if arr.dtype != target:
             if arr.dtype.kind in "biuf" and np.can_cast(arr.dtype, target, casting="safe"):
                 arr = arr.astype(target)
@@ -98,6 +119,13 @@ def _check_array(spec: TensorSpec, value: Any) -> np.ndarray:
                 arr = converted
     _check_shape(spec, arr)
     return arr
+
+
+def _has_bool(value: Any) -> bool:
+    """Whether nested Python lists hold a bool (numpy would turn ``[True, 2.5]`` into floats)."""
+    if isinstance(value, (list, tuple)):
+        return any(_has_bool(v) for v in value)
+    return isinstance(value, (bool, np.bool_))
 
 
 def _check_strings(spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
@@ -133,24 +161,37 @@ def _check_strings(spec: TensorSpec, arr: np.ndarray) -> np.ndarray:
 
 
 def _check_shape(spec: TensorSpec, arr: np.ndarray) -> None:
-    ok = arr.ndim == len(spec.shape) and all(
-        want in (-1, got) for want, got in zip(spec.shape, arr.shape)
-    )
-    if not ok:
-        raise SignatureError(
-            f"input {spec.name!r} expects shape {list(spec.shape)} (-1 = any), got {list(arr.shape)}",
-            where=spec.name,
-            fix="reshape the input; a single row still needs its batch axis, e.g. [[...]]",
+    if arr.ndim == len(spec.shape):
+        fixed = [
+            i for i, (want, got) in enumerate(zip(spec.shape, arr.shape)) if want not in (-1, got)
+        ]
+        if not fixed:
+            return
+        axis = fixed[0]
+        fix = (
+            f"axis {axis} is fixed at {spec.shape[axis]} by the packed example; to accept any "
+            f"size there, pack with dynamic_axes={{{spec.name!r}: [{axis}]}}"
+            if axis > 0
+            else "send the size the signature declares"
         )
+    else:
+        fix = "reshape the input; a single row still needs its batch axis, e.g. [[...]]"
+    raise SignatureError(
+        f"input {spec.name!r} expects shape {list(spec.shape)} (-1 = any), got {list(arr.shape)}",
+        where=spec.name,
+        fix=fix,
+    )
 
 
-def _column_values(arr: np.ndarray) -> Any:
+def column_values(arr: np.ndarray) -> Any:
+    """A received column as pandas should take it: bytes decoded to strings."""
     if arr.dtype.kind == "S" or (arr.dtype.kind == "O" and any(isinstance(v, bytes) for v in arr)):
         return [v.decode("utf-8") if isinstance(v, bytes) else v for v in arr.tolist()]
     return arr
 
 
-def _validate_frame(specs: Sequence[TensorSpec], value: Any) -> Any:
+def validate_frame(specs: Sequence[TensorSpec], value: Any) -> Any:
+    """A DataFrame (or a mapping of columns) checked column by column against ``specs``."""
     pd = _pandas()
     if isinstance(value, Mapping):
         try:
@@ -191,15 +232,12 @@ def _validate_frame(specs: Sequence[TensorSpec], value: Any) -> Any:
     columns = {}
     for spec in specs:
         series = value[spec.name]
-        if (
-            not spec.nullable
-            and spec.dtype not in ("float32", "float64")
-            and bool(series.isna().any())
-        ):
+        if not spec.nullable and not spec.dtype.startswith("float") and bool(series.isna().any()):
             raise SignatureError(
                 f"input column {spec.name!r} has missing values but is not nullable",
                 where=spec.name,
-                fix="fill the missing values, or pack with an example that has them",
+                fix="fill the missing values, or pack with an example that has them "
+                '(or signature= with "nullable": true for this column)',
             )
         if spec.dtype == "str":
             bad = next(
@@ -242,7 +280,7 @@ def _numeric_column(pd: Any, spec: TensorSpec, series: Any) -> Any:
         raw = present.to_numpy()
     if raw.dtype.kind == "O":
         raw = raw.tolist()  # Python objects: checked (and converted only when lossless) as such
-    checked = _check_array(spec1, raw)
+    checked = check_array(spec1, raw)
     if not missing.any():
         return checked
     if target.kind == "f":

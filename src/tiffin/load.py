@@ -28,6 +28,7 @@ class Predictor:
         self.signature = signature
         self._model = model
         self._predict = model.predict
+        self._answers_no_rows = bool(signature.outputs) and signature.batchable
 
     @property
     def digest(self) -> str:
@@ -47,7 +48,11 @@ class Predictor:
         return self.manifest.flavor
 
     def predict(self, inputs: Any) -> Any:
-        """Check ``inputs`` against the signature, then run the model on them."""
+        """Check ``inputs`` against the signature, then run the model on them.
+
+        A batch of zero rows answers zero rows of each output, shaped from the
+        signature, without running the model (as the server and the CLI do).
+        """
         return self._run(self.signature.validate(inputs))
 
     def predict_named(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -56,6 +61,8 @@ class Predictor:
         return self.signature.to_named_arrays(output)
 
     def _run(self, checked: Any) -> Any:
+        if self._answers_no_rows and self.signature.rows(checked) == 0:
+            return self.signature.no_rows()
         try:
             return self._predict(checked)
         except TiffinError:

@@ -70,6 +70,7 @@ def pack(
     requirements: Sequence[str] | None = None,
     metadata: Mapping[str, Any] | None = None,
     signature: Signature | Mapping[str, Any] | None = None,
+    dynamic_axes: Mapping[str, Sequence[int]] | None = None,
     allow_pickle: bool = False,
     trusted_types: Sequence[str] = (),
     batching: Mapping[str, Any] | None = None,
@@ -84,7 +85,8 @@ def pack(
     ``model`` is a model object, a model file path, or ``"path/to/file.py:ClassName"``.
     The model's output on ``example`` is recorded with it and used to infer the signature.
     ``options`` go to the flavor (``init_kwargs`` and ``device`` for PyTorch, ``device``
-    for ONNX).
+    for ONNX). ``dynamic_axes`` names the axes, beyond the batch axis, that take any size
+    (``{"tokens": [1]}``); docs/signature.md describes the signature.
 
     Example::
 
@@ -122,7 +124,8 @@ def pack(
             manifest = _write(
                 tmp, model, chosen, name=name, version=version, example=example, method=method,
                 code=code, artifacts=artifacts, requirements=requirements, metadata=meta,
-                signature=signature, allow_pickle=allow_pickle, trusted_types=tuple(trusted_types),
+                signature=signature, dynamic_axes=dynamic_axes, allow_pickle=allow_pickle,
+                trusted_types=tuple(trusted_types),
                 batching=batching, options=options, python=python, platform=platform,
                 strict=strict,
             )  # fmt: skip
@@ -157,6 +160,7 @@ def _write(
     requirements: Sequence[str] | None,
     metadata: dict[str, Any],
     signature: Signature | Mapping[str, Any] | None,
+    dynamic_axes: Mapping[str, Sequence[int]] | None,
     allow_pickle: bool,
     trusted_types: tuple[str, ...],
     batching: Mapping[str, Any] | None,
@@ -215,6 +219,8 @@ def _write(
             sig = refine(loaded, sig)
     else:
         sig = signature if isinstance(signature, Signature) else Signature.from_dict(signature)
+    if dynamic_axes:
+        sig = sig.with_dynamic_axes(dynamic_axes)
     if example is not None:
         sig.validate(example)
     (root / layout.SCHEMA).write_bytes(pretty_json(sig.to_dict()))

@@ -12,6 +12,11 @@ of four kinds, kept so that ``predict`` hands the model exactly what it was pack
 Each input and output is a :class:`~tiffin.tensorspec.TensorSpec`; ``validate`` checks
 inputs through :mod:`tiffin.enforce` (numpy-safe casts only, lossless conversion of plain
 Python values, a SignatureError naming the input otherwise).
+
+Missing values: a float input always accepts NaN. A column of another dtype is nullable
+when the example has a gap in it; each DataFrame column records why in
+``nullable_reason``. Every axis but the batch axis is fixed to the example's size unless
+named in ``dynamic_axes``. docs/signature.md has the format and examples.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .enforce import _as_named, _check_array, _check_names, _column_values, _validate_frame
+from .enforce import as_named, check_array, check_names, column_values, validate_frame
 from .errors import SignatureError
 from .tensorspec import TensorSpec, _is_frame, _pandas, _to_array, dtype_name
 
@@ -30,6 +35,10 @@ KINDS = ("tensor", "dict", "dataframe", "strings")
 DEFAULT_INPUT = "input"
 DEFAULT_OUTPUT = "output"
 _JSON_TYPES = {"b": "boolean", "u": "integer", "i": "integer", "f": "number"}
+# How inference decided a column's nullability (the ``nullable_reason`` it records).
+REASON_FLOAT = "float: NaN is a missing value and always accepted"
+REASON_SEEN = "the example has missing values in this column"
+REASON_UNSEEN = "the example has no missing values in this column"
 
 
 @dataclass(frozen=True)
@@ -89,14 +98,71 @@ class Signature:
 
     # -- inference -----------------------------------------------------------------
     @classmethod
-    def infer(cls, example: Any, output: Any = None) -> Signature:
-        """Infer a signature from an example input and the model's output on it."""
+    def infer(
+        cls,
+        example: Any,
+        output: Any = None,
+        *,
+        dynamic_axes: Mapping[str, Sequence[int]] | None = None,
+    ) -> Signature:
+        """Infer a signature from an example input and the model's output on it.
+
+        The batch axis is dynamic; every other axis takes the example's size unless
+        ``dynamic_axes`` names it (``{"tokens": [1]}``: any sequence length).
+
+        Example::
+
+            Signature.infer(np.zeros((2, 16), np.int64), dynamic_axes={"input": [1]})
+        """
         in_kind, in_specs = _infer_specs(example, DEFAULT_INPUT, "example input")
         out_kind = "tensor"
         out_specs: tuple[TensorSpec, ...] = ()
         if output is not None:
-            out_kind, out_specs = _infer_specs(output, DEFAULT_OUTPUT, "model output")
-        return cls(inputs=in_specs, outputs=out_specs, input_kind=in_kind, output_kind=out_kind)
+            out_kind, out_specs = _infer_specs(output, DEFAULT_OUTPUT, "model output", False)
+        sig = cls(inputs=in_specs, outputs=out_specs, input_kind=in_kind, output_kind=out_kind)
+        return sig.with_dynamic_axes(dynamic_axes) if dynamic_axes else sig
+
+    def with_dynamic_axes(self, dynamic_axes: Mapping[str, Sequence[int]]) -> Signature:
+        """This signature with the named axes of the named inputs or outputs set to -1."""
+        if not isinstance(dynamic_axes, Mapping):
+            raise SignatureError(
+                f"dynamic_axes must map input names to lists of axes, got {type(dynamic_axes).__name__}",
+                where="dynamic_axes",
+                fix='e.g. dynamic_axes={"input": [1]}',
+            )
+        specs = {s.name: s for s in self.inputs + self.outputs}
+        for name, axes in dynamic_axes.items():
+            spec = specs.get(name)
+            if spec is None:
+                raise SignatureError(
+                    f"dynamic_axes names {name!r}, which is no input or output",
+                    where="dynamic_axes",
+                    fix=f"name one of {sorted(specs)}",
+                )
+            if isinstance(axes, (str, bytes)) or not isinstance(axes, Sequence):
+                raise SignatureError(
+                    f"the axes of {name!r} must be a list of integers, got {axes!r}",
+                    where="dynamic_axes",
+                )
+            shape = list(spec.shape)
+            for axis in axes:
+                if type(axis) is not int or not 0 <= axis < len(shape):
+                    raise SignatureError(
+                        f"{name!r} has no axis {axis!r} (its shape is {shape})",
+                        where="dynamic_axes",
+                        fix=f"give axes from 0 to {len(shape) - 1}" if shape else "it is a scalar",
+                    )
+                shape[axis] = -1
+            specs[name] = TensorSpec(
+                spec.name, spec.dtype, tuple(shape), spec.nullable, spec.nullable_reason
+            )
+        return Signature(
+            inputs=tuple(specs[s.name] for s in self.inputs),
+            outputs=tuple(specs[s.name] for s in self.outputs),
+            input_kind=self.input_kind,
+            output_kind=self.output_kind,
+            params=self.params,
+        )
 
     # -- enforcement ---------------------------------------------------------------
     def validate(self, inputs: Any) -> Any:
@@ -105,26 +171,65 @@ class Signature:
         Raises SignatureError naming the input, what was expected and what came.
         """
         if self.input_kind == "dataframe":
-            return _validate_frame(self.inputs, inputs)
-        named = _as_named(self, inputs)
-        checked = {spec.name: _check_array(spec, named[spec.name]) for spec in self.inputs}
+            return validate_frame(self.inputs, inputs)
+        named = as_named(self.inputs, self.input_kind, inputs)
+        checked = {spec.name: check_array(spec, named[spec.name]) for spec in self.inputs}
         return self._to_model_kind(checked)
+
+    def rows(self, checked: Any) -> int | None:
+        """The batch size of validated inputs, or None when the signature has no batch axis."""
+        if not self.batchable:
+            return None
+        if self.input_kind in ("dataframe", "strings"):
+            return len(checked)
+        first = checked if self.input_kind == "tensor" else checked[self.inputs[0].name]
+        return int(np.shape(first)[0])
+
+    def no_rows(self) -> Any:
+        """The model's answer to zero rows, built from the outputs without running the model.
+
+        A batch of zero rows has one consistent answer, zero rows of each output, while
+        many models refuse it (scikit-learn needs one sample). Returned in the output's
+        kind: an array, a dict of arrays, a DataFrame or an empty list. Raises
+        SignatureError when the signature records no outputs to shape it from.
+        """
+        if not self.outputs or not self.batchable:
+            raise SignatureError(
+                "an empty batch has no answer here: the signature records no outputs"
+                if not self.outputs
+                else "an empty batch has no answer here: the signature has no batch axis",
+                where="inputs",
+                fix="give at least one row",
+            )
+
+        def empty(spec: TensorSpec) -> np.ndarray:
+            dtype = object if spec.dtype == "str" else np.dtype(spec.dtype)
+            return np.empty((0, *(max(d, 0) for d in spec.shape[1:])), dtype=dtype)
+
+        if self.output_kind == "dataframe":
+            pd = _pandas()
+            return pd.DataFrame({s.name: empty(s) for s in self.outputs})
+        if self.output_kind == "strings":
+            return []
+        if self.output_kind == "dict" or len(self.outputs) > 1:
+            return {s.name: empty(s) for s in self.outputs}
+        return empty(self.outputs[0])
 
     def from_named_arrays(self, arrays: Mapping[str, np.ndarray]) -> Any:
         """Build the model's input from named arrays (as the server receives them)."""
         if self.input_kind == "dataframe":
             pd = _pandas()
-            _check_names(self, arrays)
+            check_names(self.input_names(), arrays)
             # A column may arrive as [n, 1] (V2 clients often send 2-D); it is one column.
             arrays = {
                 k: np.reshape(v, (-1,)) if np.ndim(v) == 2 and np.shape(v)[1] == 1 else v
                 for k, v in arrays.items()
             }
             try:
-                frame = pd.DataFrame({s.name: _column_values(arrays[s.name]) for s in self.inputs})
+                frame = pd.DataFrame({s.name: column_values(arrays[s.name]) for s in self.inputs})
             except ValueError as exc:
                 raise SignatureError(f"columns differ in length: {exc}") from None
-            return _validate_frame(self.inputs, frame)
+            return validate_frame(self.inputs, frame)
         return self.validate(dict(arrays))
 
     def _to_model_kind(self, checked: dict[str, np.ndarray]) -> Any:
@@ -194,7 +299,9 @@ def _array_spec(name: str, arr: np.ndarray) -> TensorSpec:
     return TensorSpec(name, dtype_name(arr.dtype), shape)
 
 
-def _infer_specs(value: Any, default: str, what: str) -> tuple[str, tuple[TensorSpec, ...]]:
+def _infer_specs(
+    value: Any, default: str, what: str, reasons: bool = True
+) -> tuple[str, tuple[TensorSpec, ...]]:
     if _is_frame(value):
         specs = []
         for col in value.columns:
@@ -211,8 +318,12 @@ def _infer_specs(value: Any, default: str, what: str) -> tuple[str, tuple[Tensor
                 name = dtype_name(
                     np.dtype(dtype.numpy_dtype if hasattr(dtype, "numpy_dtype") else dtype)
                 )
-            nullable = bool(series.isna().any()) and name not in ("float32", "float64")
-            specs.append(TensorSpec(col, name, (-1,), nullable))
+            if name in ("float16", "float32", "float64"):
+                nullable, reason = False, REASON_FLOAT
+            else:
+                nullable = bool(series.isna().any())
+                reason = REASON_SEEN if nullable else REASON_UNSEEN
+            specs.append(TensorSpec(col, name, (-1,), nullable, reason if reasons else ""))
         return "dataframe", tuple(specs)
     if isinstance(value, Mapping):
         if not value:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,17 +37,26 @@ V2_DATATYPES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One named input or output: dtype, shape (-1 = dynamic) and nullability."""
+    """One named input or output: dtype, shape (-1 = dynamic) and nullability.
+
+    ``nullable`` says whether a missing value (None, NaN, ``pd.NA``) is accepted in a
+    column that is not float; a float input always accepts NaN, its missing value.
+    ``nullable_reason`` records how inference decided (see docs/signature.md); it is
+    documentation, so it takes no part in comparing specs.
+    """
 
     name: str
     dtype: str
     shape: tuple[int, ...] = (-1,)
     nullable: bool = False
+    nullable_reason: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
         if self.nullable:
             data["nullable"] = True
+        if self.nullable_reason:
+            data["nullable_reason"] = self.nullable_reason
         return data
 
     @classmethod
@@ -64,7 +73,18 @@ class TensorSpec:
         shape = raw.get("shape", [-1])
         if not isinstance(shape, list) or not all(type(d) is int and d >= -1 for d in shape):
             raise SignatureError(f"bad shape {shape!r} for {raw['name']!r}", where=where)
-        return cls(raw["name"], dtype, tuple(shape), bool(raw.get("nullable", False)))
+        nullable = raw.get("nullable", False)
+        if not isinstance(nullable, bool):
+            raise SignatureError(
+                f"'nullable' of {raw['name']!r} must be true or false, not {nullable!r}",
+                where=where,
+            )
+        reason = raw.get("nullable_reason", "")
+        if not isinstance(reason, str):
+            raise SignatureError(
+                f"'nullable_reason' of {raw['name']!r} must be a string", where=where
+            )
+        return cls(raw["name"], dtype, tuple(shape), nullable, reason)
 
     @property
     def v2_datatype(self) -> str:
