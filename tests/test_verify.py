@@ -19,6 +19,7 @@ from tests.env.conftest import (  # noqa: F401  (fixtures shared with tests/env)
     scale_installed,
     scale_wheels,
 )
+from tiffin.isolated import replay as isolated_replay
 from tiffin.lint import lint
 from tiffin.verify import verify
 
@@ -203,7 +204,7 @@ def test_predict_isolated(tmp_path: Path, custom_source: Path) -> None:  # noqa:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [[1.0 * major, 2.0 * major]]
     # formats are read on the host: a CSV input needs no pandas in the package's environment
-    from tiffin.env.build import run_isolated
+    from tiffin.isolated.predict import run_isolated
 
     (tmp_path / "in.csv").write_text("a,b\n1.0,2.0\n3.0,4.0\n")
     run_isolated(pkg.path, tmp_path / "in.csv", tmp_path / "out.npy")
@@ -214,7 +215,7 @@ def test_predict_isolated(tmp_path: Path, custom_source: Path) -> None:  # noqa:
 
 
 def test_predict_isolated_names_missing_module(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
-    from tiffin.env.build import run_isolated
+    from tiffin.isolated.predict import run_isolated
 
     pkg = pack_custom(custom_source, tmp_path / "p", requirements=["numpy==" + np.__version__])
     (tmp_path / "in.json").write_text("[[1.0, 2.0]]")
@@ -254,7 +255,7 @@ def test_predict_isolated_checks_the_input_first(
     custom_source: Path,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tiffin.env.build import run_isolated
+    from tiffin.isolated.predict import run_isolated
 
     pkg = pack_custom(custom_source, tmp_path / "p")
     (tmp_path / "in.json").write_text('[["a", "b", "c"]]')  # strings for a float input
@@ -294,7 +295,6 @@ def test_replay_cannot_write_into_the_package(
 def test_a_hanging_replay_is_a_verification_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    verify_module = sys.modules["tiffin.verify"]  # (tiffin.verify the name is the function)
     src = tmp_path / "sleepy.py"
     src.write_text(
         "import os, time\nimport numpy as np\n\n"
@@ -309,7 +309,7 @@ def test_a_hanging_replay_is_a_verification_error(
     pkg = tiffin.pack(f"{src}:Sleepy", tmp_path / "p", name="s", version="1",
                       example=np.ones((1, 2)))  # fmt: skip
     monkeypatch.delenv("TIFFIN_TEST_AWAKE")
-    monkeypatch.setattr(verify_module, "REPLAY_TIMEOUT", 3)
+    monkeypatch.setattr(isolated_replay, "REPLAY_TIMEOUT", 3)
     report = verify(pkg.path, env="current")
     assert not report.ok and report.failed == "replay"
     assert "did not finish within 3 s" in (report.error or "")
@@ -321,7 +321,8 @@ def test_a_single_file_archive_verifies_and_runs_isolated(
 ) -> None:
     """What `tiffin predict` takes, verify, env build, --isolated and lint take too."""
     from tiffin.archive import archive
-    from tiffin.env.build import ensure_environment, run_isolated
+    from tiffin.env.build import ensure_environment
+    from tiffin.isolated.predict import run_isolated
 
     pkg = pack_custom(custom_source, tmp_path / "p")
     file = archive(pkg.path, tmp_path / "scaled.tiffin")
@@ -345,8 +346,7 @@ def test_a_single_file_archive_verifies_and_runs_isolated(
 
 def test_an_interpreter_that_cannot_start_is_named(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
     """(The environment vanishing between the build and the replay: no traceback.)"""
-    verify_module = sys.modules["tiffin.verify"]
     pkg = pack_custom(custom_source, tmp_path / "p")
     gone = tmp_path / "gone" / "bin" / "python"
     with pytest.raises(tiffin.VerificationError, match="cannot start the environment's Python"):
-        verify_module._replay(pkg.path, gone, current=False, rtol=1e-6, atol=1e-6)
+        isolated_replay.replay(pkg.path, gone, current=False, rtol=1e-6, atol=1e-6)

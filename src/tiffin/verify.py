@@ -26,25 +26,22 @@ with the largest difference, an install error. Example::
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .env.build import ensure_environment
 from .errors import TiffinError, UsageError, VerificationError
-from .integrity import verify_tree
+from .isolated import replay as isolated_replay
+from .package.open import open_package
 
 RTOL = 1e-6
 ATOL = 1e-6
-REPLAY_TIMEOUT = 1800  # seconds: loading a large model in a cold environment is slow
 
 
 @dataclass
@@ -103,12 +100,6 @@ def _step_value(report: Report, name: str, fn: Callable[[], tuple[str, Any]]) ->
     return value
 
 
-def missing_module(stderr: str) -> str | None:
-    """The module a failed run could not import, from its error output."""
-    m = re.search(r"No module named '([^']+)'", stderr)
-    return m.group(1) if m else None
-
-
 def verify(
     path: str | os.PathLike[str],
     *,
@@ -133,28 +124,20 @@ def verify(
         )
     root = Path(path).resolve()
     report = Report(package=str(root), environment=env)
-    if root.is_file():  # a single-file archive: checked as it is extracted
-        from .archive import open_archive
-
-        extracted = _step_value(report, "integrity", lambda: ("", open_archive(root)))
-        if extracted is None:
-            return report
-        report.steps.clear()
-        root = extracted
 
     def step(name: str, fn: Callable[[], tuple[str, Any]]) -> Any:
         return _step_value(report, name, fn)
 
     def integrity() -> tuple[str, Any]:
-        manifest = verify_tree(root)
-        from .security.signing import enforce_policy
-
         # the same policy as load: keys given, or TIFFIN_REQUIRE_SIGNATURE set
-        enforce_policy(root, manifest, trusted_keys, require_signature)
-        return f"{len(manifest.files)} files match {manifest.digest}", manifest
+        opened = open_package(root, trusted_keys=trusted_keys, require_signature=require_signature)
+        manifest = opened.manifest
+        return f"{len(manifest.files)} files match {manifest.digest}", opened
 
-    if step("integrity", integrity) is None:
+    opened = step("integrity", integrity)
+    if opened is None:
         return report
+    root = opened.root
     missing = [n for n in ("input.json", "output.json") if not (root / "examples" / n).is_file()]
     if missing:  # said before a build that could take minutes
         step("replay", _no_example(missing[0]))
@@ -163,8 +146,6 @@ def verify(
     def environment() -> tuple[str, Any]:
         if env == "current":
             return f"current interpreter {sys.executable}", Path(sys.executable)
-        from .env.build import ensure_environment
-
         python = ensure_environment(root)
         return f"built from the lock at {python.parent.parent}", python
 
@@ -174,7 +155,9 @@ def verify(
     report.python = str(python)
 
     def replay() -> tuple[str, Any]:
-        result = _replay(root, python, current=env == "current", rtol=rtol, atol=atol)
+        result = isolated_replay.replay(
+            root, python, current=env == "current", rtol=rtol, atol=atol
+        )
         report.replay = {k: v for k, v in result.items() if k not in ("predicted_at", "match")}
         report.cold_start_seconds = result["cold_start_seconds"]
         if not result["match"]:
@@ -204,65 +187,3 @@ def _no_example(name: str) -> Callable[[], tuple[str, Any]]:
         )
 
     return fail
-
-
-def _replay(root: Path, python: Path, *, current: bool, rtol: float, atol: float) -> Any:
-    from .env.build import cannot_start, clean_env
-
-    env_vars = clean_env()  # the integrity step applied the signature policy already
-    # -B: importing code/ must not write __pycache__ into the sealed package.
-    flags = ["-I", "-B"]
-    if current:
-        # The current interpreter may run tiffin from a source tree: keep it importable.
-        env_vars["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-        flags = ["-B", "-P"] if sys.version_info >= (3, 11) else ["-B"]
-    argv = [str(python), *flags, "-m", "tiffin.env.replay", "examples", str(root)]
-    # A scratch working folder: a model that writes beside itself must not change the
-    # sealed package it is being verified from.
-    with tempfile.TemporaryDirectory(prefix="tiffin-verify-") as scratch:
-        launched = time.time()
-        try:
-            proc = subprocess.run(
-                [*argv, repr(rtol), repr(atol)],
-                capture_output=True, text=True, timeout=REPLAY_TIMEOUT, env=env_vars,
-                cwd=scratch,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            raise VerificationError(
-                f"the replay did not finish within {REPLAY_TIMEOUT} s",
-                where=str(root),
-                fix="run `tiffin predict PKG --isolated` on the example to see where it hangs",
-            ) from None
-        except OSError as exc:
-            raise cannot_start(python, exc, VerificationError) from None
-    result = None
-    for line in proc.stdout.splitlines():
-        if line.startswith("TIFFIN-REPLAY "):
-            result = json.loads(line[len("TIFFIN-REPLAY ") :])
-    if proc.returncode != 0 or result is None:
-        from .env.replay import child_error
-
-        reported = child_error(proc.stderr)
-        if reported is not None and missing_module(proc.stderr) is None:
-            raise VerificationError(
-                f"the package failed to run: {type(reported).__name__}: {reported.message}"
-                + (f" (in {reported.where})" if reported.where else ""),
-                where=str(root),
-                fix=getattr(reported, "fix", None)
-                or "run `tiffin predict PKG --isolated` on the example to see the failure",
-            )
-        module = missing_module(proc.stderr)
-        if module:
-            raise VerificationError(
-                f"module {module!r} is missing from the package's environment",
-                where=str(root / "env" / "requirements.txt"),
-                fix=f"add the distribution that provides {module!r} to the requirements (or "
-                "let tiffin infer them), then pack again",
-            )
-        raise VerificationError(
-            f"the package failed to run: {proc.stderr.strip()[-1500:]}",
-            where=str(root),
-            fix="run `tiffin predict PKG --isolated` on the example to see the failure",
-        )
-    result["cold_start_seconds"] = round(max(result["predicted_at"] - launched, 0.0), 4)
-    return result

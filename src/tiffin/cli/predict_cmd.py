@@ -62,7 +62,7 @@ def predict(
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1", where="--batch-size")
     if isolated:
-        from ..env.build import run_isolated
+        from ..isolated.predict import run_isolated
 
         run_isolated(
             package, input_path, output_path, fmt=fmt, trusted_keys=list(keys) or None,

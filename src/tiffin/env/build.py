@@ -31,9 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from .. import layout
-from ..errors import EnvironmentBuildError, PackageNotFoundError, TiffinError
-from ..integrity import verify_tree
-from .lock import UNHASHED_HEADER, accelerator_indexes, pins_of, pip_index_args, uv_binary
+from ..errors import EnvironmentBuildError, PackageNotFoundError
+from ..package.open import open_package
+from .lock import (
+    UNHASHED_HEADER,
+    accelerator_indexes,
+    pins_of,
+    pip_index_args,
+    uv_binary,
+    uv_platform,
+)
 
 READY = ".tiffin-ready"
 _TMP = ".tmp-"
@@ -98,8 +105,6 @@ def _this_platform() -> str:
 
 
 def _same_platform(target: str) -> bool:
-    from .lock import uv_platform
-
     return uv_platform(target.lower()) == uv_platform(_this_platform())
 
 
@@ -110,13 +115,8 @@ def ensure_environment(package: str | os.PathLike[str]) -> Path:
 
         python = ensure_environment("fraud-1.2.0")   # ~/.cache/tiffin/envs/<key>/bin/python
     """
-    root = Path(package)
-    if root.is_file():  # a single-file archive
-        from ..archive import open_archive
-
-        root = open_archive(root)
-    manifest = verify_tree(root)
-    env = manifest.environment
+    opened = open_package(package, require_signature=False)  # the caller applies the policy
+    root, env = opened.root, opened.manifest.environment
     target = str(env.get("platform") or _this_platform())
     if not _same_platform(target):
         raise EnvironmentBuildError(
@@ -327,98 +327,3 @@ def _install_runtime(env: Path) -> None:
         Path(site) / "tiffin",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
-
-
-def cannot_start(python: Path, exc: OSError, error: type[TiffinError]) -> TiffinError:
-    """The error for an environment's Python that would not start (removed, damaged)."""
-    return error(
-        f"cannot start the environment's Python {python}: {exc.strerror or exc}",
-        where=str(python),
-        fix="build the environment again: `tiffin env build PKG`",
-    )
-
-
-def clean_env() -> dict[str, str]:
-    """This process's environment minus what would leak the host's packages into a child.
-
-    The signature policy is dropped too: the host applied it, with the caller's keys,
-    before starting the child, which has no keys to apply it with.
-    """
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if k
-        not in (
-            "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE",
-            "TIFFIN_REQUIRE_SIGNATURE",
-        )
-    }  # fmt: skip
-
-
-def run_isolated(
-    package: str | os.PathLike[str],
-    input_file: str | os.PathLike[str],
-    output_file: str | os.PathLike[str] | None,
-    *,
-    fmt: str | None = None,
-    trusted_keys: Any = None,
-    require_signature: bool | None = None,
-) -> None:
-    """``tiffin predict --isolated``: predict in the package's own environment.
-
-    Builds (or finds) the environment; reads the input file here (any format ``tiffin
-    predict`` reads), runs the prediction in a subprocess of the package's environment
-    (``python -I -B -m tiffin.env.replay predict``), and writes the output to
-    ``output_file`` or, without one, JSON to stdout.
-    """
-    import json
-    import tempfile
-
-    from .. import datafiles, examples
-    from ..signature import Signature
-
-    root = Path(package).resolve()
-    if root.is_file():  # a single-file archive
-        from ..archive import open_archive
-
-        root = open_archive(root)
-    from ..security.signing import enforce_policy
-
-    enforce_policy(root, verify_tree(root), trusted_keys, require_signature)  # as load does
-    schema = json.loads((root / layout.SCHEMA).read_text(encoding="utf-8"))
-    signature = Signature.from_dict(schema)
-    inputs = datafiles.read_input(Path(input_file), signature, fmt)
-    signature.validate(inputs)  # a wrong input is the caller's error, said here, before a build
-    python = ensure_environment(root)
-    with tempfile.TemporaryDirectory(prefix="tiffin-isolated-") as tmp:
-        sent, got = Path(tmp) / "input.json", Path(tmp) / "output.json"
-        sent.write_bytes(examples.dumps(inputs))
-        argv = [str(python), "-I", "-B", "-m", "tiffin.env.replay", "predict", str(root), str(sent)]
-        try:
-            proc = subprocess.run(
-                [*argv, str(got)], capture_output=True, text=True, env=clean_env(), cwd=tmp
-            )
-        except OSError as exc:
-            raise cannot_start(python, exc, EnvironmentBuildError) from None
-        if proc.returncode != 0:
-            from ..verify import missing_module
-            from .replay import child_error
-
-            module = missing_module(proc.stderr)  # the commonest failure, named first
-            reported = child_error(proc.stderr)
-            if reported is not None and module is None:
-                raise reported
-            raise EnvironmentBuildError(
-                f"module {module!r} is missing from the package's environment"
-                if module
-                else f"predict failed in the package's environment: {proc.stderr.strip()[-2000:]}",
-                where=str(root),
-                fix="add the distribution that provides it to the requirements and pack again"
-                if module
-                else "run `tiffin verify PKG` for a full report",
-            )
-        output = examples.loads(got.read_bytes())
-    body = datafiles.write_output(output, Path(output_file) if output_file else None)
-    if body is not None:
-        sys.stdout.buffer.write(body)
-        sys.stdout.flush()

@@ -1,6 +1,6 @@
-"""Runs inside a package's own environment (standard library + NumPy + the lock only).
+"""The child side: runs inside a package's own environment (standard library + NumPy + the lock).
 
-``python -m tiffin.env.replay examples PKG [RTOL ATOL]``: replay the recorded examples
+``python -m tiffin.isolated.child examples PKG [RTOL ATOL]``: replay the recorded examples
 and print one ``TIFFIN-REPLAY {json}`` line: match, the difference (largest first named),
 load and predict times, and the wall-clock time of the first prediction, from which the
 parent measures the cold start. ``... predict PKG IN.json OUT.json``: predict inputs
@@ -13,20 +13,22 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from tiffin.errors import TiffinError
 
 _START = time.perf_counter()
+
+from tiffin.errors import TiffinError  # noqa: E402  (cheap: the standard library only)
+
+# The loader and the codec are imported inside the commands, after _START, so that the
+# load time reported to the parent counts importing NumPy and the framework, as a cold
+# start does.
 
 
 def replay_examples(path: str, rtol: float = 1e-6, atol: float = 1e-6) -> dict[str, object]:
     """Load the package, predict its recorded input, compare with its recorded output."""
-    import tiffin
     from tiffin import examples
+    from tiffin.load import load
 
-    model = tiffin.load(path)
+    model = load(path)
     loaded = time.perf_counter()
     with open(f"{path}/examples/input.json", "rb") as fh:
         inputs = examples.loads(fh.read())
@@ -52,28 +54,9 @@ def replay_examples(path: str, rtol: float = 1e-6, atol: float = 1e-6) -> dict[s
 ERROR_PREFIX = "TIFFIN-ERROR "
 
 
-def child_error(stderr: str) -> TiffinError | None:
-    """The tiffin error a replay subprocess reported, rebuilt as its own class, or None."""
-    from tiffin import errors
-
-    for line in reversed(stderr.splitlines()):
-        if line.startswith(ERROR_PREFIX):
-            try:
-                data = json.loads(line[len(ERROR_PREFIX) :])
-                cls = getattr(errors, str(data["type"]), errors.TiffinError)
-                if not (isinstance(cls, type) and issubclass(cls, errors.TiffinError)):
-                    cls = errors.TiffinError
-                return cls(str(data["message"]), where=data.get("where"), fix=data.get("fix"))
-            except (ValueError, KeyError, TypeError):
-                return None
-    return None
-
-
 def main(argv: list[str]) -> int:
     """Run a replay command; a tiffin error is reported as one ``TIFFIN-ERROR {json}``
     line on stderr (the parent raises it again), not a traceback."""
-    from tiffin.errors import TiffinError
-
     try:
         return _main(argv)
     except TiffinError as exc:
@@ -89,10 +72,10 @@ def _main(argv: list[str]) -> int:
         print("TIFFIN-REPLAY " + json.dumps(replay_examples(argv[1], *tol)), flush=True)
         return 0
     if argv[:1] == ["predict"] and len(argv) == 4:
-        import tiffin
         from tiffin import examples
+        from tiffin.load import load
 
-        model = tiffin.load(argv[1])
+        model = load(argv[1])
         with open(argv[2], "rb") as fh:
             inputs = examples.loads(fh.read())
         output = examples.dumps(model.predict(inputs))
@@ -100,7 +83,7 @@ def _main(argv: list[str]) -> int:
             fh.write(output)
         return 0
     sys.stderr.write(
-        "usage: python -m tiffin.env.replay examples PKG [RTOL ATOL] | predict PKG IN.json OUT.json\n"
+        "usage: python -m tiffin.isolated.child examples PKG [RTOL ATOL] | predict PKG IN.json OUT.json\n"
     )
     return 2
 

@@ -1,0 +1,1 @@
+"""The package on disk: opening one so that nothing in it is trusted before it is checked."""
