@@ -48,6 +48,7 @@ bench: $(VENV)/.test-installed
 	$(PY) benchmarks/serve.py
 	$(PY) benchmarks/protocol.py
 	$(PY) benchmarks/batching.py
+	$(PY) benchmarks/pack.py
 
 clean:
 	rm -rf $(VENV) build dist demo-out bench-results

@@ -55,14 +55,14 @@ def uv_bin() -> str:
 
 
 def index_args() -> list[str]:
-    """Where this machine keeps wheels (the CPU torch build among them)."""
-    args = []
-    if Path("/opt/wheels").is_dir():
-        args += ["--find-links", "/opt/wheels"]
-    for folder in ("/opt/pypi/simple", "/opt/pypi-more/simple"):
-        if Path(folder).is_dir():
-            args += ["--extra-index-url", f"file://{folder}"]
-    return [*args, "--index-strategy", "unsafe-best-match"]
+    """pip's configured sources (where a CPU build of torch may live) as uv arguments."""
+    from tiffin.env.lock import pip_config, pip_constraint_args, pip_index_args
+
+    config = pip_config()
+    args = pip_index_args(config) + pip_constraint_args(config)
+    if "--index-strategy" not in args:
+        args += ["--index-strategy", "unsafe-best-match"]
+    return args
 
 
 def side_venv(name: str, requirements: list[str]) -> Path | None:

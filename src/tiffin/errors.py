@@ -113,21 +113,11 @@ class ArchiveError(TiffinError):
     exit_code = 13
 
 
+def _tree(cls: type[TiffinError]) -> list[type[TiffinError]]:
+    return [cls] + [sub for child in cls.__subclasses__() for sub in _tree(child)]
+
+
+# Derived from the classes above, so a new error cannot be left out of the CLI's help.
 EXIT_CODES: dict[str, int] = {
-    cls.__name__: cls.exit_code
-    for cls in (
-        TiffinError,
-        UsageError,
-        PackageNotFoundError,
-        IntegrityError,
-        ManifestError,
-        SignatureError,
-        UnsafeArtifactError,
-        FlavorError,
-        EnvironmentBuildError,
-        VerificationError,
-        SignatureVerificationError,
-        ConflictError,
-        ArchiveError,
-    )
+    cls.__name__: cls.exit_code for cls in sorted(_tree(TiffinError), key=lambda c: c.exit_code)
 }
