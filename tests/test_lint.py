@@ -258,3 +258,84 @@ def test_a_folder_that_is_no_package_is_an_error(tmp_path: Path) -> None:
         [sys.executable, "-m", "tiffin.cli", "lint", str(tmp_path)], capture_output=True, text=True
     )
     assert proc.returncode == 3 and "not a tiffin package" in proc.stderr
+
+
+def test_saved_models_holding_training_points_are_not_data(tmp_path: Path) -> None:
+    """A Gaussian process and NCA keep training points inside their skops zip: no table."""
+    from sklearn.datasets import load_iris
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.neighbors import NeighborhoodComponentsAnalysis
+
+    X, y = load_iris(return_X_y=True)
+    gpr = GaussianProcessRegressor(optimizer=None).fit(X, y)
+    nca = NeighborhoodComponentsAnalysis(random_state=0).fit(X, y)
+    for name, model, method in [("gpr", gpr, "predict"), ("nca", nca, "transform")]:
+        pkg = tiffin.pack(model, tmp_path / name, name=name, version="1", example=X[:3],
+                          method=method)  # fmt: skip
+        assert "TL004" not in rules(pkg.path), name
+
+
+def test_a_zip_is_a_spreadsheet_by_its_member_names(tmp_path: Path, packed_iris: Path) -> None:
+    import zipfile
+
+    pkg = _folder(tmp_path, packed_iris)
+    with zipfile.ZipFile(pkg / "artifacts" / "weights.zip", "w") as archive:
+        archive.writestr("0.npy", b"\x93NUMPY" + b"xl/" * 100)  # the bytes, not a folder
+    with zipfile.ZipFile(pkg / "artifacts" / "book.bin", "w") as archive:
+        archive.writestr("[Content_Types].xml", b"<Types/>")
+        archive.writestr("xl/workbook.xml", b"<workbook/>")
+    found = {f.file: f.message for f in lint(pkg) if f.rule == "TL004"}
+    assert list(found) == ["artifacts/book.bin"] and "spreadsheet" in found["artifacts/book.bin"]
+
+
+UNUSED_CLASS_SRC = """\
+import numpy as np
+
+
+class Plotter:
+    \"\"\"A training-time helper that inference never touches.\"\"\"
+
+    def show(self, x):
+        import matplotlib.pyplot as plt
+
+        plt.plot(x)
+
+
+def report(x):
+    import seaborn
+
+    return seaborn
+
+
+class Model:
+    def load(self, context):
+        pass
+
+    def predict(self, inputs):
+        return np.asarray(inputs) * 2
+
+    def explain(self):
+        import shap  # reachable from the model: its dependency must be declared
+
+        return shap
+"""
+
+
+def test_imports_in_unused_classes_are_not_implicit_dependencies(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "model.py"
+    src.write_text(UNUSED_CLASS_SRC)
+    pkg = tiffin.pack(f"{src}:Model", tmp_path / "p", name="m", version="1",
+                      example=np.ones((1, 2)))  # fmt: skip
+    err = capfd.readouterr().err
+    assert "matplotlib" not in err and "seaborn" not in err
+    found = [f for f in lint(pkg.path) if f.rule == "TL003"]
+    assert [(f.line, "'shap'" in f.message) for f in found] == [(27, True)]
+    # Once something refers to the helper, its imports count again.
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "model.py").write_text(UNUSED_CLASS_SRC + "\nPLOTTER = Plotter\n")
+    pkg = tiffin.pack(f"{used / 'model.py'}:Model", tmp_path / "q", name="m", version="1",
+                      example=np.ones((1, 2)))  # fmt: skip
+    assert "'matplotlib'" in " ".join(f.message for f in lint(pkg.path) if f.rule == "TL003")

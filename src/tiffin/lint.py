@@ -18,6 +18,7 @@ import ast
 import json
 import re
 import sys
+import zipfile
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -196,13 +197,16 @@ def check_implicit_deps(root: Path) -> list[Finding]:
         else set()
     )
     stdlib = set(sys.stdlib_module_names)
-    found = []
+    trees = {}
     for file in _code_files(root):
         try:
-            tree = ast.parse(file.read_text(encoding="utf-8"))
+            trees[file] = ast.parse(file.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError):
             continue
-        optional = _guarded_imports(tree)
+    unused = _unused_definitions(root, trees)
+    found = []
+    for file, tree in trees.items():
+        optional = _guarded_imports(tree) | unused
         for node in ast.walk(tree):
             names: list[str] = []
             if id(node) in optional:
@@ -240,6 +244,54 @@ def _dynamic_import(node: ast.AST) -> str | None:
     if called in ("import_module", "__import__") and isinstance(name, str):
         return name if name and not name.startswith(".") else None
     return None
+
+
+def _unused_definitions(root: Path, trees: dict[Path, ast.Module]) -> set[int]:
+    """The imports inside top-level classes and functions that nothing uses.
+
+    Only for a custom model, whose entry class the manifest names: a class or function
+    of code/ that is not that class and that no code refers to (by name, attribute or
+    string) never runs, so the imports in its methods are never made. Imports in a class
+    body itself run when the module is imported, and stay checked. For other flavors the
+    saved model may refer to code/ (a scikit-learn FunctionTransformer's function), so
+    everything there counts as used.
+    """
+    try:
+        runtime = json.loads((root / layout.MANIFEST).read_text(encoding="utf-8"))["runtime"]
+        entry = runtime["options"]["class"] if runtime["flavor"] == "custom" else None
+    except (OSError, ValueError, KeyError, TypeError):
+        entry = None
+    if not isinstance(entry, str):
+        return set()
+    referred: dict[str, int] = {}
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                name = node.id
+            elif isinstance(node, ast.Attribute):
+                name = node.attr
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                name = node.value
+            elif isinstance(node, ast.alias):
+                name = (node.asname or node.name).split(".")[-1]
+            else:
+                continue
+            referred[name] = referred.get(name, 0) + 1
+    skipped: set[int] = set()
+    for tree in trees.values():
+        for node in tree.body:
+            if not isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if node.name == entry or referred.get(node.name, 0):
+                continue
+            for inner in ast.walk(node):
+                if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                    skipped |= {
+                        id(n)
+                        for n in ast.walk(inner)
+                        if isinstance(n, (ast.Import, ast.ImportFrom, ast.Call))
+                    }
+    return skipped
 
 
 _IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
@@ -317,7 +369,7 @@ def _data_content(path: Path, size: int) -> str | None:
     for magic, what in _DATA_MAGIC:
         if head.startswith(magic):
             if what is None:
-                return "spreadsheet content" if b"xl/" in head else None
+                return "spreadsheet content" if _is_spreadsheet(path) else None
             return what
     if size < TABLE_TEXT_BYTES:
         return None
@@ -333,6 +385,19 @@ def _data_content(path: Path, size: int) -> str | None:
         if counts[0] >= 1 and sum(c == counts[0] for c in counts) >= 0.9 * len(counts):
             return f"{'tab' if sep == chr(9) else repr(sep)}-separated table"
     return None
+
+
+def _is_spreadsheet(path: Path) -> bool:
+    """A zip is a spreadsheet when it has an ``xl/`` folder (the Office Open XML layout).
+
+    Its member names are read, not its bytes: a saved model (skops is a zip of ``.npy``
+    files) holds arbitrary binary data that may contain ``xl/`` by chance.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.startswith("xl/") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
 
 
 def check_pins(root: Path) -> list[Finding]:
