@@ -72,7 +72,7 @@ def test_custom_round_trip_in_fresh_process_without_sources(tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[20.0]"
     assert sorted(p.name for p in (dest / "code").iterdir()) == ["helpers.py", "scorer.py"]
-    assert (dest / "artifacts" / "weights").is_file()
+    assert (dest / "artifacts" / "weights.json").is_file()  # the name keeps its extension
 
 
 def test_package_code_wins_over_same_named_module(tmp_path: Path) -> None:
@@ -309,3 +309,93 @@ def test_class_in_a_package_with_relative_sibling_imports(tmp_path: Path) -> Non
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[[6.0]]"
+
+
+ARTIFACT_SRC = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+
+
+    class Model:
+        def load(self, context):
+            self.files = {k: p.name for k, p in context.artifacts.items()}
+            with open(context.artifacts["params"]) as fh:
+                self.scale = json.load(fh)["scale"]
+
+        def predict(self, inputs):
+            return np.asarray(inputs) * self.scale
+    """
+)
+
+
+def test_artifacts_keep_their_file_extension(tmp_path: Path) -> None:
+    src = tmp_path / "model.py"
+    src.write_text(ARTIFACT_SRC)
+    (tmp_path / "params.json").write_text('{"scale": 3}')
+    (tmp_path / "vocab.v2.txt").write_text("a b\n")
+    (tmp_path / "table.txt").write_text("a\n")
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "x.txt").write_text("x")
+    pkg = tiffin.pack(f"{src}:Model", tmp_path / "p", name="m", version="1",
+                      example=np.ones((1, 2)),
+                      artifacts={"params": tmp_path / "params.json", "vocab": tmp_path / "vocab.v2.txt",
+                                 "lookup.tsv": tmp_path / "table.txt", "assets": tmp_path / "assets"})  # fmt: skip
+    assert pkg.manifest.runtime["options"]["artifacts"] == {
+        "assets": "artifacts/assets",
+        "lookup.tsv": "artifacts/lookup.tsv",
+        "params": "artifacts/params.json",
+        "vocab": "artifacts/vocab.txt",
+    }
+    model = tiffin.load(pkg.path)
+    assert model.predict([[1.0, 2.0]]).tolist() == [[3.0, 6.0]]
+    assert model._model.files["params"] == "params.json"
+
+
+def test_artifacts_that_would_share_a_file_are_refused(tmp_path: Path) -> None:
+    src = tmp_path / "model.py"
+    src.write_text(ARTIFACT_SRC)
+    (tmp_path / "params.json").write_text('{"scale": 3}')
+    with pytest.raises(tiffin.UsageError, match="'params' and 'params.json' would both be stored"):
+        tiffin.pack(f"{src}:Model", tmp_path / "p", name="m", version="1", example=np.ones((1, 2)),
+                    artifacts={"params": tmp_path / "params.json",
+                               "params.json": tmp_path / "params.json"})  # fmt: skip
+    assert not (tmp_path / "p").exists()
+
+
+EMPTY_SRC = textwrap.dedent(
+    """
+    import numpy as np
+
+
+    class Model:
+        calls = 0
+
+        def load(self, context):
+            pass
+
+        def predict(self, inputs):
+            type(self).calls += 1
+            if len(inputs) == 0:
+                raise ValueError("Found array with 0 sample(s)")
+            return {"score": np.asarray(inputs, np.float32).sum(axis=1), "label": np.array(["a"] * len(inputs))}
+    """
+)
+
+
+def test_empty_batch_answers_zero_rows_without_running_the_model(tmp_path: Path) -> None:
+    src = tmp_path / "model.py"
+    src.write_text(EMPTY_SRC)
+    pkg = tiffin.pack(f"{src}:Model", tmp_path / "p", name="m", version="1",
+                      example=np.ones((2, 3), np.float32))  # fmt: skip
+    model = tiffin.load(pkg.path)
+    calls = type(model._model).calls
+    out = model.predict(np.zeros((0, 3), np.float32))
+    assert out["score"].shape == (0,) and out["score"].dtype == np.float32
+    assert out["label"].shape == (0,)
+    named = model.predict_named({"input": np.zeros((0, 3), np.float32)})
+    assert set(named) == {"score", "label"} and named["score"].shape == (0,)
+    assert type(model._model).calls == calls  # the model never saw the empty batch
+    with pytest.raises(tiffin.SignatureError, match=r"expects shape \[-1, 3\]"):
+        model.predict(np.zeros((0, 4), np.float32))  # an empty batch is still checked
+    assert model.predict(np.ones((1, 3), np.float32))["score"].tolist() == [3.0]

@@ -222,6 +222,27 @@ def copy_code(paths: list[Path], code_dir: Path) -> list[str]:
     return names
 
 
+# Compression suffixes that only mean something with the suffix before them (.tar.gz).
+_COMPRESSED = frozenset({".gz", ".bz2", ".xz", ".zst", ".lz4"})
+
+
+def artifact_file_name(name: str, src: Path) -> str:
+    """The file name an artifact gets in ``artifacts/``: its name, with the source's
+    extension when the name has none (``params`` from ``params.json`` is
+    ``params.json``), so readers that go by extension, and people, still know the format.
+    """
+    if src.is_dir() or Path(name).suffix:
+        return name
+    suffixes = src.suffixes
+    keep = (
+        suffixes[-2:]
+        if len(suffixes) > 1 and suffixes[-1].lower() in _COMPRESSED
+        else suffixes[-1:]
+    )
+    extension = "".join(keep)
+    return name + extension if extension and is_safe_relpath(name + extension) else name
+
+
 def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
     if isinstance(model, (str, Path)):
         file, cls_name = resolve_source(str(model))
@@ -231,19 +252,27 @@ def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
     module = file.stem
     copy_code([file, *local_modules(file)], ctx.code)
     artifacts = ctx.options.get("artifacts") or {}
-    recorded = {}
+    recorded: dict[str, str] = {}
     for name, src in sorted(artifacts.items()):
         if not isinstance(name, str) or not is_safe_relpath(name) or "/" in name:
             raise UsageError(f"artifact name {name!r} is not a plain name", where="artifacts=")
         src = Path(src)
         if not src.exists():
             raise UsageError(f"artifact {name!r}: {src} does not exist", where="artifacts=")
-        dest = ctx.artifacts / name
+        file_name = artifact_file_name(name, src)
+        taken = next((k for k, v in recorded.items() if v == f"artifacts/{file_name}"), None)
+        if taken is not None:
+            raise UsageError(
+                f"artifacts {taken!r} and {name!r} would both be stored as artifacts/{file_name}",
+                where="artifacts=",
+                fix="give them names that differ after their file extension",
+            )
+        dest = ctx.artifacts / file_name
         if src.is_dir():
             shutil.copytree(src, dest, symlinks=False)
         else:
             shutil.copyfile(src, dest)
-        recorded[name] = f"artifacts/{name}"
+        recorded[name] = f"artifacts/{file_name}"
     return {"module": module, "class": cls_name, "artifacts": recorded, "method": ctx.method}
 
 
