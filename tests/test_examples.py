@@ -27,3 +27,23 @@ def test_nullable_columns_round_trip_with_their_dtypes() -> None:
     # The recorded example must pass its own signature (verify replays it).
     Signature.infer(frame).validate(back)
     assert examples.compare(frame["n"].fillna(-1), back["n"].fillna(-1)) is None
+
+
+def test_dataframe_column_order_and_dtypes_survive() -> None:
+    """Models fitted on a frame check its column order; sorted JSON keys must not reorder it."""
+    frame = pd.DataFrame(
+        {
+            "b": [1.5, 2.5],
+            "a": np.array([1, 2], dtype=np.int32),
+            "Z": ["x", "y"],
+            "c": pd.Categorical(["lo", "hi"], categories=["lo", "hi", "mid"]),
+            "m": pd.array([1, None], dtype="Int64"),
+        }
+    )
+    back = examples.loads(examples.dumps(frame))
+    assert list(back.columns) == ["b", "a", "Z", "c", "m"]
+    assert {c: str(t) for c, t in back.dtypes.items()} == {
+        c: str(t) for c, t in frame.dtypes.items()
+    }
+    assert list(back["c"].cat.categories) == ["lo", "hi", "mid"]
+    pd.testing.assert_frame_equal(back, frame)

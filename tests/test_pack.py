@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +145,101 @@ def test_bad_arguments(
     assert list(tmp_path.iterdir()) in ([], [tmp_path / ".out.tiffin-lock"])
 
 
-def test_missing_parent_folder(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+def test_missing_parent_folders_are_created(
+    tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]
+) -> None:
+    """The README's quick start packs into out/ of a fresh folder."""
     model, X = iris_pipeline
-    with pytest.raises(tiffin.UsageError, match="does not exist"):
-        tiffin.pack(model, tmp_path / "no" / "out", name="iris", version="1.0.0", example=X[:5])
+    pkg = tiffin.pack(model, tmp_path / "out" / "deep" / "iris", name="iris", version="1.0.0",
+                      example=X[:5])  # fmt: skip
+    assert pkg.path == tmp_path / "out" / "deep" / "iris"
+    assert tiffin.load(pkg.path).predict(X[:3]).tolist() == model.predict(X[:3]).tolist()
+    assert sorted(p.name for p in (tmp_path / "out" / "deep").iterdir()) == [
+        ".iris.tiffin-lock",
+        "iris",
+    ]
+    # A failed pack leaves none of the folders it made, nor anything inside them.
+    with pytest.raises(tiffin.FlavorError, match="failed on the example"):
+        tiffin.pack(model, tmp_path / "new" / "sub" / "iris", name="iris", version="1.0.0",
+                    example=np.zeros((2, 7)))  # fmt: skip
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(tiffin.UsageError, match="not a folder"):
+        tiffin.pack(model, tmp_path / "file" / "iris", name="iris", version="1", example=X[:5])
+
+
+def _pack_and_replay(model: Any, frame: Any, dest: Path, **kwargs: Any) -> Any:
+    """Pack, then predict on the recorded example as verify does: it must give the record."""
+    from tiffin import examples
+
+    pkg = tiffin.pack(model, dest, name="df", version="1", example=frame, **kwargs)
+    recorded_in = examples.loads((pkg.path / "examples/input.json").read_bytes())
+    recorded_out = examples.loads((pkg.path / "examples/output.json").read_bytes())
+    assert list(recorded_in.columns) == list(frame.columns)
+    got = tiffin.load(pkg.path).predict(recorded_in)
+    assert examples.compare(recorded_out, got) is None
+    assert examples.compare(getattr(model, kwargs.get("method", "predict"))(frame), got) is None
+    return pkg
+
+
+def test_dataframe_column_order_is_kept(tmp_path: Path) -> None:
+    import pandas as pd
+    from sklearn.cluster import KMeans
+    from sklearn.datasets import load_diabetes, load_iris
+    from sklearn.linear_model import LogisticRegression
+    from xgboost import XGBRegressor
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"b": rng.normal(size=40), "a": 10 * rng.normal(size=40)})
+    lr = LogisticRegression().fit(frame, (frame["a"] > 0).astype(int))
+    _pack_and_replay(lr, frame.head(5), tmp_path / "lr", method="predict_proba")
+    iris = load_iris(as_frame=True).data
+    _pack_and_replay(KMeans(3, n_init=2, random_state=0).fit(iris), iris.head(5), tmp_path / "km")
+    diabetes = load_diabetes(as_frame=True)
+    xgb = XGBRegressor(n_estimators=5, max_depth=2).fit(diabetes.data, diabetes.target)
+    assert list(diabetes.data.columns) != sorted(diabetes.data.columns)
+    _pack_and_replay(xgb, diabetes.data.head(5), tmp_path / "xgb")
+
+
+CUSTOM_STATE = """
+import numpy as np
+
+
+class Scaled:
+    def __init__(self):
+        self.k = 1.0
+
+    def load(self, context):
+        pass
+
+    def predict(self, inputs):
+        return np.asarray(inputs, dtype=np.float64) * self.k
+"""
+
+
+def test_output_is_the_original_objects_and_a_differing_rebuild_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """State the saved package does not carry must stop the pack, not ship wrong answers."""
+    (tmp_path / "scaled_model.py").write_text(CUSTOM_STATE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    module = importlib.import_module("scaled_model")
+    try:
+        model = module.Scaled()
+        model.k = 3.0  # set after construction: the package rebuilds Scaled() with k = 1
+        x = np.array([[1.0, 2.0]])
+        with pytest.raises(tiffin.FlavorError, match="does not reproduce") as info:
+            tiffin.pack(model, tmp_path / "p", name="s", version="1", example=x)
+        assert "'output'" in info.value.message and "largest difference 4" in info.value.message
+        assert info.value.fix and "state" in info.value.fix
+        assert not (tmp_path / "p").exists()
+        model.k = 1.0
+        pkg = tiffin.pack(model, tmp_path / "q", name="s", version="1", example=x)
+        assert tiffin.load(pkg.path).predict(x).tolist() == [[1.0, 2.0]]
+    finally:
+        sys.modules.pop("scaled_model", None)
 
 
 def test_unknown_object_needs_pickle(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def encode(value: Any) -> dict[str, Any]:
     """Encode a model input or output as typed JSON-ready data."""
     if _is_frame(value):
         pd = _pandas()
-        columns = {}
+        columns: dict[str, dict[str, Any]] = {}
         for col in value.columns:
             series = value[col]
             numpy_dtype = getattr(series.dtype, "numpy_dtype", None)
@@ -76,12 +76,25 @@ def encode(value: Any) -> dict[str, Any]:
                     "shape": [len(data)],
                     "data": [v if v is None else _encode_scalar(v) for v in data],
                 }
+            elif str(series.dtype) == "category":
+                # A model fitted on categoricals (XGBoost, LightGBM) checks the category
+                # list itself, not just the values.
+                cats = series.cat.categories
+                values = [None if v is None or v != v else _encode_scalar(v) for v in series]
+                columns[str(col)] = {
+                    "dtype": "category",
+                    "shape": [len(values)],
+                    "data": values,
+                    "categories": _encode_array(cats.to_numpy()),
+                    "ordered": bool(series.cat.ordered),
+                }
             elif series.dtype.kind in "biufM":
                 columns[str(col)] = _encode_array(series.to_numpy())
             else:
                 values = [None if (v is None or v != v) else _encode_scalar(v) for v in series]
                 columns[str(col)] = {"dtype": "str", "shape": [len(values)], "data": values}
-        return {"kind": "dataframe", "columns": columns}
+        # The file's keys are sorted; a model fitted on a frame refuses other column orders.
+        return {"kind": "dataframe", "columns": columns, "order": [str(c) for c in value.columns]}
     if isinstance(value, Mapping):
         return {
             "kind": "dict",
@@ -101,9 +114,18 @@ def decode(raw: Any) -> Any:
         if kind == "dataframe":
             pd = _pandas()
             cols: dict[str, Any] = {}
-            for name, col in raw["columns"].items():
+            order = raw.get("order", sorted(raw["columns"]))
+            if sorted(order) != sorted(raw["columns"]):
+                raise ValueError("'order' does not list the columns")
+            for name in order:
+                col = raw["columns"][name]
                 if col["dtype"] == "str":
                     cols[name] = list(col["data"])
+                elif col["dtype"] == "category":
+                    cats = _decode_array(col["categories"])
+                    cols[name] = pd.Categorical(
+                        col["data"], categories=cats, ordered=bool(col.get("ordered"))
+                    )
                 elif col["dtype"] in MASKABLE and None in col["data"]:
                     cols[name] = pd.array(col["data"], dtype=masked_dtype(np.dtype(col["dtype"])))
                 else:

@@ -434,3 +434,39 @@ def test_a_need_a_library_imports_as_optional_is_kept_and_a_probe_is_not(
     ]
     lock = (pkg.path / "env/requirements.lock").read_text()
     assert "tiffin-need==1.0" in lock and "tiffin-probe" not in lock
+
+
+def test_dataframe_columns_reach_the_traced_model_in_their_order(tmp_path: Path) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.DataFrame({"b": [0.0, 1.0, 2.0, 3.0], "a": [5.0, -1.0, 4.0, -2.0]})
+    model = LogisticRegression().fit(frame, [1, 0, 1, 0])
+    pkg = tiffin.pack(model, tmp_path / "out" / "p", name="df", version="1", example=frame)
+    assert "scikit-learn" in names(pkg)
+
+
+def test_a_failure_in_the_traced_process_is_reported_as_itself(tmp_path: Path) -> None:
+    src = tmp_path / "fragile.py"
+    src.write_text(textwrap.dedent("""
+        import sys
+        import numpy as np
+
+        class Fragile:
+            def load(self, context):
+                pass
+
+            def predict(self, inputs):
+                if "pytest" not in sys.modules:  # only in the tracing subprocess
+                    raise KeyError("column 'age' is missing in " + "x" * 2000)
+                return np.asarray(inputs, dtype=np.float64)
+    """))  # fmt: skip
+    with pytest.raises(tiffin.EnvironmentBuildError) as info:
+        tiffin.pack(f"{src}:Fragile", tmp_path / "p", name="f", version="1",
+                    example=np.ones((1, 2)))  # fmt: skip
+    err = info.value
+    assert "predict" in err.message and "KeyError" in err.message
+    assert "column 'age' is missing" in err.message
+    assert "could not trace" not in err.message
+    assert "fragile.py" in (err.fix or "") and "line" in (err.fix or "")
+    assert not (tmp_path / "p").exists()

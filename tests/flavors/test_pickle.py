@@ -209,3 +209,17 @@ def test_hostile_pickles_never_run(tmp_path: Path, thresholder: Any) -> None:
     with pytest.raises(tiffin.UnsafeArtifactError, match="system"):
         tiffin.load(pkg.path, allow_pickle=True)
     assert not trip.exists()
+
+
+def test_packs_with_environment_capture_on(
+    tmp_path: Path, thresholder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The capture subprocess loads the package too: it needs the same opt-in."""
+    monkeypatch.setenv("TIFFIN_ENV_CAPTURE", "on")
+    x = np.array([[1.0, 1.0], [0.0, 0.1]])
+    pkg = tiffin.pack(thresholder, tmp_path / "p", name="t", version="1", example=x,
+                      flavor="pickle", allow_pickle=True)  # fmt: skip
+    env = pkg.manifest.environment
+    assert any(r.startswith("numpy==") for r in env["requirements"])
+    assert env["lock"]["status"] != "skipped"
+    assert tiffin.load(pkg.path, allow_pickle=True).predict(x).tolist() == [1, 0]

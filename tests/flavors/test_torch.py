@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -59,6 +60,43 @@ SRC = textwrap.dedent(
 
         def forward(self, x):
             return self.lin(x) * self.scale
+
+
+    class Shifted(nn.Module):
+        def __init__(self, n=3):
+            super().__init__()
+            self.n = n
+            self.lin = nn.Linear(n, 2)
+            # not in state_dict: a value set after construction is not saved
+            self.register_buffer("shift", torch.zeros(n), persistent=False)
+
+        def forward(self, x):
+            return self.lin(x + self.shift)
+
+
+    class Attr(nn.Module):
+        def __init__(self, n=3):
+            super().__init__()
+            self.n = n
+            self.lin = nn.Linear(n, 2)
+            self.offset = 0.0  # a plain attribute: no state_dict entry at all
+
+        def forward(self, x):
+            return self.lin(x) + self.offset
+
+
+    class Mixed(nn.Module):
+        def __init__(self, n=3):
+            super().__init__()
+            self.n = n
+            self.lin = nn.Linear(n, 4)
+            self.norm = nn.LayerNorm(4)
+            self.register_buffer("scale", torch.full((4,), 0.5))
+            self.register_buffer("steps", torch.tensor(7))
+            self.register_buffer("bias2", torch.ones(4), persistent=False)
+
+        def forward(self, x):
+            return self.norm(self.lin(x)) * self.scale + self.bias2 * self.steps
 
 
     class Opaque(nn.Module):
@@ -299,3 +337,63 @@ def test_same_named_installed_module_is_not_copied(tmp_path: Path, mlp_module: A
     net = mlp_module.MLP(3).eval()
     pkg = tiffin.pack(net, tmp_path / "p", name="mlp", version="1", example=np.ones((2, 3), "f4"))
     assert sorted(p.name for p in (pkg.path / "code").iterdir()) == ["mlp_model.py"]
+
+
+def test_state_outside_the_state_dict_is_refused(tmp_path: Path, mlp_module: Any) -> None:
+    """A rebuilt module that answers otherwise must stop the pack, naming what differs."""
+    x = np.ones((2, 3), np.float32)
+    net = mlp_module.Shifted()
+    net.shift += 5.0
+    with pytest.raises(tiffin.FlavorError, match="non-persistent buffer 'shift'") as info:
+        tiffin.pack(net, tmp_path / "a", name="s", version="1", example=x)
+    assert "persistent=True" in (info.value.fix or "")
+    net = mlp_module.Attr()
+    net.offset = 2.5
+    with pytest.raises(tiffin.FlavorError, match="does not reproduce") as info:
+        tiffin.pack(net, tmp_path / "b", name="s", version="1", example=x)
+    assert "'output'" in info.value.message and "largest difference 2.5" in info.value.message
+    assert not any(p.name in ("a", "b") for p in tmp_path.iterdir())
+    # An unchanged non-persistent buffer is rebuilt by the constructor: nothing to refuse.
+    pkg = tiffin.pack(mlp_module.Shifted(), tmp_path / "c", name="s", version="1", example=x)
+    assert tiffin.load(pkg.path).predict(x).shape == (2, 2)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16", "bfloat16"])
+def test_dtypes_are_kept(tmp_path: Path, mlp_module: Any, dtype: str) -> None:
+    import torch
+
+    from tiffin import examples
+
+    torch.manual_seed(0)
+    net = mlp_module.Mixed().to(getattr(torch, dtype)).eval()
+    want = {k: v.dtype for k, v in net.state_dict().items()}
+    want["bias2"] = net.bias2.dtype
+    assert want["steps"] == torch.int64 and want["scale"] == getattr(torch, dtype)
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    pkg = tiffin.pack(net, tmp_path / "p", name="d", version="1", example=x)
+    # numpy has no bfloat16: such a module takes and gives float32, computing in bfloat16
+    np_dtype = "float32" if dtype == "bfloat16" else dtype
+    schema = pkg.load().signature
+    assert [s.dtype for s in schema.inputs] == [np_dtype] == [s.dtype for s in schema.outputs]
+    recorded = examples.loads((pkg.path / "examples/input.json").read_bytes())
+    assert recorded.dtype == np.dtype(np_dtype)
+    with torch.inference_mode():
+        expected = net(torch.from_numpy(x).to(getattr(torch, dtype))).float().numpy()
+    proc = run_python(
+        f"""
+        import json, numpy as np, tiffin
+        m = tiffin.load({str(pkg.path)!r})
+        module = m._model.module
+        tensors = dict(module.named_parameters()) | dict(module.named_buffers())
+        print(json.dumps({{k: str(v.dtype) for k, v in tensors.items()}}))
+        out = m.predict(np.asarray({x.tolist()!r}, dtype={np_dtype!r}))
+        print(json.dumps([str(out.dtype), out.astype(float).tolist()]))
+        """,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert json.loads(lines[-2]) == {k: str(v) for k, v in want.items()}
+    out_dtype, out = json.loads(lines[-1])
+    assert out_dtype == np_dtype
+    np.testing.assert_allclose(np.asarray(out), expected, rtol=0, atol=1e-2)

@@ -79,6 +79,7 @@ _TRACER = textwrap.dedent(
     import builtins, hashlib, importlib, json, os, re, sys
     root, flavor_name, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     blocked = frozenset(json.loads(sys.argv[4]) if len(sys.argv) > 4 else ())
+    allow_pickle = len(sys.argv) > 5 and sys.argv[5] == "allow-pickle"
     if blocked:
         # As if these were not installed: for `import` and for find_spec probes alike.
         import importlib.abc, importlib.util
@@ -99,7 +100,7 @@ _TRACER = textwrap.dedent(
 
         importlib.util.find_spec = find_spec
     import numpy  # the tiffin runtime's own dependency
-    import tiffin.examples, tiffin.flavors
+    import tiffin.errors, tiffin.examples, tiffin.flavors
     from tiffin.flavors import LoadContext, get
     flavor = get(flavor_name)
     code_dirs = tuple({os.path.join(root, "code") + os.sep,
@@ -169,12 +170,33 @@ _TRACER = textwrap.dedent(
     builtins.__import__ = tracing_import
     importlib.import_module = tracing_import_module
     sys.path.insert(0, os.path.join(root, "code"))
-    model = flavor.load(LoadContext(path=__import__("pathlib").Path(root), options=options))
+
+    def fail(stage, exc):
+        # The parent reports this error as what it is, with the frames that raised it.
+        import traceback
+
+        frames = traceback.extract_tb(exc.__traceback__)[-6:]
+        print("TIFFIN-CAPTURE-ERROR " + json.dumps({
+            "stage": stage, "type": type(exc).__name__, "message": str(getattr(exc, "message", exc)),
+            "fix": getattr(exc, "fix", None) if isinstance(exc, tiffin.errors.TiffinError) else None,
+            "frames": [f"{f.filename}, line {f.lineno}, in {f.name}" for f in frames],
+        }), flush=True)
+        sys.exit(3)
+
+    try:
+        model = flavor.load(LoadContext(path=__import__("pathlib").Path(root), options=options,
+                                        allow_pickle=allow_pickle))
+    except Exception as exc:
+        fail("load", exc)
     example = os.path.join(root, "examples", "input.json")
     output = None
     if os.path.exists(example):
         with open(example, "rb") as fh:
-            answer = model.predict(tiffin.examples.loads(fh.read()))
+            inputs = tiffin.examples.loads(fh.read())
+        try:
+            answer = model.predict(inputs)
+        except Exception as exc:
+            fail("predict", exc)
         output = hashlib.sha256(tiffin.examples.dumps(answer)).hexdigest()
     builtins.__import__, importlib.import_module = real_import, real_import_module
     print("TIFFIN-CAPTURE " + json.dumps({"imports": seen, "files": files, "output": output}))
@@ -212,18 +234,26 @@ def requirement_name(req: str) -> str:
 
 
 def trace_imports(
-    root: Path, flavor: str, options: dict[str, Any], blocked: Sequence[str] = ()
+    root: Path,
+    flavor: str,
+    options: dict[str, Any],
+    blocked: Sequence[str] = (),
+    *,
+    allow_pickle: bool = False,
 ) -> Trace:
     """Load and predict the package at ``root`` in a fresh interpreter, noting every import.
 
     ``blocked`` top-level modules are made unimportable there, as if not installed.
+    ``allow_pickle`` is the opt-in the package was packed with (the pickle flavor's load
+    refuses without it).
     """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONSTARTUP"}
     argv = [sys.executable, "-B", "-c", _TRACER, str(root), flavor, json.dumps(options)]
+    pickle_arg = ["allow-pickle"] if allow_pickle else []
     try:
         proc = subprocess.run(
             # -B: the package is indexed after this; no __pycache__ may appear in code/.
-            [*argv, json.dumps(sorted(blocked))],
+            [*argv, json.dumps(sorted(blocked)), *pickle_arg],
             capture_output=True, text=True, timeout=TRACE_TIMEOUT, env=env,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
@@ -242,10 +272,39 @@ def trace_imports(
                 files=dict(raw.get("files", {})),
                 output=raw.get("output"),
             )
+        if line.startswith("TIFFIN-CAPTURE-ERROR "):
+            raise _child_error(json.loads(line[len("TIFFIN-CAPTURE-ERROR ") :]), root)
+    # Died without a word: a signal, an exit in the model's code, a broken interpreter.
+    died = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else (
+        f"exited with status {proc.returncode}")  # fmt: skip
+    tail = proc.stderr.strip().splitlines()[-12:]
     raise EnvironmentBuildError(
-        "could not trace the model's imports: its load or predict failed in a fresh process",
+        f"the fresh process that loads and runs the model (to capture its imports) {died}",
         where=str(root),
-        fix=proc.stderr.strip()[-800:] or "run the model's load and predict in a clean interpreter",
+        fix=("its last output: " + " | ".join(tail)) if tail else
+        "run the model's load and predict in a clean interpreter",
+    )  # fmt: skip
+
+
+MESSAGE_LIMIT = 1000  # characters of the model's own error message kept in ours
+
+
+def _child_error(raw: dict[str, Any], root: Path) -> EnvironmentBuildError:
+    """The error the model's load or predict raised in the capture's fresh process."""
+    text = str(raw.get("message", ""))
+    if len(text) > MESSAGE_LIMIT:
+        text = text[:MESSAGE_LIMIT] + f"… ({len(text) - MESSAGE_LIMIT} more characters)"
+    stage = "predict on the recorded example" if raw.get("stage") == "predict" else "load"
+    frames = " <- ".join(reversed([str(f) for f in raw.get("frames", [])]))
+    fix = raw.get("fix") or (
+        "it worked in this process but not in a fresh one: it depends on something this "
+        "session set up (an import, a global, a working folder); raised at " + frames
+    )
+    return EnvironmentBuildError(
+        f"the model's {stage} failed in a fresh process (tiffin runs it there to capture "
+        f"its imports): {raw.get('type', 'Exception')}: {text}",
+        where=str(root),
+        fix=fix,
     )
 
 
@@ -432,6 +491,7 @@ def capture(
     python: str | None = None,
     platform: str | None = None,
     options: dict[str, Any] | None = None,
+    allow_pickle: bool = False,
 ) -> dict[str, Any]:
     """Write env/requirements.txt and env/requirements.lock; return the manifest's environment.
 
@@ -450,7 +510,7 @@ def capture(
     why: dict[str, list[str]] = {}
     unresolved: dict[str, list[str]] = {}
     if enabled:
-        trace = trace_imports(root, flavor, options or {})
+        trace = trace_imports(root, flavor, options or {}, allow_pickle=allow_pickle)
         if _takes_dataframes(root):
             # tiffin itself builds the DataFrame the model takes: pandas is a runtime need.
             trace.imports.setdefault("pandas", []).append(
@@ -459,7 +519,9 @@ def capture(
         found = infer_requirements(trace, frameworks)
         from .probes import confirm_probes
 
-        needed = confirm_probes(root, flavor, options or {}, trace, found)
+        needed = confirm_probes(
+            root, flavor, options or {}, trace, found, allow_pickle=allow_pickle
+        )
         for key, modules in needed.items():
             found.pins = sorted([*found.pins, f"{key}=={dist_version(key)}"])
             found.why[key] = [f"{m}; load or predict fails without it" for m in modules]

@@ -29,7 +29,13 @@ _IMPORTER = re.compile(r"\(imported by ([^)\s]+)\)")
 
 
 def confirm_probes(
-    root: Path, flavor: str, options: dict[str, Any], trace: Trace, found: Inferred
+    root: Path,
+    flavor: str,
+    options: dict[str, Any],
+    trace: Trace,
+    found: Inferred,
+    *,
+    allow_pickle: bool = False,
 ) -> dict[str, list[str]]:
     """Distributions that only a library imported but that load or predict needs.
 
@@ -42,7 +48,8 @@ def confirm_probes(
     if not suspects:
         return {}
     modules = {d: sorted({entry.split(" ", 1)[0] for entry in m}) for d, m in suspects.items()}
-    if _same_without(root, flavor, options, trace, [m for ms in modules.values() for m in ms]):
+    everything = [m for ms in modules.values() for m in ms]
+    if _same_without(root, flavor, options, trace, everything, allow_pickle):
         return {}
     # Alone, those a non-suspect imported first: once such a library is found needed,
     # its own requirements cover the suspects it imported in turn (scikit-learn's joblib).
@@ -58,20 +65,27 @@ def confirm_probes(
         if dist in covered:
             continue
         tried += 1
-        if tried > MAX_ALONE or not _same_without(root, flavor, options, trace, modules[dist]):
+        if tried > MAX_ALONE or not _same_without(
+            root, flavor, options, trace, modules[dist], allow_pickle
+        ):
             needed[dist] = suspects[dist]
             covered = set(installed_pins([*found.pins, *needed])[0])
     return needed
 
 
 def _same_without(
-    root: Path, flavor: str, options: dict[str, Any], trace: Trace, blocked: list[str]
+    root: Path,
+    flavor: str,
+    options: dict[str, Any],
+    trace: Trace,
+    blocked: list[str],
+    allow_pickle: bool,
 ) -> bool:
     """Do load and predict give the same output with ``blocked`` unimportable?"""
     from .capture import trace_imports
 
     try:
-        again = trace_imports(root, flavor, options, blocked)
+        again = trace_imports(root, flavor, options, blocked, allow_pickle=allow_pickle)
     except EnvironmentBuildError:
         return False
     return again.output == trace.output

@@ -13,6 +13,12 @@ A flavor module defines:
   package has been verified)
 - optionally ``refine_signature(model, signature) -> Signature``: the signature inferred
   from the example, corrected by what the format declares (ONNX: which dims are dynamic)
+- optionally ``prepare_example(example, options) -> example``: the example in the dtypes
+  the saved model takes (PyTorch: floating inputs in the module's dtype)
+- optionally ``original(model, options) -> Model``: the in-memory model called the way
+  the loaded one is; pack records its output and refuses a package that answers otherwise
+  (without the hook, the object's ``method`` is called); ``REBUILD_FIX`` is the fix text
+  for that refusal
 
 Frameworks are imported only inside their flavor's ``save``/``load``, so adding one
 touches only its own module (and the name below).
@@ -35,7 +41,7 @@ from ..manifest import is_safe_relpath
 
 # Detection order matters: XGBoost and LightGBM sklearn wrappers are also sklearn
 # estimators, so they are tried first; pickle is the explicit last resort.
-FLAVORS = ("xgboost", "lightgbm", "torch", "onnx", "sklearn", "custom", "pickle")
+FLAVORS = ("xgboost", "lightgbm", "catboost", "torch", "onnx", "sklearn", "custom", "pickle")
 
 
 class Model(Protocol):
@@ -124,6 +130,8 @@ def get(name: str) -> ModuleType:
 def detect(model: Any) -> ModuleType:
     """The flavor for an in-memory model or a model file path."""
     is_path = isinstance(model, (str, Path))
+    if not is_path:
+        _refuse_without_safe_format(model)
     for name in FLAVORS:
         if importlib.util.find_spec(f"{__name__}.{name}") is None:
             continue  # a flavor left out of this installation
@@ -141,6 +149,26 @@ def detect(model: Any) -> ModuleType:
         fix="pass flavor=... explicitly, wrap it in a class with load/predict (custom flavor), "
         "or allow_pickle=True as a last resort",
     )
+
+
+# Frameworks whose models have no pickle-free format: the pickle flavor, last in the
+# detection order, would otherwise take them and refuse with a hint that alone won't help.
+_NO_SAFE_FORMAT = {
+    "statsmodels": "statsmodels saves results only with pickle (results.save), and pickled "
+    "results carry their training data and run code when loaded",
+}
+
+
+def _refuse_without_safe_format(model: Any) -> None:
+    top = type_module(model).split(".")[0]
+    if top in _NO_SAFE_FORMAT:
+        raise FlavorError(
+            f"{type(model).__qualname__} ({top}) has no safe format to save it in: "
+            f"{_NO_SAFE_FORMAT[top]}",
+            fix="save the fitted parameters (e.g. results.params) as JSON and pack a custom "
+            "class with load/predict that computes predictions from them; only if you "
+            "trust the object, pass flavor='pickle', allow_pickle=True",
+        )
 
 
 # Methods that change the model when called: a package serving ``fit_transform`` would
