@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -308,3 +309,51 @@ def test_no_rows_answer_shaped_from_outputs() -> None:
     assert sig.rows(sig.validate(pd.DataFrame({"a": pd.Series([], dtype="int64")}))) == 0
     with pytest.raises(tiffin.SignatureError, match="records no outputs"):
         Signature.infer(np.zeros((2, 3))).no_rows()
+
+
+def test_pack_dynamic_axes_for_a_torch_sequence_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every axis but the batch is frozen by the example unless pack names it."""
+    pytest.importorskip("torch")
+    import importlib
+    import sys
+
+    (tmp_path / "seqpool.py").write_text(
+        "import torch\n\n\nclass Pool(torch.nn.Module):\n"
+        "    def forward(self, x):\n        return x.mean(dim=1)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "seqpool", raising=False)  # gone again after the test
+    Pool = importlib.import_module("seqpool").Pool
+    example = np.ones((2, 5, 3), np.float32)
+    fixed = tiffin.pack(Pool(), tmp_path / "fixed", name="p", version="1", example=example)
+    with pytest.raises(tiffin.SignatureError, match=r"dynamic_axes=\{'input': \[1\]\}"):
+        tiffin.load(fixed.path).predict(np.ones((1, 9, 3), np.float32))
+    pkg = tiffin.pack(Pool(), tmp_path / "dyn", name="p", version="1", example=example,
+                      dynamic_axes={"input": [1]})  # fmt: skip
+    assert pkg.manifest is not None
+    model = tiffin.load(pkg.path)
+    assert model.signature.inputs[0].shape == (-1, -1, 3)
+    assert model.predict(np.ones((1, 9, 3), np.float32)).shape == (1, 3)
+    with pytest.raises(tiffin.SignatureError, match="'nope'"):
+        tiffin.pack(Pool(), tmp_path / "bad", name="p", version="1", example=example,
+                    dynamic_axes={"nope": [1]})  # fmt: skip
+    assert not (tmp_path / "bad").exists()
+
+
+def test_python_api_answers_an_empty_batch_like_the_server(tmp_path: Path) -> None:
+    """scikit-learn refuses zero samples; the package answers zero rows from its signature."""
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 0.0]])
+    model = LogisticRegression().fit(X, [0, 1, 0, 1])
+    pkg = tiffin.pack(model, tmp_path / "p", name="lr", version="1", example=X[:2])
+    loaded = tiffin.load(pkg.path)
+    with pytest.raises(ValueError, match="0 sample"):
+        model.predict(X[:0])  # what the Python API answered before
+    out = loaded.predict(X[:0])
+    assert isinstance(out, np.ndarray) and out.shape == (0,) and out.dtype == np.int64
+    assert loaded.predict_named({"input": np.zeros((0, 2))})["output"].shape == (0,)
+    with pytest.raises(tiffin.SignatureError, match=r"expects shape \[-1, 2\]"):
+        loaded.predict(np.zeros((0, 3)))
