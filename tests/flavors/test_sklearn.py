@@ -129,7 +129,7 @@ def test_untrusted_type_refused_at_load(
     pkg = tiffin.pack(model, tmp_path / "p", name="iris", version="1", example=X[:4])
     artifact = pkg.path / "artifacts/model.skops"
     _inject_untrusted_type(artifact)
-    with pytest.raises(tiffin.UnsafeArtifactError, match="outside the audited set: os.system"):
+    with pytest.raises(tiffin.UnsafeArtifactError, match="os.system"):
         load(LoadContext(path=pkg.path, options=pkg.manifest.runtime["options"]))
 
 
@@ -167,16 +167,28 @@ def test_custom_estimator_type_needs_declaration(tmp_path: Path) -> None:
     assert "[[2.0, 2.0]]" in proc.stdout
 
 
-def test_reexported_function_is_not_audited() -> None:
-    """A name under sklearn.* that is really shutil.rmtree must not pass the audit."""
+def test_trust_is_by_exact_name_not_module_prefix() -> None:
+    """A name under sklearn.* that is really shutil.rmtree is not on the list; nor is a
+    tree outside the tree loader (its state would skip the check)."""
     import sklearn.datasets._base as base
 
-    from tiffin.flavors.sklearn import _audit
+    from tiffin.security.skops_audit import judge
+
+    def node(loader: str, name: str) -> dict[str, Any]:
+        module, _, cls = name.rpartition(".")
+        return {"__loader__": loader, "__module__": module, "__class__": cls, "content": {}}
 
     assert base.shutil.rmtree  # the re-export exists
-    with pytest.raises(tiffin.UnsafeArtifactError, match="sklearn.datasets._base.shutil"):
-        _audit(["sklearn.datasets._base.shutil"], [], "x", b"")
-    assert _audit(["sklearn.tree._tree.Tree"], [], "x", b"") == ["sklearn.tree._tree.Tree"]
+    for loader, name in [
+        ("FunctionNode", "sklearn.datasets._base.shutil"),
+        ("ObjectNode", "sklearn.tree._tree.Tree"),
+        ("ObjectNode", "sklearn.utils._testing.TempMemmap"),
+        ("ConstructorFromReduceNode", "sklearn.linear_model._logistic.LogisticRegression"),
+        ("SomeNewNode", "builtins.dict"),
+    ]:
+        with pytest.raises(tiffin.UnsafeArtifactError, match="closed list"):
+            judge(node(loader, name))
+    assert judge(node("TreeNode", "sklearn.tree._tree.Tree")) == ["sklearn.tree._tree.Tree"]
 
 
 _TEXT_PIPELINE = """
@@ -339,7 +351,7 @@ def test_dangerous_functions_in_audited_packages_refused(tmp_path: Path, func: s
     model = FunctionTransformer(func=getattr(importlib.import_module(module), name)).fit(
         np.zeros((2, 2))
     )
-    with pytest.raises(tiffin.UnsafeArtifactError, match="outside the audited set"):
+    with pytest.raises(tiffin.UnsafeArtifactError, match="closed list"):
         tiffin.pack(model, tmp_path / "p", name="f", version="1", example=np.zeros((1, 2)),
                     method="transform")  # fmt: skip
 

@@ -1,64 +1,52 @@
 """scikit-learn estimators and Pipelines, saved with skops (no pickle).
 
-Two things matter here:
+Three things matter here:
 
-- Only audited types are trusted at load: skops lists every type in the file that is
-  not on its own safe list, and tiffin accepts those only when they are *defined* in
-  scikit-learn, NumPy or SciPy (the audited families), plus types the packer declared.
-  Anything else is refused and named before skops builds a single object.
+- Only types on tiffin's closed list load (:mod:`tiffin.security.trusted_types`), each
+  judged by what skops would do with it (:mod:`tiffin.security.skops_audit`), from the
+  file's JSON, before skops imports or builds anything. ``trusted_types=`` at pack time
+  extends the list for that package only.
+- State that C code indexes unchecked (a decision tree's nodes, HistGradientBoosting's
+  predictors, a spline's knots) is checked before that code sees it
+  (:mod:`tiffin.security.native_trees`): a ``Tree`` before it is built, the rest on the
+  loaded model before it predicts.
 - ``import skops.io`` builds its default trust list by walking every scikit-learn
   module (``sklearn.utils.all_estimators``): seconds of imports, and with torch
   installed it imports torch through scikit-learn's array-API shim (so MLflow lists
-  torch for every scikit-learn model). tiffin does not need that list, because it
-  audits every type itself, so for the length of that one import ``all_estimators``
-  answers with nothing. skops then reports scikit-learn estimators as untrusted too,
-  and tiffin's own audit decides, importing only the modules the file names.
+  torch for every scikit-learn model). tiffin passes skops the exact names it judged,
+  so for the length of that one import ``all_estimators`` answers with nothing.
 """
 
 from __future__ import annotations
 
-import importlib
+import copy
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..errors import FlavorError, ManifestError, UnsafeArtifactError
+from ..errors import FlavorError, ManifestError, TiffinError
+from ..security import native_trees, skops_audit
 from . import LoadContext, SaveContext, method_caller, mro_modules
 
 NAME = "sklearn"
 FRAMEWORKS = ("scikit-learn", "skops", "numpy", "scipy")
 FILE = "artifacts/model.skops"
-AUDITED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "scipy.special.")
-AUDITED_TYPES = frozenset({"builtins.slice", "collections.OrderedDict", "collections.defaultdict"})
-# functools.partial binds leading arguments, which a FunctionTransformer alone cannot
-# (it calls func(X, **kw_args)): partial(numpy.savetxt, "/some/path") would write files.
-# So it is trusted only around the functions scikit-learn itself wraps in one:
-# HistGradientBoosting on a DataFrame with category columns (the default
-# categorical_features="from_dtype") holds partial(check_array, dtype=..., ...).
-PARTIAL_FUNCTIONS = frozenset({"sklearn.utils.validation.check_array"})
-# Inside the audited packages, what reads or writes files, compiles or runs code: a
-# FunctionTransformer could call it on the request (numpy.testing's runstring is exec).
-DENIED_MODULES = (
-    "numpy.testing", "numpy.f2py", "numpy.distutils", "numpy.ctypeslib", "numpy.lib.format",
-    "numpy.lib._npyio_impl", "numpy.lib.npyio", "numpy.lib._datasource", "sklearn.datasets",
-    "sklearn.utils._testing", "sklearn.externals",
-)  # fmt: skip
-# Re-exported under "numpy" (array_function_dispatch sets __module__), found by identity.
-DENIED_NUMPY = (
-    "load", "save", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt",
-    "fromfile", "fromregex", "memmap",
-)  # fmt: skip
 # Attributes that hold a memory address (``id()``) cached for the fitting process only:
 # the vectorizers keep ``id(self.stop_words)`` to skip re-validating stop words. A loaded
 # model never has the same ids, so the value is dropped (None: validated again when used,
 # exactly as after any reload) and the same model always gives the same bytes.
 VOLATILE_ATTRIBUTES = frozenset({"_stop_words_id"})
+# Birch's clustering-feature tree (``root_``, ``dummy_leaf_``: linked nodes that skops
+# cannot write) only serves ``partial_fit``; predict and transform read
+# ``subcluster_centers_`` and ``subcluster_labels_``. A packed Birch keeps those, and a
+# ``partial_fit`` after loading starts a new tree.
+_BIRCH_TRAINING_STATE = ("root_", "dummy_leaf_")
 
 
 def skops_io() -> ModuleType:
-    """``skops.io``, imported without walking every scikit-learn module (see above)."""
+    """``skops.io``, imported without walking every scikit-learn module (see above), with
+    its tree loader checking a tree's state before building it."""
     if "skops.io" in sys.modules:
         return sys.modules["skops.io"]
     try:
@@ -74,7 +62,41 @@ def skops_io() -> ModuleType:
         raise FlavorError(
             f"skops is needed for scikit-learn models: {exc}", fix="pip install 'tiffin[sklearn]'"
         ) from None
+    _install_hooks()
     return sio  # type: ignore[no-any-return]
+
+
+def _install_hooks() -> None:
+    """skops's ``TreeNode`` calls ``Tree(*args).__setstate__(state)``, whose C code
+    copies ``node_count`` nodes from an array of any length. The node class is swapped
+    (process-wide, for every version of the node) for one that checks first."""
+    from sklearn.cluster import Birch
+    from skops.io import _audit, _sklearn, _utils
+
+    class CheckedTreeNode(_sklearn.TreeNode):  # type: ignore[misc, name-defined]
+        def _construct(self) -> Any:
+            native_trees.check_tree_state(self.args.construct(), self.attrs.construct())
+            return super()._construct()
+
+    for key, cls in list(_audit.NODE_TYPE_MAPPING.items()):
+        if cls is _sklearn.TreeNode:
+            _audit.NODE_TYPE_MAPPING[key] = CheckedTreeNode
+
+    def birch_state(obj: Any, save_context: Any) -> dict[str, Any]:
+        from skops.io._general import object_get_state
+
+        light = copy.copy(obj)
+        for attr in _BIRCH_TRAINING_STATE:
+            light.__dict__.pop(attr, None)
+        return object_get_state(light, save_context)  # type: ignore[no-any-return]
+
+    _utils._get_state.register(Birch)(birch_state)
+
+
+def dump_skops(model: Any) -> bytes:
+    """The skops bytes of ``model`` (any error skops raises is the caller's to word)."""
+    data: bytes = skops_io().dumps(model, compression=8)
+    return data
 
 
 def detect(obj: Any) -> bool:
@@ -89,95 +111,33 @@ def detect_file(path: Any) -> bool:
         return fh.read(4) == b"PK\x03\x04"  # skops files are zip archives
 
 
-def _defined_in_audited_module(typename: str) -> bool:
-    """True when ``typename`` names an object *defined* in an audited package.
-
-    A name under ``sklearn.`` can be a re-export (``sklearn.x._base.rmtree`` is
-    ``shutil.rmtree``); the prefix alone would let such a function into a
-    FunctionTransformer. So the object is resolved and its own ``__module__`` checked.
-    """
-    if not typename.startswith(AUDITED_PREFIXES):
-        return False
-    module_name, _, attr = typename.rpartition(".")
+def _judge(data: bytes, declared: Any, where: str) -> list[str]:
     try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError):
-        return False
-    home = getattr(obj, "__module__", None)
-    if not isinstance(home, str) or _denied(obj, home, module_name):
-        return False
-    return home.startswith(tuple(p.rstrip(".") for p in AUDITED_PREFIXES))
-
-
-def _denied(obj: Any, home: str, module_name: str) -> bool:
-    import numpy as np
-
-    if any(m == d or m.startswith(d + ".") for m in (home, module_name) for d in DENIED_MODULES):
-        return True
-    return any(obj is getattr(np, name, None) for name in DENIED_NUMPY)
-
-
-def _partials(data: bytes) -> list[str]:
-    """The functions that the skops file's functools.partial nodes wrap."""
-    import io
-    import json
-    import zipfile
-
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("__loader__") == "PartialNode":
-                func = (node.get("content") or {}).get("func") or {}
-                found.append(f"{func.get('__module__')}.{func.get('__class__')}")
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        walk(json.loads(archive.read("schema.json")))
-    return found
-
-
-def _audit(untrusted: Sequence[str], declared: Sequence[str], where: str, data: bytes) -> list[str]:
-    def trusted(t: str) -> bool:
-        if t == "functools.partial":
-            return all(f in PARTIAL_FUNCTIONS for f in _partials(data))
-        return t in AUDITED_TYPES or t in declared or _defined_in_audited_module(t)
-
-    refused = [t for t in untrusted if not trusted(t)]
-    if refused:
-        raise UnsafeArtifactError(
-            f"skops file holds type(s) outside the audited set: {', '.join(refused)}",
-            where=where,
-            fix="only scikit-learn, NumPy and SciPy types are trusted; declare others at pack "
-            "time with trusted_types=[...] if you have audited them",
-        )
-    return list(untrusted)
+        schema = skops_audit.read_schema(data)
+    except Exception as exc:  # not a zip, no schema.json, not JSON: nothing is built
+        raise FlavorError(f"not a readable skops file: {exc}", where=where) from None
+    return skops_audit.judge(schema, declared, where=f"{where}: schema.json")
 
 
 def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
-    sio = skops_io()
     if isinstance(model, (str, Path)):
         data = Path(model).read_bytes()
     else:
         method_caller(model, ctx.method)
         try:
-            data = sio.dumps(model, compression=8)
+            data = dump_skops(model)
         except Exception as exc:  # skops raises many types for unsupported objects
             raise FlavorError(
                 f"skops cannot save this model: {exc}",
-                fix="models holding non-scikit-learn objects need the custom flavor, or "
-                "allow_pickle=True",
+                fix="a model holding objects skops cannot write needs the custom flavor "
+                "(your own load/predict over files you choose)",
             ) from exc
-    untrusted = _audit(sio.get_untrusted_types(data=data), ctx.trusted_types, "skops model", data)
+    names = _judge(data, ctx.trusted_types, "skops model")
     # A declared type from the user's own module (a FunctionTransformer's function, a
     # custom estimator) is rebuilt by importing that module at load: ship it in code/.
     from .custom import copy_code, module_sources
 
-    declared = [t for t in untrusted if t in ctx.trusted_types]
+    declared = [t for t in names if t in ctx.trusted_types]
     sources = module_sources(declared)
     if sources:
         copy_code(sources, ctx.code)
@@ -251,17 +211,14 @@ def load(ctx: LoadContext) -> Any:
             "runtime option 'trusted_types' must be a list of type names",
             where="tiffin.json: runtime.options.trusted_types",
         )
+    names = _judge(data, declared, str(path))
     try:
-        found = sio.get_untrusted_types(data=data)
-    except Exception as exc:  # not a skops zip: refused before anything is built
-        raise FlavorError(
-            f"{path.name} is not a readable skops file: {exc}", where=str(path)
-        ) from exc
-    untrusted = _audit(found, declared, str(path), data)
-    try:
-        model = sio.loads(data, trusted=untrusted)
+        model = sio.loads(data, trusted=names)
+    except TiffinError:
+        raise
     except Exception as exc:
         raise FlavorError(f"skops could not load the model: {exc}", where=str(path)) from exc
+    native_trees.check_model(model)
     return _Method(model, str(ctx.options.get("method", "predict")))
 
 
