@@ -357,3 +357,13 @@ def test_python_api_answers_an_empty_batch_like_the_server(tmp_path: Path) -> No
     assert loaded.predict_named({"input": np.zeros((0, 2))})["output"].shape == (0,)
     with pytest.raises(tiffin.SignatureError, match=r"expects shape \[-1, 2\]"):
         loaded.predict(np.zeros((0, 3)))
+
+
+def test_a_flavor_marks_columns_nullable_with_its_reason() -> None:
+    sig = Signature.infer(pd.DataFrame({"plan": ["a", "b"], "n": [1, 2]}))
+    seen = sig.with_nullable(["plan"], "the training data has missing values in this column")
+    assert seen.inputs[0].nullable and not seen.inputs[1].nullable
+    assert seen.to_dict()["inputs"][0]["nullable_reason"].startswith("the training data")
+    assert seen.validate({"plan": [None, "a"], "n": [1, 2]})["plan"].tolist()[0] is None
+    with pytest.raises(tiffin.SignatureError, match="'zip' is no input"):
+        sig.with_nullable(["zip"], "x")

@@ -164,6 +164,26 @@ class Signature:
             params=self.params,
         )
 
+    def with_nullable(self, names: Sequence[str], reason: str) -> Signature:
+        """This signature with the named inputs nullable, and ``reason`` recorded.
+
+        For what a flavor can tell from the fitted model itself (an encoder whose learned
+        categories hold a missing value saw gaps in the training data, whatever the
+        example held), from its ``refine_signature`` hook.
+        """
+        known = set(self.input_names())
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise SignatureError(
+                f"{unknown[0]!r} is no input", where="signature", fix=f"inputs: {sorted(known)}"
+            )
+        chosen = set(names)
+        inputs = tuple(
+            TensorSpec(s.name, s.dtype, s.shape, True, reason) if s.name in chosen else s
+            for s in self.inputs
+        )
+        return Signature(inputs, self.outputs, self.input_kind, self.output_kind, self.params)
+
     # -- enforcement ---------------------------------------------------------------
     def validate(self, inputs: Any) -> Any:
         """Check ``inputs`` against the signature and return them in the model's kind.
