@@ -399,7 +399,11 @@ def allowed_looking(trip: Path) -> list[tuple[str, bytes, str]]:
         ),
         (
             "FunctionTransformer holding os.system",
-            _call("sklearn.preprocessing", "FunctionTransformer", b"cos\nsystem\n"),
+            _call(
+                "sklearn.preprocessing._function_transformer",
+                "FunctionTransformer",
+                b"cos\nsystem\n",
+            ),
             "os.system",
         ),
         (

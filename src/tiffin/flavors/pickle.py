@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import FlavorError, UnsafeArtifactError
 from ..security.unpickler import code_modules_of, safe_loads
-from . import LoadContext, SaveContext, method_caller
+from . import LoadContext, SaveContext, _code, method_caller
 
 NAME = "pickle"
 FRAMEWORKS: tuple[str, ...] = ("numpy",)
@@ -98,6 +98,7 @@ def load(ctx: LoadContext) -> Any:
         ctx.read_verified(),  # the verified bytes, not whatever the path holds by now
         code_modules=code_modules_of(ctx.path / "code"),
         trusted=ctx.options.get("trusted_types") or (),
+        code_prefix=_code.PREFIX,
     )
     return _Method(model, str(ctx.options.get("method", "predict")))
 

@@ -96,10 +96,9 @@ def _depth(left: Any, right: Any, inner: Any) -> int:
         depth += 1
 
 
-def check_tree_state(args: Any, state: Any, where: str = "Tree") -> None:
-    """``sklearn.tree._tree.Tree(*args).__setstate__(state)`` is safe to run."""
+def check_tree_args(args: Any, where: str = "Tree") -> tuple[int, Any, int]:
+    """``sklearn.tree._tree.Tree(*args)`` is safe to run."""
     import numpy as np
-    from sklearn.tree._tree import NODE_DTYPE
 
     if not isinstance(args, tuple) or len(args) != 3:
         raise _refuse(f"{where}.args", "expected (n_features, n_classes, n_outputs)")
@@ -110,6 +109,15 @@ def check_tree_state(args: Any, state: Any, where: str = "Tree") -> None:
         raise _refuse(f"{where}.n_classes", f"{len(n_classes)} entries for {n_outputs} outputs")
     if (n_classes < 1).any() or (n_classes > 2**31 - 1).any():
         raise _refuse(f"{where}.n_classes", "a class count below 1 or too large")
+    return n_features, n_classes, n_outputs
+
+
+def check_tree_state(args: Any, state: Any, where: str = "Tree") -> None:
+    """``sklearn.tree._tree.Tree(*args).__setstate__(state)`` is safe to run."""
+    import numpy as np
+    from sklearn.tree._tree import NODE_DTYPE
+
+    n_features, n_classes, n_outputs = check_tree_args(args, where)
     if not isinstance(state, dict):
         raise _refuse(f"{where}.state", f"expected a dict, got {type(state).__name__}")
     for key in ("max_depth", "node_count", "nodes", "values"):

@@ -6,8 +6,13 @@ resolved only if it is
 
 - one of NumPy's array and scalar reconstruction functions and types (a fixed list:
   ``numpy.memmap`` is a class in NumPy too, and it writes files);
-- a *class* defined in an audited framework (scikit-learn, SciPy sparse matrices);
-  functions are not, since REDUCE would call them with attacker-chosen arguments;
+- a class named, exactly, on tiffin's closed list of scikit-learn types
+  (:mod:`tiffin.security.trusted_types`, the same list the skops path uses), or the
+  Cython unpickle helper of one (``__pyx_unpickle_<Name>``: it makes that class and sets
+  its typed state); functions are not, since REDUCE would call them with
+  attacker-chosen arguments, and nothing is trusted for the module it lives in
+  (scikit-learn 1.9's callbacks, whose state setter connects to an address from the
+  pickle, are scikit-learn classes too);
 - a class defined in the package's own ``code/`` folder;
 - a name the packer declared with ``trusted_types=``.
 
@@ -30,12 +35,11 @@ for the whole process (``csr_matrix.__repr__``, ``RBF.__call__``, a function's
 no hook for one opcode, so loading uses :mod:`pickle`'s pure-Python unpickler, whose
 BUILD is wrapped (about 4 times slower on large arrays; pickle is the last resort).
 
-Inside the audited frameworks, modules that are not model state are refused by name,
-before they are imported (importing one is already a side effect): test suites and
-their helpers, build helpers, ``experimental`` (its imports rewrite sklearn's
-namespace), vendored ``externals``, and the helper classes whose instances run or
-rewrite other objects when called (``deprecated`` rewrites a class's ``__new__``,
-``Parallel`` runs the callables it is handed).
+Every name is judged as text before anything is imported (importing a module is already
+a side effect: ``sklearn.experimental``'s imports rewrite scikit-learn's namespace).
+Native state that C code trusts is checked before that code runs: a ``Tree``'s
+constructor arguments before REDUCE or NEWOBJ, its nodes before BUILD
+(:mod:`tiffin.security.native_trees`).
 
 Python 2 names (``__builtin__``, ``copy_reg``) are mapped to their Python 3 homes the
 way :mod:`pickle` does, and the mapped name is both the one checked and the one
@@ -58,8 +62,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UnsafeArtifactError
-from ..flavors._code import PREFIX as CODE_PREFIX
-from . import numpy_guard
+from . import native_trees, numpy_guard
+from .trusted_types import TYPES
 
 SAFE_GLOBALS = frozenset({
     "builtins.set", "builtins.frozenset", "builtins.dict", "builtins.list", "builtins.tuple",
@@ -80,18 +84,12 @@ SAFE_GLOBALS = frozenset({
     "numpy.random.bit_generator.SeedSequence",
     "numpy.random.bit_generator.__pyx_unpickle_SeedSequence",
 })  # fmt: skip
-AUDITED_CLASS_PREFIXES = ("sklearn.", "scipy.sparse.")
-# Inside the audited frameworks, these hold test helpers, build helpers and vendored
-# third-party code that were never audited as model state, and helpers whose instances
-# run or rewrite other objects when called (see the module docstring).
-_NOT_AUDITED = (
-    "sklearn.utils._testing", "sklearn.utils._mocking", "sklearn.utils.estimator_checks",
-    "sklearn.utils.deprecation", "sklearn.utils.parallel", "sklearn.externals",
-    "sklearn.experimental", "sklearn._build_utils", "sklearn.__check_build",
-    "sklearn.conftest",
-)  # fmt: skip
-# any module path with one of these parts is a test suite or its configuration
-_TEST_PARTS = frozenset({"tests", "testing", "conftest", "_testing"})
+_TREE = "sklearn.tree._tree.Tree"
+# Cython classes pickle through a module-level helper that makes the class and sets its
+# typed state (``__pyx_unpickle_CyHalfSquaredError``): allowed for listed classes only.
+_PYX_HELPERS = frozenset(
+    f"{name.rpartition('.')[0]}.__pyx_unpickle_{name.rpartition('.')[2]}" for name in TYPES
+)
 # BUILD may only set the state of an instance, never of these
 _NOT_INSTANCES = (
     type,
@@ -116,15 +114,6 @@ def canonical(module: str, name: str) -> tuple[str, str]:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
-def _audited(module: str) -> bool:
-    """True for a module of an audited framework that may hold model state (by name only)."""
-    if not module.startswith(AUDITED_CLASS_PREFIXES):
-        return False
-    if any(module == n or module.startswith(n + ".") for n in _NOT_AUDITED):
-        return False
-    return not _TEST_PARTS.intersection(module.split("."))
-
-
 # typeshed knows only the C class; the pure-Python one is what has a BUILD to wrap
 _PyUnpickler: Any = pickle._Unpickler  # type: ignore[attr-defined]
 
@@ -135,10 +124,18 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
     dispatch = dict(_PyUnpickler.dispatch)
 
     def __init__(
-        self, file: Any, *, code_modules: Iterable[str] = (), trusted: Iterable[str] = ()
+        self,
+        file: Any,
+        *,
+        code_modules: Iterable[str] = (),
+        trusted: Iterable[str] = (),
+        code_prefix: str = "",
     ) -> None:
+        """``code_modules``: the top-level names of the package's ``code/`` folder;
+        ``code_prefix``: the private namespace its modules are imported under, if any."""
         super().__init__(file)
         self.code_modules = frozenset(code_modules)
+        self.code_prefix = code_prefix
         self.trusted = frozenset(trusted)
         self._globals: dict[int, str] = {}  # id -> name of every object find_class returned
         self._built: set[int] = set()  # ids of the dtypes BUILD has set
@@ -157,6 +154,11 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
         if dtype:
             holders = 1 + sum(v is target for v in self.memo.values())
             numpy_guard.check_dtype_build(target, holders, self._built)
+        if _is_tree(target):
+            tree: Any = target
+            native_trees.check_tree_state(
+                (tree.n_features, tree.n_classes, tree.n_outputs), self.stack[-1]
+            )
         super().load_build()
         if dtype:
             numpy_guard.check_dtype_state(target)
@@ -166,42 +168,51 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
 
     # every way a pickle calls something: REDUCE, NEWOBJ, NEWOBJ_EX, and OBJ/INST
     def load_reduce(self) -> None:
-        numpy_guard.check_call(self.stack[-2], self.stack[-1])
+        func, args = self.stack[-2], self.stack[-1]
+        numpy_guard.check_call(func, args)
+        if func is copyreg.__newobj__ and isinstance(args, tuple) and args:  # type: ignore[attr-defined]
+            func, args = args[0], args[1:]
+        _check_tree_args(func, args)
         super().load_reduce()
 
     dispatch[pickle.REDUCE[0]] = load_reduce
 
     def load_newobj(self) -> None:
         numpy_guard.check_call(self.stack[-2], ())
+        _check_tree_args(self.stack[-2], self.stack[-1])
         super().load_newobj()
 
     dispatch[pickle.NEWOBJ[0]] = load_newobj
 
     def load_newobj_ex(self) -> None:
         numpy_guard.check_call(self.stack[-3], ())
+        _check_tree_args(self.stack[-3], self.stack[-2])
         super().load_newobj_ex()
 
     dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
 
     def _instantiate(self, klass: Any, args: Any) -> None:
         numpy_guard.check_call(klass, args)
+        _check_tree_args(klass, args)
         super()._instantiate(klass, args)
 
     def allowed(self, module: str, name: str) -> bool:
         module, name = canonical(module, name)
         full = f"{module}.{name}"
-        if full in SAFE_GLOBALS or full in self.trusted:
+        if full in SAFE_GLOBALS or full in self.trusted or full in _PYX_HELPERS:
             return True
-        if module.split(".")[0] in self.code_modules or _audited(module):
+        if full in TYPES:
+            # judged by name; then it must really be that class, defined where it is named
+            obj = _resolve(module, name)
+            return isinstance(obj, type) and f"{obj.__module__}.{obj.__qualname__}" == full
+        if module.split(".")[0] in self.code_modules:
             obj = _resolve(module, name)
             if not isinstance(obj, type):
                 return False  # only classes: a function would be called with chosen arguments
             home = str(getattr(obj, "__module__", "") or "")
-            if _audited(home):
-                return True
-            if home.startswith(CODE_PREFIX) and "." in home:
-                # defined in the package's code/, imported under its private namespace
-                # (flavors._code.own_names): judged by its name inside code/
+            if self.code_prefix and home.startswith(self.code_prefix) and "." in home:
+                # defined in the package's code/, imported under its private namespace:
+                # judged by its name inside code/
                 home = home.split(".", 1)[1]
             # a code/ module named like a standard or installed one (code/subprocess.py,
             # code/logging.py) must not let in that module's classes (Popen, FileHandler)
@@ -226,6 +237,18 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafeArtifactError("pickle uses a persistent id, which tiffin never resolves")
+
+
+def _is_tree(obj: Any) -> bool:
+    kind = type(obj)
+    return f"{kind.__module__}.{kind.__qualname__}" == _TREE
+
+
+def _check_tree_args(func: Any, args: Any) -> None:
+    """``Tree(n_features, n_classes, n_outputs)`` reads ``n_outputs`` entries of
+    ``n_classes`` in C: the arguments are checked before the call."""
+    if isinstance(func, type) and f"{func.__module__}.{func.__qualname__}" == _TREE:
+        native_trees.check_tree_args(args)
 
 
 def _refusal(module: str, name: str) -> UnsafeArtifactError:
@@ -392,19 +415,27 @@ def scan(data: bytes) -> list[tuple[str, str]]:
 
 
 def safe_loads(
-    data: bytes, *, code_modules: Iterable[str] = (), trusted: Iterable[str] = ()
+    data: bytes,
+    *,
+    code_modules: Iterable[str] = (),
+    trusted: Iterable[str] = (),
+    code_prefix: str = "",
 ) -> Any:
     """Unpickle ``data`` through the allow-list; refuses before running anything unlisted."""
-    unpickler = AllowListUnpickler(io.BytesIO(data), code_modules=code_modules, trusted=trusted)
+    unpickler = AllowListUnpickler(
+        io.BytesIO(data), code_modules=code_modules, trusted=trusted, code_prefix=code_prefix
+    )
     for module, name in scan(data):
         if not unpickler.allowed(module, name):
             raise _refusal(module, name)
     try:
-        return unpickler.load()
+        model = unpickler.load()
     except UnsafeArtifactError:
         raise
     except Exception as exc:
         raise UnsafeArtifactError(f"the pickle could not be loaded safely: {exc!r}") from None
+    native_trees.check_model(model)
+    return model
 
 
 def code_modules_of(code_dir: Path) -> list[str]:
