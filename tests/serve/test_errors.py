@@ -274,12 +274,13 @@ def test_token_guards_models_but_not_probes(strict_server: Served) -> None:
     with strict_server.client() as c:
         assert c.get("/v2/health/ready").json() == {"ready": True}
         assert c.get("/v2/models/multi/ready").status_code == 200
-        assert c.get("/metrics").status_code == 200
+        assert c.get("/metrics").status_code == 401  # its labels name the models
         assert c.get("/v2").status_code == 200
         assert c.get("/v2/openapi.json").status_code == 401
         assert c.post("/invocations", json={"inputs": [1]}).status_code == 401
         auth = {"Authorization": "Bearer s3cret"}
         assert c.get("/v2/openapi.json", headers=auth).json()["security"] == [{"bearer": []}]
+        assert c.get("/metrics", headers=auth).status_code == 200
 
 
 def test_unknown_endpoints_and_methods_answer_json(server: Served) -> None:

@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..errors import UsageError
+from ..serve.budget import DEFAULT_BUDGET
 from .trust_options import trust_options
 
 
@@ -23,16 +24,21 @@ from .trust_options import trust_options
 @click.option("--max-latency-ms", type=click.FloatRange(0, min_open=True), help="Latency budget of a queued request; past it, 503 [default: the package's, else --timeout].")  # fmt: skip
 @click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0, min_open=True), help="Seconds per request before 504.")  # fmt: skip
 @click.option("--max-body", default=64 << 20, show_default=True, type=click.IntRange(1), help="Largest request body in bytes, after gzip (413).")  # fmt: skip
-@click.option("--queue-size", default=256, show_default=True, type=click.IntRange(1), help="Requests in flight per model before 503.")  # fmt: skip
+@click.option("--max-buffered-bytes", default=DEFAULT_BUDGET, show_default=True, type=click.IntRange(1), help="Request body bytes (raw and inflated) one worker holds at once, across all connections; past it, 503 with Retry-After. At least --max-body.")  # fmt: skip
+@click.option("--min-body-rate", default=1024.0, show_default=True, type=click.FloatRange(0), help="Bytes a second a request body must arrive at after --body-grace; slower, 408 (0: no floor).")  # fmt: skip
+@click.option("--body-grace", default=5.0, show_default=True, type=click.FloatRange(0), help="Seconds a request body may take before --min-body-rate applies.")  # fmt: skip
+@click.option("--queue-size", default=256, show_default=True, type=click.IntRange(1), help="Requests in flight per model (bodies still arriving included) before 503.")  # fmt: skip
 @click.option("--drain-delay", default=0.0, show_default=True, type=click.FloatRange(0), help="Seconds between SIGTERM and the drain: readiness answers 503 while requests are still served, so a load balancer can stop routing here first.")  # fmt: skip
-@click.option("--token", envvar="TIFFIN_TOKEN", help="Require 'Authorization: Bearer TOKEN' (or set TIFFIN_TOKEN).")  # fmt: skip
+@click.option("--token", envvar="TIFFIN_TOKEN", help="Require 'Authorization: Bearer TOKEN' (or set TIFFIN_TOKEN) for models, inference, OpenAPI and /metrics; health probes and /v2 stay open.")  # fmt: skip
+@click.option("--metrics-public", is_flag=True, help="Serve /metrics without the token (for scrapers that cannot send one); its labels name every served model and version.")  # fmt: skip
 @click.option("--allow-pickle", is_flag=True, help="Allow pickle-flavor packages (allow-listed types only).")  # fmt: skip
 @trust_options
 @click.option("--log-level", default="warning", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))  # fmt: skip
 def serve(
     packages: tuple[str, ...], repository: str | None, host: str, port: int, workers: str,
     threads: int | None, no_batching: bool, max_batch_size: int | None, max_latency_ms: float | None,
-    timeout: float, max_body: int, queue_size: int, drain_delay: float, token: str | None, allow_pickle: bool,
+    timeout: float, max_body: int, max_buffered_bytes: int, min_body_rate: float, body_grace: float,
+    queue_size: int, drain_delay: float, token: str | None, metrics_public: bool, allow_pickle: bool,
     keys: tuple[str, ...], require_signature: bool | None, log_level: str,
 ) -> None:  # fmt: skip
     """Serve PACKAGES over the Open Inference Protocol (KServe V2) and MLflow's /invocations.
@@ -40,6 +46,12 @@ def serve(
     \b
     Endpoints: /v2/health/live, /v2/health/ready, /v2, /v2/models/NAME[/versions/V],
     .../ready, .../infer (JSON or binary tensors), /invocations, /metrics, /v2/openapi.json.
+
+    \b
+    Limits: --max-body per request (413), --max-buffered-bytes for all bodies held at
+    once (503 + Retry-After), --queue-size per model (503 + Retry-After), --timeout per
+    request (504) and per request head (408), --min-body-rate after --body-grace (408).
+    With --token, /metrics needs the token too unless --metrics-public.
     """
     from ..serve.model import ServeConfig
     from ..serve.runner import serve as run
@@ -51,7 +63,8 @@ def serve(
     config = ServeConfig(
         max_body=max_body, timeout=timeout, queue_size=queue_size, batching=not no_batching,
         max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, token=token or None,
-        threads=threads, drain_delay=drain_delay,
+        threads=threads, drain_delay=drain_delay, max_buffered_bytes=max_buffered_bytes,
+        min_body_rate=min_body_rate, body_grace=body_grace, metrics_public=metrics_public,
     )  # fmt: skip
     os.environ.pop("TIFFIN_TOKEN", None)  # not inherited by anything the models start
 

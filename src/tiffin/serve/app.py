@@ -7,9 +7,15 @@ model together. Every other endpoint is an ordinary Starlette route. Every answe
 JSON; every error is ``{"error": "..."}`` with its status; no bad request can take the
 worker down (an unexpected exception is a 500 with its type and message).
 
-Auth (``--token``): model metadata and config, inference, ``/invocations`` and the OpenAPI
-document need ``Authorization: Bearer <token>``; the health endpoints (server live and
-ready, model ready), server metadata and ``/metrics`` stay open for probes and scrapers.
+Auth (``--token``): model metadata and config, inference, ``/invocations``, the OpenAPI
+document and ``/metrics`` (its labels name every model and version) need
+``Authorization: Bearer <token>``; the health endpoints (server live and ready, model
+ready) and server metadata stay open for probes. ``--metrics-public`` opens ``/metrics``
+again for scrapers that cannot send a token.
+
+Memory: a request takes a slot of its model's ``--queue-size`` from its first body byte
+to its answer, and every body byte held counts against one process-wide ``Budget``
+(``--max-buffered-bytes``); see ``budget``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from .._version import __version__
 from ..errors import SignatureError, TiffinError
 from . import codec, limits
 from .batching import Overloaded
+from .budget import Budget
 from .deadlines import Deadlines
 from .limits import HTTPError
 from .metrics import CONTENT_TYPE, Metrics
@@ -95,6 +102,7 @@ class Server:
     def __init__(self, repository: Repository, config: ServeConfig) -> None:
         self.config = config
         self.metrics = Metrics()
+        self.budget = Budget(config.max_buffered_bytes, self.metrics.buffered.set)
         self.unknown = self.metrics.for_model("", "")
         threads = config.threads or max(2, os.cpu_count() or 2)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tiffin-predict")
@@ -150,12 +158,12 @@ class Server:
         return status, [*extra, (b"content-length", str(len(payload)).encode())], payload
 
     async def _infer(self, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> tuple[bytes, int | None]:  # fmt: skip
-        model.check_room()
-        body = await limits.read_body(receive, headers, self.config.max_body)
-        length = limits.header(headers, b"inference-header-content-length")
-        json_len = None if length is None else limits.decimal(length, "Inference-Header-Content-Length")  # fmt: skip
-        model.admit()
+        model.admit()  # counted against the queue while the body arrives, not only after
+        body = b""
         try:
+            body = await limits.read_body(receive, headers, self.config.max_body, self.budget)
+            length = limits.header(headers, b"inference-header-content-length")
+            json_len = None if length is None else limits.decimal(length, "Inference-Header-Content-Length")  # fmt: skip
             # each codec step here, or on the codec thread when its data is large (_offload)
             if len(body) < OFFLOAD_BYTES:
                 arrays, request = codec.decode_request(body, json_len)
@@ -166,6 +174,7 @@ class Server:
                 return codec.encode_response(outputs, request, model.name, model.version)
             return await self._offload(codec.encode_response, outputs, request, model.name, model.version)  # fmt: skip
         finally:
+            self.budget.give(len(body))  # read_body keeps the body's bytes taken; held to here
             model.leave()
 
     async def _offload(self, fn: Callable[..., _T], *args: Any) -> _T:
@@ -201,10 +210,10 @@ class Server:
     async def _invoke(self, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
         from .mlflow_format import decode_invocation, encode_predictions
 
-        model.check_room()
-        body = await limits.read_body(receive, headers, self.config.max_body)
         model.admit()
+        body = b""
         try:
+            body = await limits.read_body(receive, headers, self.config.max_body, self.budget)
             if len(body) < OFFLOAD_BYTES:
                 arrays = decode_invocation(body, model.signature)
             else:
@@ -214,6 +223,7 @@ class Server:
                 return encode_predictions(outputs, model.signature)
             return await self._offload(encode_predictions, outputs, model.signature)
         finally:
+            self.budget.give(len(body))
             model.leave()
 
     # -- everything else (Starlette) -------------------------------------------------
@@ -247,6 +257,8 @@ class Server:
         return json_response(body, 200 if self.ready else 503)
 
     async def metrics_endpoint(self, request: Request) -> Response:
+        if not self.config.metrics_public:
+            self._auth(request)  # the labels name every served model and version
         return Response(self.metrics.render(), headers={"content-type": CONTENT_TYPE})
 
     async def openapi_endpoint(self, request: Request) -> Response:

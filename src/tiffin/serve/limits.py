@@ -10,6 +10,9 @@ so a refused request costs almost nothing:
   deflate body is inflated in bounded steps, so a bomb is 413 once its *expanded* size
   passes the limit, never after it was inflated in memory;
 - a transfer coding other than chunked is 501 (the body is never read);
+- every byte held while a body arrives (raw or inflated) is taken from the server's
+  ``Budget`` (``budget``), shared by all connections: 503 with ``Retry-After`` once it
+  runs out;
 - a wrong or missing bearer token is 401, compared in constant time.
 """
 
@@ -18,13 +21,19 @@ from __future__ import annotations
 import hmac
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .budget import Budget
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 JSON_TYPES = frozenset({"application/json"})
 BINARY_TYPES = frozenset({"application/octet-stream", "application/vnd.kserve.binary"})
 ENCODINGS = ("identity", "gzip", "deflate")
+STEP = 1 << 20  # bytes inflated at a time, each piece counted before the next is made
+# zlib's inflate state with its 32 KiB window, counted while a request inflates
+INFLATER_BYTES = 48 << 10
 
 
 class HTTPError(Exception):
@@ -118,50 +127,96 @@ def _inflater(headers: Mapping[bytes, bytes]) -> tuple[str, Any]:
     return encoding, zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
 
 
-def _inflate(inflater: Any, data: bytes, size: int, limit: int, encoding: str) -> tuple[bytes, Any]:
-    """Inflate ``data`` into at most ``limit - size`` bytes (413 past it).
+def _inflate(
+    inflater: Any, data: bytes, size: int, limit: int, encoding: str, out: list[bytes],
+    budget: Budget | None,
+) -> tuple[Any, int]:  # fmt: skip
+    """Inflate ``data`` onto ``out`` in pieces of at most ``STEP`` bytes (413 past ``limit``).
 
-    A gzip body may hold several members one after another (RFC 1952), each inflated by
-    a fresh decompressor; bytes after the end of a deflate stream are refused.
+    Each piece is taken from ``budget`` as it is produced, before it joins ``out``, so
+    one chunk of compressed bytes never expands unaccounted. A gzip body may hold
+    several members one after another (RFC 1952), each inflated by a fresh
+    decompressor; bytes after the end of a deflate stream are refused. Returns the
+    inflater (a new one after a member ends) and the inflated size so far.
     """
-    out: list[bytes] = []
     while True:
+        want = min(STEP, limit + 1 - size)
         try:
-            piece = inflater.decompress(data, limit + 1 - size)
+            piece = inflater.decompress(data, want)
         except zlib.error as exc:
             raise HTTPError(400, f"the body is not valid {encoding}: {exc}") from None
         size += len(piece)
-        out.append(piece)
-        if inflater.unconsumed_tail or size > limit:
+        if size > limit:
             raise HTTPError(413, f"the body expands past the limit of {limit} bytes")
+        if piece:
+            if budget is not None:
+                budget.take(len(piece))
+            out.append(piece)
+        # a full piece may leave output inside zlib with no input left: ask again
+        if inflater.unconsumed_tail or (len(piece) == want and not inflater.eof):
+            data = inflater.unconsumed_tail
+            continue
         if not (inflater.eof and inflater.unused_data):
-            return b"".join(out), inflater
+            return inflater, size
         if encoding != "gzip":
             raise HTTPError(400, f"the body has data after the end of its {encoding} stream")
         data, inflater = inflater.unused_data, zlib.decompressobj(wbits=31)
 
 
-async def read_body(receive: Receive, headers: Mapping[bytes, bytes], limit: int) -> bytes:
-    """The request body, decoded from gzip/deflate, never more than ``limit`` bytes."""
+async def read_body(
+    receive: Receive, headers: Mapping[bytes, bytes], limit: int, budget: Budget | None = None
+) -> bytes:
+    """The request body, decoded from gzip/deflate, never more than ``limit`` bytes.
+
+    With ``budget``, every byte held on the way is taken from it as it arrives or is
+    inflated (503 once it runs out). On success the body's length stays taken, for the
+    caller to give back once the request is answered; on any failure, a cancellation
+    included, everything is given back here.
+    """
     _check_transfer_coding(headers)
     _declared_length(headers, limit)
     encoding, inflater = _inflater(headers)
     chunks: list[bytes] = []
     size = 0
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HTTPError(400, "the client went away before sending the whole body")
-        chunk: bytes = message.get("body", b"")
-        more = bool(message.get("more_body", False))
-        if inflater is not None:
-            chunk, inflater = _inflate(inflater, chunk, size, limit, encoding)
-        size += len(chunk)
-        if size > limit:
-            raise HTTPError(413, f"the body is over the limit of {limit} bytes")
-        if chunk:
-            chunks.append(chunk)
-    if inflater is not None and not inflater.eof:
-        raise HTTPError(400, f"the body is truncated {encoding} data")
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    extra = 0  # taken from the budget and not in ``chunks``: the inflater, a raw chunk
+    try:
+        if inflater is not None and budget is not None:
+            budget.take(INFLATER_BYTES)
+            extra = INFLATER_BYTES
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise HTTPError(400, "the client went away before sending the whole body")
+            chunk: bytes = message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if inflater is None:
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPError(413, f"the body is over the limit of {limit} bytes")
+                if chunk:
+                    if budget is not None:
+                        budget.take(len(chunk))
+                    chunks.append(chunk)
+                continue
+            if budget is not None and chunk:  # the compressed bytes, held while they inflate
+                budget.take(len(chunk))
+                extra += len(chunk)
+            inflater, size = _inflate(inflater, chunk, size, limit, encoding, chunks, budget)
+            if budget is not None and chunk:
+                budget.give(len(chunk))
+                extra -= len(chunk)
+        if inflater is not None and not inflater.eof:
+            raise HTTPError(400, f"the body is truncated {encoding} data")
+        # The joined copy is not counted: it lives beside its pieces only until this
+        # returns, with no other request running in between. Counted, a budget full of
+        # bodies still arriving would refuse each of them its last step.
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if budget is not None:
+            budget.give(extra)
+            extra = 0
+        return body
+    except BaseException:
+        if budget is not None:
+            budget.give(extra + sum(len(c) for c in chunks))
+        raise

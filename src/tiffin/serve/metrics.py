@@ -9,6 +9,7 @@
 | ``tiffin_batch_rows`` | histogram: rows per predict call | model, version |
 | ``tiffin_predict_seconds`` | histogram: one predict call | model, version |
 | ``tiffin_queue_depth`` | gauge: requests admitted and not yet answered | model, version |
+| ``tiffin_buffered_request_bytes`` | gauge: request body bytes held (``budget``) | none |
 
 Requests that name no served model count under ``model=""``. Labelled children are
 looked up once per model and cached: the registry's own lookup takes a lock per call.
@@ -84,6 +85,11 @@ class Metrics:
         )  # fmt: skip
         self.queue_depth = Gauge(
             "tiffin_queue_depth", "Requests admitted and not yet answered", labels,
+            registry=reg, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.buffered = Gauge(
+            "tiffin_buffered_request_bytes",
+            "Bytes of request bodies held in memory (raw and inflated), against --max-buffered-bytes",
             registry=reg, multiprocess_mode="livesum",
         )  # fmt: skip
         self._models: list[ModelMetrics] = []  # each flushed before a scrape

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import FlavorError
+from ..errors import FlavorError, UsageError
 from ..load import Predictor
 from . import codec
 from .batching import DEFAULT_MAX_BATCH_SIZE, Batcher, Overloaded, request_shape
+from .budget import DEFAULT_BUDGET
 from .limits import HTTPError
 from .metrics import Metrics, ModelMetrics
 from .model_config import triton_config
@@ -39,6 +40,21 @@ class ServeConfig:
     token: str | None = None
     threads: int | None = None
     drain_delay: float = 0.0
+    # request body bytes held at once by one worker, across its connections (budget.py)
+    max_buffered_bytes: int = DEFAULT_BUDGET
+    # a body must arrive at this many bytes a second after the first body_grace seconds
+    # (408 otherwise); 0 turns the floor off
+    min_body_rate: float = 1024.0
+    body_grace: float = 5.0
+    metrics_public: bool = False  # /metrics without the token even when --token is set
+
+    def __post_init__(self) -> None:
+        if self.max_buffered_bytes < self.max_body:
+            raise UsageError(
+                f"--max-buffered-bytes {self.max_buffered_bytes} is less than --max-body "
+                f"{self.max_body}: the largest allowed body could never be read",
+                fix=f"raise --max-buffered-bytes to at least {self.max_body}, or lower --max-body",
+            )
 
 
 class Model:
@@ -95,17 +111,17 @@ class Model:
         )  # fmt: skip
 
     def check_room(self) -> None:
-        """503 at once when every slot is taken: before the body is read.
-
-        A full model refuses without reading and decoding a body (megabytes, seconds of
-        CPU) only to refuse it afterwards. The slot itself is taken once the body is in
-        (``admit``), so slow uploads never hold the model's slots.
-        """
+        """503 when every slot is taken (``admit`` asks before it takes one)."""
         if self.in_flight >= self.queue_size:
             raise Overloaded(f"{self.in_flight} requests are in flight for this model")
 
     def admit(self) -> None:
-        """Take one slot of ``--queue-size``, from decoding to the answer; ``leave`` frees it.
+        """Take one slot of ``--queue-size``, from the body's first byte to the answer.
+
+        ``leave`` frees it. Taken before the body is read: a full model refuses without
+        reading and decoding a body (megabytes, seconds of CPU), and bodies still
+        arriving count, so a model never has more than ``--queue-size`` bodies in memory
+        (a body too slow to arrive is cut by the rate floor, ``protocol``).
 
         Two calls rather than a context manager: this runs once per request, and a
         generator-based ``with`` costs more than the slot bookkeeping itself.

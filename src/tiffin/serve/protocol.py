@@ -13,7 +13,14 @@ requests). ``--max-body`` cannot help: the head is not the body. This protocol a
   arrive in one read, and be parsed whole before the raw count sees it);
 - a head deadline: a connection must finish each request head within the request
   timeout of its first byte (or of the connection, for a client that sends nothing);
-  past it, 408 and the connection is closed.
+  past it, 408 and the connection is closed;
+- a body rate floor: once its head is in, a body must arrive at ``min_body_rate``
+  bytes a second, after a grace of ``body_grace`` seconds (Apache's mod_reqtimeout
+  ``MinRate`` rule: by time t, ``(t - grace) * rate`` bytes); below it, 408 and the
+  connection is closed. A request holds a slot of its model's queue while its body
+  arrives, so a body sent a byte at a time must not hold it for the whole ``--timeout``.
+  The timer is only set when a body is still arriving at the end of a read: a request
+  that arrives whole costs one counter.
 
 These answers, and the 400 for a request httptools cannot parse (uvicorn's is plain
 text), are JSON ``{"error": ...}`` like every other. Without httptools, uvicorn
@@ -99,12 +106,17 @@ def _interim(data: bytes) -> bool:
 
 
 def bounded_protocol(
-    head_timeout: float, max_head: int = MAX_HEAD, direct: Router | None = None
+    head_timeout: float,
+    max_head: int = MAX_HEAD,
+    direct: Router | None = None,
+    min_body_rate: float = 0.0,
+    body_grace: float = 5.0,
 ) -> Any:
     """The protocol class for ``uvicorn.Config(http=...)``; ``"auto"`` without httptools.
 
     ``direct`` maps the path of a POST to the endpoint that answers it without ASGI
-    (``App.post_handler``), or to None for the ASGI app.
+    (``App.post_handler``), or to None for the ASGI app. ``min_body_rate`` (bytes a
+    second, 0: no floor) and ``body_grace`` (seconds) set the body rate floor.
     """
     try:
         from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -123,6 +135,9 @@ def bounded_protocol(
             self._oversized = False
             self._idle_timer: asyncio.TimerHandle | None = None
             self._idle_since: float | None = None  # since when the connection waits, idle
+            self._body_since: float | None = None  # when the body now arriving was due to begin
+            self._body_bytes = 0  # of the body now arriving
+            self._body_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -137,10 +152,16 @@ def bounded_protocol(
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
                 self._idle_timer = None
+            self._body_since = None
+            if self._body_timer is not None:
+                self._body_timer.cancel()
+                self._body_timer = None
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
+            if self._body_since is not None and self._body_timer is None:
+                self._body_timer = self.loop.call_at(self._body_since + body_grace, self._body_due)  # fmt: skip
             if not self._in_head or self.transport.is_closing():
                 return
             if self._head_began:  # part of this chunk may belong to the previous request
@@ -175,6 +196,8 @@ def bounded_protocol(
         def on_headers_complete(self) -> None:
             self._in_head = False
             self._disarm()
+            if min_body_rate > 0:
+                self._body_since, self._body_bytes = self.loop.time(), 0
             handler = self._direct_handler()
             if handler is not None:
                 self._start_direct(handler)
@@ -182,6 +205,33 @@ def bounded_protocol(
             super().on_headers_complete()
             if self.cycle is not None:
                 self.cycle.transport = OneWriteResponses(self.cycle.transport)  # type: ignore[assignment]  # duck-typed: delegates the rest
+
+        def on_body(self, body: bytes) -> None:
+            self._body_bytes += len(body)
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            self._body_since = None  # the timer, when it fires, finds no body due
+            super().on_message_complete()
+
+        def _body_due(self) -> None:
+            self._body_timer = None
+            if self._body_since is None or self.transport.is_closing():
+                return
+            due = self._body_since + body_grace + self._body_bytes / min_body_rate
+            now = self.loop.time()
+            if now < due:
+                self._body_timer = self.loop.call_at(due, self._body_due)
+                return
+            if self.cycle is not None and self.cycle.response_complete:
+                # answered already (a refusal that did not need the body): the rest
+                # would only be read and dropped
+                self.transport.close()
+                return
+            self._refuse(
+                408, f"the request body arrived slower than {min_body_rate:g} bytes a second "
+                f"({self._body_bytes} bytes in {now - self._body_since:.1f} s); send it at once",
+            )  # fmt: skip
 
         def on_response_complete(self) -> None:
             # a response with no body bytes (HEAD) ends without a body write

@@ -124,7 +124,10 @@ def _uvicorn_server(app: Any, config: ServeConfig, log_level: str) -> Any:
     uv_config = uvicorn.Config(
         app, log_level=log_level, lifespan="off", server_header=False,
         timeout_graceful_shutdown=int(config.timeout + 5),
-        http=bounded_protocol(head_timeout=config.timeout, direct=app.post_handler),
+        http=bounded_protocol(
+            head_timeout=config.timeout, direct=app.post_handler,
+            min_body_rate=config.min_body_rate, body_grace=config.body_grace,
+        ),
         access_log=access_log, proxy_headers=access_log,
     )  # fmt: skip
     return _Server(uv_config)
