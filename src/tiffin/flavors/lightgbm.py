@@ -180,7 +180,17 @@ class _Model:
 def load(ctx: LoadContext) -> Any:
     lgb = _lgb()
     path = ctx.file()
-    booster = _booster(lgb, path.read_text(encoding="utf-8"), str(path))
+    # The verified bytes as they are, without newline translation: what is checked is
+    # exactly what LightGBM reads.
+    try:
+        text = ctx.read_verified().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FlavorError(
+            f"the LightGBM model text is not UTF-8 (byte {exc.start})",
+            where=str(path),
+            fix="save the model again with LightGBM (Booster.save_model or model_to_string)",
+        ) from None
+    booster = _booster(lgb, text, str(path))
     classes = ctx.options.get("classes")
     categorical = [str(c) for c in ctx.options.get("categorical", [])]
     return _Model(booster, str(ctx.options.get("method", "predict")), classes, categorical)

@@ -10,7 +10,7 @@ manifest was re-sealed around such a text would crash or hang every process that
 it, a server included. No library validates the format, so this module does, by hand:
 the structure LightGBM's reader relies on, and every index a prediction follows.
 
-- the text is UTF-8 without NUL bytes; the header ends at the first ``Tree=`` line and
+- the text is UTF-8 without NUL bytes or carriage returns; the header ends at the first ``Tree=`` line and
   names ``max_feature_idx``, as many feature names and infos, and a positive
   ``num_class`` and ``num_tree_per_iteration`` that agree with each other and with the
   objective (LightGBM divides by one and sizes outputs by the other; the trees are
@@ -58,6 +58,11 @@ def check_model_text(text: str, where: str) -> None:
 def _check(data: bytes) -> None:
     if b"\x00" in data:
         raise _Malformed("it holds a NUL byte")
+    if b"\r" in data:
+        # LightGBM writes bare line feeds; a carriage return is refused here, in the
+        # bytes given, whatever newline translation reading the file may have done.
+        line = data.count(b"\n", 0, data.index(b"\r")) + 1
+        raise _Malformed(f"line {line} holds a carriage return")
     if not data.startswith(b"tree\n"):
         raise _Malformed("it does not start with a 'tree' line")
     first = data.find(b"\nTree=")
@@ -145,12 +150,12 @@ def _check_tree(block: bytes, index: int, max_feature: int) -> None:
         raise _Malformed(f"tree {index} does not start with 'Tree={index}'")
     body: list[bytes] = []
     for line in lines[1:]:
-        if not line.rstrip(b"\r"):
+        if not line:
             break  # LightGBM's tree reader stops at the first blank line
         body.append(line)
     if len(body) > _MAX_LINES_PER_TREE:
         raise _Malformed(f"tree {index} has {len(body)} lines")
-    if block[-2:] != b"\n\n" and block[-4:] != b"\r\n\r\n":
+    if block[-2:] != b"\n\n":
         raise _Malformed(f"tree {index} does not end with a blank line")
     tree = _fields(body, f"tree {index}")
     where = f"tree {index}"
@@ -249,7 +254,6 @@ def _check_tail(tail: bytes) -> None:
     if stop < 0:
         raise _Malformed("its 'parameters:' section has no 'end of parameters' line (is it cut short?)")  # fmt: skip
     for line in tail[start + len(b"\nparameters:\n") : stop].split(b"\n"):
-        line = line.rstrip(b"\r")
         if line and not _PARAMETER.fullmatch(line):
             raise _Malformed(f"a line of its parameters is not '[name: value]': {line[:40]!r}")
 
@@ -260,7 +264,6 @@ def _check_tail(tail: bytes) -> None:
 def _fields(lines: list[bytes], where: str = "the header") -> dict[bytes, bytes]:
     out: dict[bytes, bytes] = {}
     for line in lines:
-        line = line.rstrip(b"\r")
         if not line:
             continue
         key, sep, value = line.partition(b"=")

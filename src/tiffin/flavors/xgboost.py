@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import FlavorError
 from . import LoadContext, SaveContext, method_caller, mro_modules
+from .xgboost_check import check_model_bytes
 
 NAME = "xgboost"
 FRAMEWORKS = ("xgboost", "numpy", "scipy")
@@ -90,14 +91,18 @@ def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
             fix="use method='predict' (probabilities for a classification objective) or "
             "'predict_margin', or pack the XGBClassifier to get predict_proba",
         )
-    model.save_model(str(ctx.artifacts / "model.ubj"))
+    target = ctx.artifacts / "model.ubj"
+    model.save_model(str(target))
+    check_model_bytes(target.read_bytes(), FILE)  # refused now, not at every load
     return {"file": FILE, "format": "ubj", "wrapper": wrapper, "method": ctx.method}
 
 
 def _read_file(xgb: Any, path: Path) -> Any:
     """A model file as the object that wrote it: a wrapper if it records one, else a Booster."""
     # From the bytes, not the path: XGBoost guesses a file's format by its suffix.
-    raw = bytearray(path.read_bytes())
+    data = path.read_bytes()
+    check_model_bytes(data, str(path))  # XGBoost's reader crashes on what it cannot parse
+    raw = bytearray(data)
     booster = xgb.Booster()
     try:
         booster.load_model(raw)
@@ -133,20 +138,35 @@ class _BoosterModel:
         self.categorical = _categorical_features(booster)
 
     def predict(self, inputs: Any) -> Any:
-        if not isinstance(inputs, self.xgb.DMatrix):
-            inputs = _categorical_frame(inputs, self.categorical)
-            inputs = self.xgb.DMatrix(inputs, enable_categorical=bool(self.categorical))
-        return self.booster.predict(inputs, output_margin=self.margin)
+        try:
+            if not isinstance(inputs, self.xgb.DMatrix):
+                inputs = _categorical_frame(inputs, self.categorical)
+                inputs = self.xgb.DMatrix(inputs, enable_categorical=bool(self.categorical))
+            return self.booster.predict(inputs, output_margin=self.margin)
+        except (self.xgb.core.XGBoostError, ValueError) as exc:
+            raise _predict_error(exc) from None
 
 
 class _WrapperModel:
-    def __init__(self, model: Any, method: str) -> None:
-        self.model = model
+    def __init__(self, model: Any, xgb: Any, method: str) -> None:
+        self.model, self.xgb = model, xgb
         self.call = method_caller(model, method)
         self.categorical = _categorical_features(model.get_booster())
 
     def predict(self, inputs: Any) -> Any:
-        return self.call(_categorical_frame(inputs, self.categorical))
+        try:
+            return self.call(_categorical_frame(inputs, self.categorical))
+        except (self.xgb.core.XGBoostError, ValueError) as exc:
+            raise _predict_error(exc) from None
+
+
+def _predict_error(exc: Exception) -> FlavorError:
+    """XGBoost's refusal of an input the model does not fit (its features or their types)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return FlavorError(
+        f"XGBoost could not predict: {first}",
+        fix="check the input against the package's signature (tiffin inspect)",
+    )
 
 
 def _categorical_features(booster: Any) -> list[str]:
@@ -158,6 +178,10 @@ def _categorical_features(booster: Any) -> list[str]:
 def load(ctx: LoadContext) -> Any:
     xgb = _xgb()
     path = str(ctx.file())
+    # The verified bytes, checked, are what XGBoost reads: not the path, which could be
+    # swapped in between, and whose suffix XGBoost would trust over the content.
+    raw = ctx.read_verified()
+    check_model_bytes(raw, path)
     wrapper = ctx.options.get("wrapper")
     method = str(ctx.options.get("method", "predict"))
     if wrapper is not None and wrapper not in WRAPPERS:
@@ -173,10 +197,10 @@ def load(ctx: LoadContext) -> Any:
             import sklearn  # noqa: F401
 
             model = getattr(xgb, wrapper)()
-            model.load_model(path)
-            return _WrapperModel(model, method)
+            model.load_model(bytearray(raw))
+            return _WrapperModel(model, xgb, method)
         booster = xgb.Booster()
-        booster.load_model(path)
+        booster.load_model(bytearray(raw))
     except xgb.core.XGBoostError as exc:
         raise FlavorError(f"XGBoost could not load the model: {exc}", where=path) from None
     return _BoosterModel(booster, xgb, method)

@@ -1,0 +1,146 @@
+"""XGBoost JSON and UBJSON model files, mutated: refused or served, never a dead process.
+
+A multiclass classifier with a categorical (string) feature, saved by XGBoost in both
+formats, is mutated 1,000 times each: structural edits of the document (numbers, array
+entries, lengths, types, keys) and, for UBJSON, byte edits (markers, length fields,
+bits, cuts). Each mutant is loaded through the flavor and predicted in one long-lived
+worker; a signal is a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost as xgb
+
+from tests.security._mutation import mutate_bytes, mutate_document, run_campaign
+from tiffin.flavors.xgboost_check import parse_model
+
+MUTANTS = 1000
+OPTIONS = {"file": "artifacts/model.ubj", "wrapper": "XGBClassifier", "method": "predict_proba"}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    rng = np.random.default_rng(7)
+    n = 240
+    frame = pd.DataFrame(
+        {
+            "amount": rng.normal(size=n),
+            "city": pd.Categorical(rng.choice(["oslo", "lima", "pune", "kobe", "quito"], n)),
+            "items": rng.integers(0, 9, n).astype(float),
+        }
+    )
+    y = np.where(frame["city"].isin(["lima", "kobe"]), 2, (frame["amount"] > 0).astype(int))
+    clf = xgb.XGBClassifier(
+        n_estimators=3, max_depth=3, enable_categorical=True, max_cat_to_onehot=1
+    ).fit(frame, y)
+    folder = tmp_path_factory.mktemp("xgb")
+    clf.save_model(str(folder / "model.json"))
+    clf.save_model(str(folder / "model.ubj"))
+    rows = frame[:16]
+    inputs = {"kind": "frame", "columns": {c: rows[c].astype(object).tolist() for c in rows}}
+    return folder, inputs
+
+
+def _in_trees(path: tuple[Any, ...]) -> bool:
+    return "trees" in path or "tree_info" in path or "cats" in path or "learner_model_param" in path  # fmt: skip
+
+
+# -- UBJSON as XGBoost writes it ----------------------------------------------------
+
+_TYPED = {"float32": b"d", "int8": b"i", "uint8": b"U", "int32": b"l", "int64": b"L"}
+
+
+def _encode(doc: Any, out: bytearray, marks: list[int]) -> None:
+    marks.append(len(out))
+    if isinstance(doc, dict):
+        out += b"{"
+        for key, value in doc.items():
+            raw = key.encode()
+            marks.append(len(out))
+            out += b"L" + struct.pack(">q", len(raw)) + raw
+            _encode(value, out, marks)
+        out += b"}"
+    elif isinstance(doc, np.ndarray):
+        out += b"[$" + _TYPED[doc.dtype.name] + b"#"
+        marks.append(len(out))
+        out += b"L" + struct.pack(">q", len(doc)) + doc.astype(doc.dtype.newbyteorder(">")).tobytes()  # fmt: skip
+    elif isinstance(doc, list):
+        out += b"[#"
+        marks.append(len(out))
+        out += b"L" + struct.pack(">q", len(doc))
+        for value in doc:
+            _encode(value, out, marks)
+    elif isinstance(doc, str):
+        raw = doc.encode()
+        out += b"SL" + struct.pack(">q", len(raw)) + raw
+    elif isinstance(doc, bool):
+        out += b"T" if doc else b"F"
+    elif doc is None:
+        out += b"Z"
+    elif isinstance(doc, int):
+        for marker, fmt, bound in ((b"i", ">b", 1 << 7), (b"I", ">h", 1 << 15), (b"l", ">i", 1 << 31)):  # fmt: skip
+            if -bound < doc < bound - 1:
+                out += marker + struct.pack(fmt, doc)
+                return
+        out += b"L" + struct.pack(">q", doc & ((1 << 64) - 1) if doc >= 1 << 63 else max(doc, -(1 << 63)))  # fmt: skip
+    else:
+        out += b"d" + struct.pack(">f", float(doc) if abs(float(doc)) < 3.4e38 else float("inf"))
+
+
+def encode_ubj(doc: Any) -> tuple[bytes, list[int]]:
+    out: bytearray = bytearray()
+    marks: list[int] = []
+    _encode(doc, out, marks)
+    return bytes(out), marks
+
+
+def json_mutants(data: bytes, seed: int) -> list[bytes]:
+    doc = parse_model(data)
+    structural = [i for i, c in enumerate(data) if c in b'{}[],:"']
+    out = []
+    for i in range(MUTANTS):
+        rng = random.Random(seed * 100_003 + i)
+        if rng.random() < 0.8:
+            out.append(json.dumps(mutate_document(doc, rng, _in_trees)).encode())
+        else:
+            out.append(mutate_bytes(data, rng, structural))
+    return out
+
+
+def ubj_mutants(data: bytes, seed: int) -> list[bytes]:
+    doc = parse_model(data)
+    encoded, marks = encode_ubj(doc)
+    assert encoded == data  # the test's writer is XGBoost's, byte for byte
+    out = []
+    for i in range(MUTANTS):
+        rng = random.Random(seed * 100_003 + i)
+        if rng.random() < 0.5:
+            out.append(encode_ubj(mutate_document(doc, rng, _in_trees))[0])
+        else:
+            out.append(mutate_bytes(data, rng, marks))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["json", "ubj"])
+def test_mutants_are_refused_or_predict(
+    fmt: str, model: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    folder, inputs = model
+    data = (folder / f"model.{fmt}").read_bytes()
+    mutants = json_mutants(data, 20) if fmt == "json" else ubj_mutants(data, 21)
+    assert len(mutants) == MUTANTS and len(set(mutants)) > 0.9 * MUTANTS
+    assert mutants == (json_mutants(data, 20) if fmt == "json" else ubj_mutants(data, 21))
+    outcome = run_campaign("xgboost", tmp_path / "pkg", OPTIONS, inputs, [data, *mutants])
+    print(f"xgboost {fmt}: {dict(outcome.counts)} in {outcome.seconds:.1f} s")
+    assert outcome.crashes == [] and outcome.errors == []
+    assert outcome.counts["ok"] > 50  # the campaign reaches the parser and the predictor
+    assert outcome.counts["refused"] > 300
