@@ -102,7 +102,8 @@ class Server:
     def __init__(self, repository: Repository, config: ServeConfig) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.budget = Budget(config.max_buffered_bytes, self.metrics.buffered.set)
+        self.budget = Budget(config.max_buffered_bytes)
+        self.budget.report = self.metrics.buffered_bytes(lambda: self.budget.used)
         self.unknown = self.metrics.for_model("", "")
         threads = config.threads or max(2, os.cpu_count() or 2)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tiffin-predict")

@@ -35,7 +35,8 @@ class Budget:
     def __init__(self, limit: int, report: Callable[[int], None] | None = None) -> None:
         self.limit = limit
         self.used = 0
-        # called with ``used`` at most once per REPORT_EVERY (the metrics gauge)
+        # called with ``used`` at most once per REPORT_EVERY: the metrics gauge of a
+        # worker among several (one process alone reads ``used`` at each scrape)
         self.report = report
         self._due_on: asyncio.AbstractEventLoop | None = None
 
@@ -50,21 +51,20 @@ class Budget:
                 {"Retry-After": "1"},
             )
         self.used += size
-        self._changed()
+        if self.report is not None:
+            self._changed()
 
     def give(self, size: int) -> None:
         """Give back ``size`` bytes taken earlier."""
-        if size:
-            self.used -= size
+        self.used -= size
+        if self.report is not None:
             self._changed()
 
     def _changed(self) -> None:
-        if self.report is None:
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not served (a test, a script): report at once
-            self.report(self.used)
+            self._write()
             return
         if self._due_on is not loop:
             self._due_on = loop
