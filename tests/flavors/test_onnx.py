@@ -145,14 +145,17 @@ def test_reproducible_and_errors(tmp_path: Path) -> None:
         tiffin.load(tmp_path / "repro-a")
 
 
-def test_external_data_refused(tmp_path: Path) -> None:
+def test_external_data_beside_the_model_is_packed(tmp_path: Path) -> None:
+    """The refusals and the places a location can hide: tests/flavors/test_onnx_external.py."""
     model = linear_model()
+    x = np.random.default_rng(3).normal(size=(3, 4)).astype(np.float32)
+    expected = reference(model, x)
     src = tmp_path / "ext.onnx"
     onnx.save_model(model, str(src), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="ext.data", size_threshold=0)  # fmt: skip
-    x = np.ones((2, 4), np.float32)
-    with pytest.raises(tiffin.FlavorError, match="external data"):
-        tiffin.pack(src, tmp_path / "p", name="o", version="1", example=x)
+    pkg = tiffin.pack(src, tmp_path / "p", name="o", version="1", example=x)
+    assert (pkg.path / "artifacts/model.onnx.data").is_file()
+    np.testing.assert_allclose(fresh_predict(pkg.path, x, tmp_path), expected, rtol=1e-6)
 
 
 def test_cuda_device_runs_where_available(tmp_path: Path) -> None:

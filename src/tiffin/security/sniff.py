@@ -368,7 +368,11 @@ def _classify(data: bytes, name: str, depth: int, path: Path | None = None) -> V
     if media is not None:
         return Verdict(media, False, f"{media} data (no loader of it runs code)")
     if data[:1] == b"\x08" and name.endswith(".onnx"):
-        return Verdict("onnx", False, "ONNX protobuf")
+        return _onnx(path)
+    if data.startswith(b"tiffin-onnx-external-data\n"):
+        return Verdict(
+            "onnx-data", False, "ONNX external tensor data (raw numbers onnxruntime reads)"
+        )
     if _looks_like_text(data):
         return Verdict("text", False, "UTF-8 text")
     return Verdict(
@@ -376,6 +380,24 @@ def _classify(data: bytes, name: str, depth: int, path: Path | None = None) -> V
         True,
         "unrecognised binary format; cannot prove it carries no code (fails closed)",
     )
+
+
+_ONNX_FIX = (
+    "keep the model's external data in files beside it, named by relative paths "
+    "(tiffin pack gathers them into artifacts/model.onnx.data)"
+)
+
+
+def _onnx(path: Path | None) -> Verdict:
+    """An ONNX model names files for onnxruntime to open: each must stay beside it."""
+    if path is None:
+        return Verdict("onnx", False, "ONNX protobuf")
+    from ..flavors.onnx_external import model_problem
+
+    problem = model_problem(path)
+    if problem:
+        return Verdict("onnx", True, f"ONNX model whose external data cannot be trusted: {problem}")
+    return Verdict("onnx", False, "ONNX protobuf")
 
 
 def sniff(path: str | Path) -> Verdict:
@@ -407,5 +429,7 @@ def check_artifacts(root: Path, *, allow_pickle: bool) -> None:
             raise UnsafeArtifactError(
                 f"{rel} is {verdict.kind}: {verdict.detail}",
                 where=str(root),
-                fix="save it in a pickle-free format; only if you trust its source, pass allow_pickle=True",
+                fix=_ONNX_FIX
+                if verdict.kind == "onnx"
+                else "save it in a pickle-free format; only if you trust its source, pass allow_pickle=True",
             )
