@@ -14,6 +14,7 @@ Binary formats (.npy, Parquet) are typed already and go to the signature as they
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -174,24 +175,25 @@ def _json_to_kind(raw: Any, signature: Signature, path: Path) -> Any:
 
 
 def empty_output(signature: Signature) -> Any:
-    """The output for an input with no rows, from the signature's outputs.
+    """The output for an input with no rows: the Python API's answer, ``Signature.no_rows()``.
 
     Many models refuse an empty batch (scikit-learn needs one sample); an empty input
-    file still has a well-defined answer, an empty output with the declared columns.
+    file still has a well-defined answer, zero rows of each declared output, in the
+    output's kind (an array, a dict of arrays, a DataFrame). A ``strings`` output is an
+    empty text array rather than ``[]``: a list carries no dtype, and a file written from
+    it would hold a float column where the model answers text.
     """
-    outputs = signature.outputs
-    if not signature.batchable or not outputs or signature.output_kind == "dataframe":
+    if not signature.outputs or not signature.batchable:
         raise UsageError(
-            "the input has no rows", fix="give at least one row, or check the input file"
+            "the input has no rows, and the signature has "
+            + ("no outputs" if not signature.outputs else "no batch axis")
+            + " to shape an empty answer from",
+            where="--input",
+            fix="give at least one row, or check the input file",
         )
-
-    def empty(spec: TensorSpec) -> np.ndarray:
-        dtype = object if spec.dtype == "str" else np.dtype(spec.dtype)
-        return np.empty((0, *(max(d, 0) for d in spec.shape[1:])), dtype=dtype)
-
-    if signature.output_kind == "dict" or len(outputs) > 1:
-        return {s.name: empty(s) for s in outputs}
-    return empty(outputs[0])
+    if signature.output_kind == "strings":
+        return np.empty((0,), dtype=object)
+    return signature.no_rows()
 
 
 def batches(inputs: Any, size: int) -> Iterator[Any]:
@@ -273,17 +275,25 @@ def write_output(output: Any, path: Path | None, fmt: str | None = None) -> byte
     for name, arr in arrays.items():
         arr = np.asarray(arr)
         if arr.ndim <= 1:
-            cols[name] = arr
+            cols[name] = _column(arr)
         else:
             flat = arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:])))
             for j in range(flat.shape[1]):
-                cols[f"{name}_{j}"] = flat[:, j]
+                cols[f"{name}_{j}"] = _column(flat[:, j])
     frame = pd.DataFrame(cols)
     if fmt == "csv":
         _atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
     else:
         _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
     return None
+
+
+def _column(values: np.ndarray) -> Any:
+    # An empty object column has no values to tell its type by, and Parquet would store it
+    # as null; text is what an object or str output holds, so it is written as text.
+    if len(values) == 0 and values.dtype.kind in "OU":
+        return _pandas().array(values, dtype="string")
+    return values
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -295,7 +305,10 @@ def _atomic(path: Path, write: Any) -> None:
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}", where=str(path)) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        # A folder that cannot be written (or is a file) refuses the unlink too; the
+        # error that counts is the one above.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def _jsonable(arr: Any) -> Any:
