@@ -136,7 +136,7 @@ def _reseal_with(pkg: Path, text: str) -> None:
 
     from tiffin.integrity import index_files, read_manifest
 
-    (pkg / "artifacts" / "model.txt").write_text(text, encoding="utf-8")
+    (pkg / "artifacts" / "model.txt").write_bytes(text.encode("utf-8"))
     resealed = dataclasses.replace(read_manifest(pkg), files=index_files(pkg)).seal()
     (pkg / "tiffin.json").write_bytes(resealed.to_bytes())
 
@@ -238,3 +238,32 @@ def test_every_kind_of_booster_passes_the_check(tmp_path: Path) -> None:
     for name, booster in boosters.items():
         pkg = tiffin.pack(booster, tmp_path / name, name=name, version="1", example=X[:3])
         np.testing.assert_allclose(tiffin.load(pkg.path).predict(X), booster.predict(X), atol=1e-9)
+
+
+def test_carriage_returns_are_refused_in_the_bytes(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """The checker sees the bytes LightGBM reads: a carriage return inside a line (or a
+    CRLF line end) in a packaged model text is refused, however the file is read."""
+    from tiffin.flavors.lightgbm_text import check_model_text
+
+    X, _ = data
+    clf = lgb.LGBMClassifier(n_estimators=3, num_leaves=5, verbose=-1).fit(X, X[:, 0] > 0)
+    pkg = tiffin.pack(clf, tmp_path / "p", name="l", version="1", example=X[:3]).path
+    good = (pkg / "artifacts" / "model.txt").read_bytes().decode()
+    line = good[: good.index("num_leaves=")].count("\n") + 1
+    inside = good.replace("num_leaves=", "num_leaves=\r", 1)
+    with pytest.raises(tiffin.FlavorError, match=f"line {line} holds a carriage return"):
+        check_model_text(inside, "model.txt")
+    for text in (inside, good.replace("\n", "\r\n")):
+        _reseal_with(pkg, text)
+        with pytest.raises(tiffin.FlavorError, match="carriage return"):
+            tiffin.load(pkg)
+    # A file saved with CRLF line ends (a Windows checkout) packs as LightGBM's own text.
+    src = tmp_path / "windows.txt"
+    src.write_bytes(good.replace("\n", "\r\n").encode())
+    again = tiffin.pack(
+        src, tmp_path / "w", name="l", version="1", example=X[:3], flavor="lightgbm"
+    )
+    assert b"\r" not in (again.path / "artifacts" / "model.txt").read_bytes()
+    np.testing.assert_allclose(tiffin.load(again.path).predict(X), clf.predict_proba(X)[:, 1])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,9 @@ import xgboost as xgb
 import tiffin
 from tests.conftest import predict_in_fresh_process
 from tests.flavors._roundtrip import assert_reproducible, fresh_predict
+from tests.security._mutation import encode_ubj
 from tiffin.flavors import xgboost as flavor
+from tiffin.flavors.xgboost_check import parse_model
 
 
 @pytest.fixture
@@ -149,3 +152,154 @@ def test_signature_and_tamper(tmp_path: Path, data: tuple[np.ndarray, np.ndarray
     art.write_bytes(bytes(data_))
     with pytest.raises(tiffin.IntegrityError, match="artifacts/model.ubj"):
         tiffin.load(pkg.path)
+
+
+def _reseal_with(pkg: Path, data: bytes) -> None:
+    """Swap the model file and re-seal the manifest, as an attacker who can write would."""
+    import dataclasses
+
+    from tiffin.integrity import index_files, read_manifest
+
+    (pkg / "artifacts" / "model.ubj").write_bytes(data)
+    resealed = dataclasses.replace(read_manifest(pkg), files=index_files(pkg)).seal()
+    (pkg / "tiffin.json").write_bytes(resealed.to_bytes())
+
+
+def test_forged_model_files_are_refused_before_xgboost_reads_them(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """One edited field of a tree kills XGBoost's process at load or predict; a re-sealed
+    package with such a file must be a FlavorError naming the field, in JSON and UBJSON."""
+    X, y = data
+    clf = xgb.XGBClassifier(n_estimators=3, max_depth=3).fit(X, y)
+    pkg = tiffin.pack(clf, tmp_path / "p", name="x", version="1", example=X[:3]).path
+    clf.save_model(str(tmp_path / "good.json"))
+    good = json.loads((tmp_path / "good.json").read_text())
+    template = parse_model((pkg / "artifacts" / "model.ubj").read_bytes())
+    assert _ubj(good, template) == (pkg / "artifacts" / "model.ubj").read_bytes()
+
+    def edit(change: Any) -> dict[str, Any]:
+        doc = json.loads(json.dumps(good))
+        change(doc["learner"], doc["learner"]["gradient_booster"]["model"])
+        return doc
+
+    def tree(model: dict[str, Any], key: str, i: int, value: Any) -> None:
+        model["trees"][1][key][i] = value
+
+    cases: dict[str, tuple[Any, str]] = {
+        "child out of range": (
+            lambda lr, m: tree(m, "left_children", 0, 9999),
+            "tree 1 left_children",
+        ),
+        "child backwards (a cycle)": (
+            lambda lr, m: tree(m, "right_children", 0, 0),
+            "tree 1 right_children",
+        ),
+        "one child": (lambda lr, m: tree(m, "left_children", 0, -1), "one child"),
+        "feature out of range": (
+            lambda lr, m: tree(m, "split_indices", 0, 6),
+            "split_indices: feature 6",
+        ),
+        "parent out of range": (
+            lambda lr, m: tree(m, "parents", 1, 2147483647),
+            "tree 1 parents",
+        ),
+        "short array": (lambda lr, m: m["trees"][1]["sum_hessian"].pop(), "tree 1 sum_hessian"),
+        "tree_info group": (
+            lambda lr, m: m["tree_info"].__setitem__(2, 3),
+            "tree_info names output group 3",
+        ),
+        "tree_info length": (lambda lr, m: m["tree_info"].pop(), "tree_info has"),
+        "num_trees": (
+            lambda lr, m: m["gbtree_model_param"].__setitem__("num_trees", "99"),
+            "num_trees",
+        ),
+        "num_class": (
+            lambda lr, m: lr["learner_model_param"].__setitem__("num_class", "2"),
+            "3 values for 2 output groups",
+        ),
+        "base_score": (
+            lambda lr, m: lr["learner_model_param"].__setitem__("base_score", "[0.5,0.5]"),
+            "base_score",
+        ),
+        "iteration_indptr": (
+            lambda lr, m: m["iteration_indptr"].__setitem__(1, 7),
+            "iteration_indptr",
+        ),
+    }
+    for label, (change, message) in cases.items():
+        doc = edit(change)
+        for blob in (json.dumps(doc).encode(), _ubj(doc, template)):
+            _reseal_with(pkg, blob)
+            with pytest.raises(tiffin.FlavorError, match=message) as caught:
+                tiffin.load(pkg)
+            assert "malformed XGBoost model" in str(caught.value), label
+    src = tmp_path / "forged.json"
+    src.write_text(json.dumps(edit(cases["child out of range"][0])))
+    with pytest.raises(tiffin.FlavorError, match="left_children"):
+        tiffin.pack(src, tmp_path / "q", name="x", version="1", example=X[:3])
+    _reseal_with(pkg, (tmp_path / "good.json").read_bytes())
+    np.testing.assert_allclose(tiffin.load(pkg).predict(X), clf.predict(X))
+
+
+def _ubj(doc: Any, template: Any) -> bytes:
+    """A JSON document as XGBoost's UBJSON: arrays typed as in ``template`` (a UBJSON
+    model XGBoost wrote, parsed), values wrapped to the type as raw bytes would be."""
+
+    def typed(value: Any, like: Any) -> Any:
+        if isinstance(value, dict) and isinstance(like, dict):
+            return {k: typed(v, like.get(k)) for k, v in value.items()}
+        if isinstance(value, list) and isinstance(like, list):
+            return [typed(v, like[min(i, len(like) - 1)]) for i, v in enumerate(value)]
+        if isinstance(value, list) and isinstance(like, np.ndarray):
+            if like.dtype.kind == "f":
+                return np.asarray(value, dtype=like.dtype)
+            return np.asarray(value, dtype=np.int64).astype(like.dtype)
+        return value
+
+    return encode_ubj(typed(doc, template))[0]
+
+
+def test_every_kind_of_booster_passes_the_check(tmp_path: Path) -> None:
+    """DART, linear, random-forest (parallel trees), multiclass, ranking, count and
+    categorical boosters, in JSON and UBJSON, pass the check and predict as before;
+    vector-leaf trees, which it does not read, are refused at pack with a clear error."""
+    from tiffin.flavors.xgboost_check import check_model_bytes
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(120, 4)).astype(np.float32)
+    X[:, 3] = rng.integers(0, 6, 120)
+    labels = rng.integers(0, 3, 120)
+
+    def train(params: dict[str, Any], y: np.ndarray, rounds: int = 3, **kw: Any) -> Any:
+        dtrain = xgb.DMatrix(X, label=y, **kw)
+        depth = {} if params.get("booster") == "gblinear" else {"max_depth": 3}
+        return xgb.train({**depth, **params}, dtrain, rounds)
+
+    cat = {"feature_types": ["q", "q", "q", "c"], "enable_categorical": True}
+    boosters = {
+        "dart": train({"booster": "dart", "objective": "multi:softprob", "num_class": 3}, labels),
+        "linear": train(
+            {"booster": "gblinear", "objective": "multi:softprob", "num_class": 3}, labels
+        ),
+        "forest": train(
+            {"num_parallel_tree": 4, "subsample": 0.8, "objective": "binary:logistic"}, labels > 0
+        ),
+        "softmax": train({"objective": "multi:softmax", "num_class": 3}, labels),
+        "poisson": train({"objective": "count:poisson"}, labels),
+        "categorical": train(
+            {"max_cat_to_onehot": 1, "objective": "multi:softprob", "num_class": 3}, labels, **cat
+        ),
+        "two targets": train({"tree_method": "hist"}, np.column_stack([X[:, 0], X[:, 1]])),
+    }
+    for name, booster in boosters.items():
+        for fmt in ("json", "ubj"):
+            check_model_bytes(bytes(booster.save_raw(raw_format=fmt)), f"{name}.{fmt}")
+        example = X[:3]
+        dmatrix = xgb.DMatrix(X, **(cat if name == "categorical" else {}))
+        pkg = tiffin.pack(booster, tmp_path / name, name="x", version="1", example=example)
+        np.testing.assert_allclose(tiffin.load(pkg.path).predict(X), booster.predict(dmatrix))
+    vector = train({"tree_method": "hist", "multi_strategy": "multi_output_tree"}, X[:, :2])
+    with pytest.raises(tiffin.FlavorError, match="vector leaves"):
+        tiffin.pack(vector, tmp_path / "vector", name="x", version="1", example=X[:3])
+    assert not (tmp_path / "vector").exists()

@@ -265,6 +265,55 @@ def mutate_bytes(data: bytes, rng: random.Random, offsets: list[int]) -> bytes:
     return bytes(buf)
 
 
+# -- UBJSON as XGBoost writes it ----------------------------------------------------
+
+_TYPED = {"float32": b"d", "int8": b"i", "uint8": b"U", "int32": b"l", "int64": b"L"}
+
+
+def _encode(doc: Any, out: bytearray, marks: list[int]) -> None:
+    marks.append(len(out))
+    if isinstance(doc, dict):
+        out += b"{"
+        for key, value in doc.items():
+            raw = key.encode()
+            marks.append(len(out))
+            out += b"L" + struct.pack(">q", len(raw)) + raw
+            _encode(value, out, marks)
+        out += b"}"
+    elif isinstance(doc, np.ndarray):
+        out += b"[$" + _TYPED[doc.dtype.name] + b"#"
+        marks.append(len(out))
+        out += b"L" + struct.pack(">q", len(doc)) + doc.astype(doc.dtype.newbyteorder(">")).tobytes()  # fmt: skip
+    elif isinstance(doc, list):
+        out += b"[#"
+        marks.append(len(out))
+        out += b"L" + struct.pack(">q", len(doc))
+        for value in doc:
+            _encode(value, out, marks)
+    elif isinstance(doc, str):
+        raw = doc.encode()
+        out += b"SL" + struct.pack(">q", len(raw)) + raw
+    elif isinstance(doc, bool):
+        out += b"T" if doc else b"F"
+    elif doc is None:
+        out += b"Z"
+    elif isinstance(doc, int):
+        for marker, fmt, bound in ((b"i", ">b", 1 << 7), (b"I", ">h", 1 << 15), (b"l", ">i", 1 << 31)):  # fmt: skip
+            if -bound < doc < bound - 1:
+                out += marker + struct.pack(fmt, doc)
+                return
+        out += b"L" + struct.pack(">q", doc & ((1 << 64) - 1) if doc >= 1 << 63 else max(doc, -(1 << 63)))  # fmt: skip
+    else:
+        out += b"d" + struct.pack(">f", float(doc) if abs(float(doc)) < 3.4e38 else float("inf"))
+
+
+def encode_ubj(doc: Any) -> tuple[bytes, list[int]]:
+    out: bytearray = bytearray()
+    marks: list[int] = []
+    _encode(doc, out, marks)
+    return bytes(out), marks
+
+
 # -- the worker ----------------------------------------------------------------------
 
 
@@ -282,12 +331,15 @@ def _raw_runner(flavor: str, file: Path, inputs: Any) -> Callable[[], Any]:
         import xgboost as xgb
 
         if isinstance(inputs, pd.DataFrame):
-            inputs = inputs.apply(lambda c: pd.Categorical(c) if c.dtype == object else c)
+            inputs = inputs.copy()
+            for column in inputs.columns:
+                if not pd.api.types.is_numeric_dtype(inputs[column]):
+                    inputs[column] = pd.Categorical(inputs[column])
 
         def run() -> Any:
-            model = xgb.XGBClassifier()
-            model.load_model(bytearray(file.read_bytes()))
-            return model.predict_proba(inputs)
+            booster = xgb.Booster()
+            booster.load_model(bytearray(file.read_bytes()))
+            return booster.predict(xgb.DMatrix(inputs, enable_categorical=True))
 
         return run
     import lightgbm as lgb

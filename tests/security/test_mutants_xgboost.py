@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from tests.security._mutation import mutate_bytes, mutate_document, run_campaign
+from tests.security._mutation import encode_ubj, mutate_bytes, mutate_document, run_campaign
 from tiffin.flavors.xgboost_check import parse_model
 
 MUTANTS = 1000
@@ -52,55 +51,6 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any
 
 def _in_trees(path: tuple[Any, ...]) -> bool:
     return "trees" in path or "tree_info" in path or "cats" in path or "learner_model_param" in path  # fmt: skip
-
-
-# -- UBJSON as XGBoost writes it ----------------------------------------------------
-
-_TYPED = {"float32": b"d", "int8": b"i", "uint8": b"U", "int32": b"l", "int64": b"L"}
-
-
-def _encode(doc: Any, out: bytearray, marks: list[int]) -> None:
-    marks.append(len(out))
-    if isinstance(doc, dict):
-        out += b"{"
-        for key, value in doc.items():
-            raw = key.encode()
-            marks.append(len(out))
-            out += b"L" + struct.pack(">q", len(raw)) + raw
-            _encode(value, out, marks)
-        out += b"}"
-    elif isinstance(doc, np.ndarray):
-        out += b"[$" + _TYPED[doc.dtype.name] + b"#"
-        marks.append(len(out))
-        out += b"L" + struct.pack(">q", len(doc)) + doc.astype(doc.dtype.newbyteorder(">")).tobytes()  # fmt: skip
-    elif isinstance(doc, list):
-        out += b"[#"
-        marks.append(len(out))
-        out += b"L" + struct.pack(">q", len(doc))
-        for value in doc:
-            _encode(value, out, marks)
-    elif isinstance(doc, str):
-        raw = doc.encode()
-        out += b"SL" + struct.pack(">q", len(raw)) + raw
-    elif isinstance(doc, bool):
-        out += b"T" if doc else b"F"
-    elif doc is None:
-        out += b"Z"
-    elif isinstance(doc, int):
-        for marker, fmt, bound in ((b"i", ">b", 1 << 7), (b"I", ">h", 1 << 15), (b"l", ">i", 1 << 31)):  # fmt: skip
-            if -bound < doc < bound - 1:
-                out += marker + struct.pack(fmt, doc)
-                return
-        out += b"L" + struct.pack(">q", doc & ((1 << 64) - 1) if doc >= 1 << 63 else max(doc, -(1 << 63)))  # fmt: skip
-    else:
-        out += b"d" + struct.pack(">f", float(doc) if abs(float(doc)) < 3.4e38 else float("inf"))
-
-
-def encode_ubj(doc: Any) -> tuple[bytes, list[int]]:
-    out: bytearray = bytearray()
-    marks: list[int] = []
-    _encode(doc, out, marks)
-    return bytes(out), marks
 
 
 def json_mutants(data: bytes, seed: int) -> list[bytes]:
