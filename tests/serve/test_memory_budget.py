@@ -14,6 +14,8 @@ import gzip
 import json
 import select
 import socket
+import subprocess
+import sys
 import time
 import tracemalloc
 import zlib
@@ -406,3 +408,14 @@ def test_changes_are_reported_at_most_once_per_period() -> None:
 
     asyncio.run(main())
     assert seen == [10, 160]
+
+
+def test_the_cli_refuses_a_budget_below_the_body_limit() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tiffin.cli", "serve", "pkg", "--max-body", "100", "--max-buffered-bytes", "50"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (
+        proc.returncode == 2
+        and "--max-buffered-bytes 50 is less than --max-body 100" in proc.stderr
+    )

@@ -29,6 +29,9 @@ def test_paths_for_every_model_version(models: list[tiffin.Predictor]) -> None:
     single = openapi_document(models[:1], auth=True)
     assert "/invocations" in single["paths"] and single["security"] == [{"bearer": []}]
     assert single["paths"]["/v2/health/live"]["get"]["security"] == []  # probes stay open
+    assert "security" not in single["paths"]["/metrics"]["get"]  # its labels name the models
+    public = openapi_document(models[:1], auth=True, metrics_public=True)
+    assert public["paths"]["/metrics"]["get"]["security"] == []
 
 
 def test_request_schema_accepts_what_the_server_accepts(models: list[tiffin.Predictor]) -> None:

@@ -117,7 +117,9 @@ class Server:
             self.latest[name] = self.models[(name, best.version)]
         self.ready = True  # what readiness probes are told; false from SIGTERM on
         self.accepting = True  # whether inference is taken; false once the drain begins
-        self.openapi = openapi_document(repository, auth=bool(config.token))
+        self.openapi = openapi_document(
+            repository, auth=bool(config.token), metrics_public=config.metrics_public
+        )
 
     def model(self, name: str, version: str | None) -> Model:
         # Names are dictionary keys: "../x" or "%2e%2e" is a key that is not there, and no

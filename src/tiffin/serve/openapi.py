@@ -32,9 +32,10 @@ _INFER_ERRORS = {
     "400": "malformed request, or inputs that break the signature",
     "401": "missing or wrong bearer token",
     "404": "no such model or version",
+    "408": "the body arrived slower than --min-body-rate",
     "413": "body over the limit",
     "415": "unsupported Content-Type or Content-Encoding",
-    "503": "overloaded or shutting down (see Retry-After)",
+    "503": "overloaded, over the buffered-bytes budget, or shutting down (see Retry-After)",
     "504": "no answer within the timeout",
 }
 
@@ -147,14 +148,19 @@ def _simple(summary: str, *codes: str, secured: bool = False) -> dict[str, Any]:
     return op
 
 
-def openapi_document(models: Iterable[Predictor], *, auth: bool = False) -> dict[str, Any]:
-    """The whole document; ``auth`` adds the bearer scheme to the protected paths."""
+def openapi_document(
+    models: Iterable[Predictor], *, auth: bool = False, metrics_public: bool = False
+) -> dict[str, Any]:
+    """The whole document; ``auth`` adds the bearer scheme to the protected paths.
+
+    ``/metrics`` is one of them unless ``metrics_public`` (``--metrics-public``).
+    """
     models = list(models)
     paths: dict[str, Any] = {
         "/v2/health/live": {"get": _simple("liveness")},
         "/v2/health/ready": {"get": _simple("readiness (503 while shutting down)", "503")},
         "/v2": {"get": _simple("server metadata")},
-        "/metrics": {"get": _simple("Prometheus metrics")},
+        "/metrics": {"get": _simple("Prometheus metrics", "401", secured=not metrics_public)},
     }
     latest: dict[str, Predictor] = {}
     for p in models:
