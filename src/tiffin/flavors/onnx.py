@@ -194,11 +194,23 @@ def _unzip(proto: Any) -> dict[str, Any]:
         )
         info = helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", len(labels)])
         outputs[name].CopyFrom(info)
+        _import_default_domain(proto)
         mapped[name] = {
             "mapping": "ZipMap sequence of {label: probability} maps to float32 [n, n_classes]",
             "labels": labels,
         }
     return mapped
+
+
+def _import_default_domain(proto: Any) -> None:
+    """Identity lives in the default domain, which an ML-only graph (CatBoost's) does not
+    import: import the newest opset its IR version allows."""
+    from onnx import helper
+
+    if any(o.domain in ("", "ai.onnx") for o in proto.opset_import):
+        return
+    version = max(row[2] for row in helper.VERSION_TABLE if row[1] <= max(proto.ir_version, 3))
+    proto.opset_import.append(helper.make_opsetid("", version))
 
 
 class _Session:
