@@ -218,8 +218,14 @@ def bounded_protocol(
             self._body_timer = None
             if self._body_since is None or self.transport.is_closing():
                 return
-            due = self._body_since + body_grace + self._body_bytes / min_body_rate
             now = self.loop.time()
+            if self.flow.read_paused:
+                # the server stopped reading (a request pipelined behind a running one,
+                # or a body not yet taken): not the client's fault; the clock restarts
+                self._body_since, self._body_bytes = now, 0
+                self._body_timer = self.loop.call_at(now + body_grace, self._body_due)
+                return
+            due = self._body_since + body_grace + self._body_bytes / min_body_rate
             if now < due:
                 self._body_timer = self.loop.call_at(due, self._body_due)
                 return
