@@ -13,7 +13,7 @@ document and ``/metrics`` (its labels name every model and version) need
 ready) and server metadata stay open for probes. ``--metrics-public`` opens ``/metrics``
 again for scrapers that cannot send a token.
 
-Memory: a request takes a slot of its model's ``--queue-size`` from its first body byte
+Memory: a request takes a slot of its model's ``--queue-size`` from the end of its head
 to its answer, and every body byte held counts against one process-wide ``Budget``
 (``--max-buffered-bytes``); see ``budget``.
 """

@@ -116,7 +116,7 @@ class Model:
             raise Overloaded(f"{self.in_flight} requests are in flight for this model")
 
     def admit(self) -> None:
-        """Take one slot of ``--queue-size``, from the body's first byte to the answer.
+        """Take one slot of ``--queue-size``, from the end of the head to the answer.
 
         ``leave`` frees it. Taken before the body is read: a full model refuses without
         reading and decoding a body (megabytes, seconds of CPU), and bodies still
