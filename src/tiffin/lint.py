@@ -20,11 +20,12 @@ import re
 import sys
 import zipfile
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from . import layout
+from .env.lock import UNHASHED_HEADER
+from .env.pins import top_level_owners
 from .errors import PackageNotFoundError, VerificationError
 
 TRAINING_ONLY = frozenset({
@@ -100,7 +101,7 @@ class Finding:
 
 def _module_owners() -> dict[str, set[str]]:
     owners: dict[str, set[str]] = {}
-    for top, dists in metadata.packages_distributions().items():
+    for top, dists in top_level_owners().items():
         for d in dists:
             owners.setdefault(re.sub(r"[-_.]+", "-", d).lower(), set()).add(top)
     return owners
@@ -452,8 +453,6 @@ def check_example(root: Path) -> list[Finding]:
 
 
 def check_lock(root: Path) -> list[Finding]:
-    from .env.lock import UNHASHED_HEADER
-
     path = root / layout.LOCK
     try:
         with open(path, encoding="utf-8") as fh:

@@ -14,7 +14,9 @@ import pytest
 
 import tiffin
 from tests.env.conftest import pack_custom
-from tiffin.env.capture import Trace, accelerator_of, infer_requirements, merge_requirements
+from tiffin.env.capture import infer_requirements, merge_requirements
+from tiffin.env.pins import accelerator_of
+from tiffin.env.trace import Trace
 
 pytestmark = pytest.mark.slow
 
@@ -352,7 +354,7 @@ def test_hand_called_dunder_import_and_a_code_package(tmp_path: Path) -> None:
 
 
 def test_a_hanging_trace_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tiffin.env import capture
+    from tiffin.env import trace
 
     src = tmp_path / "slow.py"
     src.write_text(textwrap.dedent("""
@@ -367,7 +369,7 @@ def test_a_hanging_trace_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
             def predict(self, inputs):
                 return np.asarray(inputs, dtype=np.float64)
     """))  # fmt: skip
-    monkeypatch.setattr(capture, "TRACE_TIMEOUT", 2)
+    monkeypatch.setattr(trace, "TRACE_TIMEOUT", 2)
     with pytest.raises(tiffin.EnvironmentBuildError, match="did not finish within 2 s"):
         tiffin.pack(f"{src}:Slow", tmp_path / "p", name="s", version="1", example=np.ones((1, 2)))
     assert not (tmp_path / "p").exists()

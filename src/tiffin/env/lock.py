@@ -28,13 +28,14 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
-from importlib import metadata
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from .. import layout
 from ..errors import EnvironmentBuildError, UsageError
+from .pins import accelerator_of, installed_pins, requirement_name
 
 _PLATFORMS = {
     "linux/x86_64": "x86_64-unknown-linux-gnu",
@@ -222,46 +223,12 @@ def installed_closure(requirements: Sequence[str], reason: str = "") -> str:
     return text
 
 
-def installed_pins(requirements: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    """Installed versions of the requirements' closure, and the requirements not installed
-    as written (absent, or pinned to another version)."""
-    from .capture import requirement_name
-
-    pins: dict[str, str] = {}
-    missing: list[str] = []
-    todo = [(requirement_name(r), r) for r in requirements]
-    while todo:
-        name, original = todo.pop()
-        if name in pins:
-            continue
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            if original:
-                missing.append(original)
-            continue
-        wanted = re.search(r"===?\s*([^\s;,]+)", original)
-        if wanted and wanted.group(1) != dist.version:
-            missing.append(original)  # pinned to a version other than the installed one
-            continue
-        pins[name] = dist.version
-        for req in dist.requires or []:
-            if re.search(r"extra\s*==", req):
-                continue
-            m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
-            if m:
-                todo.append((re.sub(r"[-_.]+", "-", m.group(1)).lower(), ""))
-    return pins, missing
-
-
 def accelerator_indexes(requirements: Sequence[str]) -> list[str]:
     """The index of a local-label pin (``torch==2.13.0+cpu``: the PyTorch CPU index), if any.
 
     Passed as one more ``--extra-index-url`` through :func:`pip_index_args`, which sets
     the index strategy once (uv refuses the option twice).
     """
-    from .capture import accelerator_of
-
     acc = accelerator_of(requirements)
     if acc and acc.get("index") and "+" in str(acc.get("package", "")):
         return [str(acc["index"])]
@@ -285,8 +252,6 @@ def gpu_only_packages(requirements: Sequence[str], text: str) -> list[str]:
     A CUDA library the user requires directly, or any package with a CUDA accelerator
     (a ``+cu128`` or PyPI Linux torch), keeps them all.
     """
-    from .capture import accelerator_of, requirement_name
-
     acc = accelerator_of(requirements)
     if acc is not None and acc.get("kind") != "cpu":
         return []
@@ -296,9 +261,18 @@ def gpu_only_packages(requirements: Sequence[str], text: str) -> list[str]:
 
 
 def lock_text(
-    requirements: Sequence[str], *, python: str, platform: str
+    requirements: Sequence[str],
+    *,
+    python: str,
+    platform: str,
+    say: Callable[[str], Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The lock's text and its description for the manifest (``status``, ``hashed``...)."""
+    """The lock's text and its description for the manifest (``status``, ``hashed``...).
+
+    Warnings go to ``say`` (a lock made ahead of time keeps them until it is used),
+    by default to stderr.
+    """
+    say = say or sys.stderr.write
     try:
         extra: list[str] = []
         try:
@@ -316,7 +290,7 @@ def lock_text(
                 omit=cuda,
             )  # fmt: skip
             info["omitted"] = cuda
-            sys.stderr.write(
+            say(
                 f"tiffin: the lock leaves out {', '.join(cuda)}: CUDA libraries that a "
                 "dependency declares for GPU use, and this package is for the CPU (require "
                 "them directly to keep them)\n"
@@ -345,7 +319,7 @@ def lock_text(
                 if not here
                 else "check the pins, and that the package index carries them for this target",
             ) from None  # fmt: skip
-        sys.stderr.write(
+        say(
             f"tiffin: warning: uv could not lock the requirements ({kind}: {short}); "
             "writing the UNHASHED closure of the installed packages instead\n"
         )
@@ -354,6 +328,33 @@ def lock_text(
     info["sha256"] = hashlib.sha256(text.encode()).hexdigest()
     info["python"], info["platform"] = python, platform
     return text, info
+
+
+class LockAhead:
+    """A lock computed in a thread for a guess of the requirements, while capture runs.
+
+    Locking asks the indexes (seconds) and does not depend on the trace, only on its
+    outcome; for most models the outcome is the guess (the flavor's frameworks).
+    """
+
+    def __init__(self, requirements: Sequence[str], *, python: str, platform: str) -> None:
+        self.requirements = sorted(requirements)
+        self._notes: list[str] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tiffin-lock")
+        self._future = self._pool.submit(
+            lock_text, self.requirements, python=python, platform=platform, say=self._notes.append
+        )
+        # The thread is not waited on when the guess was wrong: uv finishes on its own.
+        self._pool.shutdown(wait=False)
+
+    def result_for(self, requirements: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
+        """The lock if it was made for ``requirements`` (its error, if it failed), else None."""
+        if sorted(requirements) != self.requirements:
+            return None
+        made = self._future.result()
+        for note in self._notes:
+            sys.stderr.write(note)
+        return made
 
 
 def _uv_offline() -> bool:
@@ -397,10 +398,20 @@ def check_target(python: str | None, platform: str | None) -> None:
 
 
 def write_lock(
-    root: Path, requirements: Sequence[str], *, python: str, platform: str
+    root: Path,
+    requirements: Sequence[str],
+    *,
+    python: str,
+    platform: str,
+    ahead: LockAhead | None = None,
 ) -> dict[str, Any]:
-    """Write env/requirements.lock under ``root`` and describe it for the manifest."""
-    text, info = lock_text(requirements, python=python, platform=platform)
+    """Write env/requirements.lock under ``root`` and describe it for the manifest.
+
+    ``ahead``: a lock started before the requirements were known, used when it was made
+    for exactly these.
+    """
+    made = ahead.result_for(requirements) if ahead is not None else None
+    text, info = made or lock_text(requirements, python=python, platform=platform)
     path = root / layout.LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -11,18 +11,28 @@ load and predict again in a fresh process with those modules made unimportable (
 same bytes on its example, they were probes; if not, each is tried alone (up to
 :data:`MAX_ALONE`; beyond that they are kept, erring on the side of an environment that
 works) and the ones it cannot do without become requirements.
+
+Those trials cost a fresh interpreter each, after the trace. Most models need nothing a
+library imported, so a guess of the final environment is tried *alongside* the trace
+(:class:`FinalEnvironmentTrial`): load and predict with only the flavor's frameworks,
+what they depend on and tiffin importable. When the trace then finds no requirement
+outside that guess and the guess gave the same output, the guess was the environment
+the lock will build, the proof is the same, and no trial is left to run.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import EnvironmentBuildError
-
-if TYPE_CHECKING:
-    from .capture import Inferred, Trace
+from .pins import canonical, installed_pins, top_level_owners
+from .trace import Inferred, Trace, finish_trace, start_trace, trace_imports
 
 MAX_ALONE = 8
 _IMPORTER = re.compile(r"\(imported by ([^)\s]+)\)")
@@ -41,8 +51,6 @@ def confirm_probes(
 
     Returns distribution -> the imports (``"pyarrow (imported by pandas.io...)"``).
     """
-    from .lock import installed_pins
-
     covered = set(installed_pins(found.pins)[0])
     suspects = {d: m for d, m in found.library_imports.items() if d not in covered}
     if not suspects:
@@ -82,10 +90,86 @@ def _same_without(
     allow_pickle: bool,
 ) -> bool:
     """Do load and predict give the same output with ``blocked`` unimportable?"""
-    from .capture import trace_imports
-
     try:
         again = trace_imports(root, flavor, options, blocked, allow_pickle=allow_pickle)
     except EnvironmentBuildError:
         return False
     return again.output == trace.output
+
+
+class FinalEnvironmentTrial:
+    """Load and predict, alongside the trace, with only a guessed final environment importable.
+
+    ``allowed`` is the guess: distribution names (canonical) whose modules stay
+    importable; every other installed distribution's top-level modules are blocked.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        flavor: str,
+        options: dict[str, Any],
+        allowed: set[str],
+        *,
+        allow_pickle: bool = False,
+    ) -> None:
+        self.root = root
+        self.allowed = allowed
+        blocked = _modules_outside(allowed | {"tiffin"})
+        self.proc: subprocess.Popen[str] | None = start_trace(
+            root, flavor, options, blocked, allow_pickle=allow_pickle
+        )
+
+    @classmethod
+    def start(
+        cls,
+        root: Path,
+        flavor: str,
+        options: dict[str, Any],
+        frameworks: Iterable[str],
+        *,
+        allow_pickle: bool = False,
+    ) -> FinalEnvironmentTrial | None:
+        """The trial for a flavor's frameworks, or None where it cannot pay.
+
+        It cannot with one CPU (it would only take turns with the trace), nor for a
+        flavor that names no framework (custom, pickle: their needs are anyone's guess).
+        """
+        affinity = getattr(os, "sched_getaffinity", None)
+        if (len(affinity(0)) if affinity else os.cpu_count() or 1) < 2:
+            return None
+        wanted = [f for f in frameworks if canonical(f) != "numpy"]
+        if not wanted:
+            return None
+        allowed = set(installed_pins([*wanted, "numpy"])[0])
+        return cls(root, flavor, options, allowed, allow_pickle=allow_pickle)
+
+    def settles(self, trace: Trace, found: Inferred) -> bool:
+        """Did the guess prove what the probe trials would: the lock's environment suffices?
+
+        True when the trial gave the trace's output and everything it could import is in
+        the closure of the requirements found (so the lock builds no less than it had).
+        """
+        if self.proc is None:
+            return False
+        proc, self.proc = self.proc, None
+        try:
+            again = finish_trace(proc, self.root)
+        except EnvironmentBuildError:
+            return False
+        return again.output == trace.output and self.allowed <= set(installed_pins(found.pins)[0])
+
+    def cancel(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.communicate()
+            self.proc = None
+
+
+def _modules_outside(allowed: set[str]) -> list[str]:
+    """Installed top-level modules none of whose distributions is ``allowed``."""
+    return sorted(
+        top
+        for top, dists in top_level_owners().items()
+        if top not in sys.stdlib_module_names and not any(canonical(d) in allowed for d in dists)
+    )
