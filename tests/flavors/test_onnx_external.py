@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -325,6 +326,7 @@ def test_walker_fails_closed() -> None:
     t.external_data.add(key="location", value="ok.bin")
     t.external_data.add(key="location", value="/etc/passwd")
     t.external_data.add(key="offset", value="-4")
+    t.external_data.add(key="length", value="9" * 5000)  # past int()'s digit limit
     refs = ext.external_refs(helper.make_model(helper.make_graph([], "g", [], [], initializer=[t])).SerializeToString())  # fmt: skip
     assert [ext.location_problem(r) is None for r in refs] == [False, False]
 
@@ -337,11 +339,17 @@ def test_walker_on_damaged_models_raises_only_proto_errors(data: st.DataObject) 
         i = data.draw(st.integers(0, len(raw) - 1))
         raw[i] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(1, len(raw)))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        path.write_bytes(bytes(raw[:cut]))
+        problem = ext.model_problem(path)  # the sniffer's view: a verdict, never a crash
     try:
         refs = ext.external_refs(bytes(raw[:cut]))
     except ext.ProtoError:
+        assert problem and "not a readable ONNX protobuf" in problem
         return
     assert all(isinstance(r.where, str) for r in refs)
+    assert (problem is None) == (not refs)  # nothing external is written beside it
 
 
 def test_data_file_sniffs_as_tensor_data(tmp_path: Path) -> None:

@@ -234,7 +234,7 @@ def location_problem(ref: ExternalRef) -> str | None:
             "(no '..', no absolute path, no backslash) beside the model"
         )
     for key, value in (("offset", ref.offset), ("length", ref.length)):
-        if value is not None and not (value.isascii() and value.isdigit()):
+        if value is not None and not (value.isascii() and value.isdigit() and len(value) < 20):
             return f"has {key} {value!r}, not a non-negative integer"
     return None
 
