@@ -303,3 +303,48 @@ def test_every_kind_of_booster_passes_the_check(tmp_path: Path) -> None:
     with pytest.raises(tiffin.FlavorError, match="vector leaves"):
         tiffin.pack(vector, tmp_path / "vector", name="x", version="1", example=X[:3])
     assert not (tmp_path / "vector").exists()
+
+
+def test_ubjson_reader_bounds(tmp_path: Path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    """Lengths and counts XGBoost's reader would trust (a copy past the end, an array
+    sized by a forged count) are refused by tiffin's own reader, which never reads past
+    the bytes it has."""
+    import struct
+
+    from tiffin.flavors.xgboost_check import check_model_bytes
+
+    X, y = data
+    clf = xgb.XGBClassifier(n_estimators=2, max_depth=2).fit(X, y)
+    good = bytes(clf.get_booster().save_raw(raw_format="ubj"))
+    check_model_bytes(good, "good.ubj")
+    key = good.index(b"learner") - 9  # the first key's 'L' and int64 length
+    typed = good.index(b"[$l#L") + 5  # a typed int32 array's int64 count
+    big = struct.pack(">q", 1 << 60)
+    cases = {
+        "a key's length past the end": (
+            good[: key + 1] + big + good[key + 9 :],
+            "runs past the end",
+        ),
+        "a negative key length": (
+            good[: key + 1] + struct.pack(">q", -5) + good[key + 9 :],
+            "runs past the end",
+        ),
+        "a typed count past the end": (good[:typed] + big + good[typed + 8 :], "runs past the end"),
+        "a length marker that is not L": (good[:key] + b"l" + good[key + 1 :], "not marked 'L'"),
+        "cut short": (good[: len(good) // 2], "past the end|cut short"),
+        "trailing bytes": (good + b"Z", "follow the document"),
+        "deep nesting": (
+            b"{L" + struct.pack(">q", 1) + b"a" + b"[" * 100 + b"]" * 100 + b"}",
+            "nests deeper",
+        ),
+        "a repeated key": (
+            b"{L" + struct.pack(">q", 1) + b"aZL" + struct.pack(">q", 1) + b"aZ}",
+            "twice",
+        ),
+        "float64": (b"{L" + struct.pack(">q", 1) + b"aD" + bytes(8) + b"}", "unsupported marker"),
+        "a JSON repeated key": (b'{"learner": {}, "learner": {}}', "twice"),
+        "neither format": (b"{1}", "neither"),
+    }
+    for label, (blob, message) in cases.items():
+        with pytest.raises(tiffin.FlavorError, match=message):
+            check_model_bytes(blob, label)

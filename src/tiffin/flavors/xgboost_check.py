@@ -13,8 +13,9 @@ refuses what XGBoost's own writer would never produce:
   as XGBoost decides it; every length and count fits in the bytes left, nesting stays
   shallow, no key is given twice (XGBoost keeps the first, JSON readers the last), and
   nothing follows the document;
-- ``learner_model_param``: ``num_feature``, ``num_class`` and ``num_target`` are
-  decimal integers in range, ``base_score`` holds one value or one per output group;
+- ``learner_model_param``: ``num_feature`` (at most 2**20, as the predictor's memory
+  grows with it), ``num_class`` and ``num_target`` are decimal integers in range,
+  ``base_score`` holds one value or one per output group;
   feature names and types, when given, are one per feature;
 - a multiclass objective's ``num_class`` is the learner's;
 - ``gbtree`` (and ``dart``'s inner one): ``num_trees`` trees, ``tree_info`` one output
@@ -28,7 +29,8 @@ refuses what XGBoost's own writer would never produce:
   ``num_deleted`` counts; inner nodes split on a feature below ``num_feature``;
   categorical splits are exactly the nodes ``categories_nodes`` lists, with contiguous,
   non-empty ``categories_segments``/``categories_sizes`` over ``categories``, each
-  category a small non-negative integer;
+  category a non-negative integer below 2**24 and the bitsets XGBoost builds from them
+  at most 256 MB in all;
 - the categorical re-coder (``cats``): one encoding and segment per feature, segments
   rising from 0, ``sorted_idx`` a permutation within each segment, string categories
   as offsets into their bytes.
@@ -50,10 +52,14 @@ import numpy as np
 from ..errors import FlavorError
 
 _MAX_DEPTH = 32  # XGBoost's documents nest about 6 deep
-_MAX_FEATURES = 1 << 24  # the predictor allocates a dense row of num_feature per thread
+# XGBoost's predictor holds a dense block of rows num_feature wide per thread: measured
+# with two threads, about 0.5 GB at 2**20 features and 8.4 GB at 2**24 (a forged
+# num_feature is a memory bomb).
+_MAX_FEATURES = 1 << 20
 _MAX_GROUPS = 1 << 16
 _MAX_TREES = 1 << 22
 _MAX_CATEGORY = 1 << 24  # a split's bitset is sized by its largest category
+_MAX_BITSET_BYTES = 1 << 28  # all splits' bitsets together
 _ROOT_PARENTS = (-1, 2147483647)  # kInvalidNodeId, as written with and without its mask
 _FEATURE_TYPES = frozenset({"float", "int", "i", "q", "c"})
 
@@ -307,12 +313,16 @@ def _check_gbtree(model: Any, num_feature: int, groups: int, where: str) -> int:
             raise _Malformed(f"iteration_indptr does not rise from 0 to num_trees = {num_trees}")
     if "cats" in model:
         _check_cats(model["cats"], num_feature)
+    bitsets = 0
     for index, tree in enumerate(trees):
-        _check_tree(tree, index, num_feature)
+        bitsets += _check_tree(tree, index, num_feature)
+        if bitsets > _MAX_BITSET_BYTES:
+            raise _Malformed(f"tree {index}: the categorical splits' category sets take over {_MAX_BITSET_BYTES >> 20} MB")  # fmt: skip
     return num_trees
 
 
-def _check_tree(tree: Any, index: int, num_feature: int) -> None:
+def _check_tree(tree: Any, index: int, num_feature: int) -> int:
+    """Check one tree; return the bytes its categorical splits' bitsets will take."""
     where = f"tree {index}"
     tree = _obj(tree, where)
     tree_id = tree.get("id")
@@ -374,10 +384,11 @@ def _check_tree(tree: Any, index: int, num_feature: int) -> None:
     if len(split) and (split.min() < 0 or split.max() >= num_feature):
         raise _Malformed(f"{where} split_indices: feature {_outside(split, 0, num_feature)}; num_feature is {num_feature}")  # fmt: skip
     if "split_type" in tree:
-        _check_categorical(tree, ints("split_type"), leaf, where)
+        return _check_categorical(tree, ints("split_type"), leaf, where)
+    return 0
 
 
-def _check_categorical(tree: dict[str, Any], split_type: np.ndarray, leaf: np.ndarray, where: str) -> None:  # fmt: skip
+def _check_categorical(tree: dict[str, Any], split_type: np.ndarray, leaf: np.ndarray, where: str) -> int:  # fmt: skip
     if bool(np.any((split_type != 0) & (split_type != 1))):
         raise _Malformed(f"{where} split_type holds a value other than 0 and 1")
     cat_nodes = np.flatnonzero(split_type == 1)
@@ -398,6 +409,10 @@ def _check_categorical(tree: dict[str, Any], split_type: np.ndarray, leaf: np.nd
         raise _Malformed(f"{where}: categories_segments do not cut categories ({len(categories)}) into consecutive pieces of categories_sizes")  # fmt: skip
     if len(categories) and (categories.min() < 0 or categories.max() >= _MAX_CATEGORY):
         raise _Malformed(f"{where} categories: category {_outside(categories, 0, _MAX_CATEGORY)} is out of range")  # fmt: skip
+    if not len(sizes):
+        return 0
+    largest = np.maximum.reduceat(categories, segments)  # one bit per category up to it
+    return int(((largest // 32 + 1) * 4).sum())
 
 
 def _check_cats(cats: Any, num_feature: int) -> None:
