@@ -272,3 +272,144 @@ def test_inspect_why_shows_your_changes_and_the_lock(
     assert proc.returncode == 0, proc.stderr
     assert "added by you: packaging" in proc.stdout
     assert "lock: none (packed with TIFFIN_ENV_CAPTURE=off" in proc.stdout  # as the tests pack
+
+
+KINDS_MODEL = """
+import numpy as np
+import pandas as pd
+
+
+class Tensor:
+    def load(self, context):
+        pass
+
+    def predict(self, inputs):
+        # Any width in, three columns out: the output's shape does not follow the input's.
+        x = np.asarray(inputs, dtype=np.float64)
+        return (x.sum(axis=1, keepdims=True) * [1, 2, 3]).astype(np.float32)
+
+
+class Frame(Tensor):
+    def predict(self, inputs):
+        x = np.asarray(inputs, dtype=np.float64)
+        return pd.DataFrame({"label": [f"r{v:.0f}" for v in x[:, 0]], "n": x[:, 1].astype(np.int64)})
+
+
+class Dict(Tensor):
+    def predict(self, inputs):
+        x = np.asarray(inputs, dtype=np.float64)
+        return {"label": np.array([f"r{v:.0f}" for v in x[:, 0]], dtype=object),
+                "score": x[:, :2].astype(np.float32)}
+
+
+class Strings(Tensor):
+    def predict(self, inputs):
+        return [f"r{v:.0f}" for v in np.asarray(inputs, dtype=np.float64)[:, 0]]
+"""
+
+
+@pytest.fixture
+def kinds_model(tmp_path: Path) -> str:
+    (tmp_path / "kinds.py").write_text(KINDS_MODEL)
+    np.save(tmp_path / "example.npy", np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
+    return f"{tmp_path / 'kinds.py'}"
+
+
+def test_pack_dynamic_axes(tmp_path: Path, kinds_model: str) -> None:
+    out = tmp_path / "p"
+    proc = tiffin("pack", f"{kinds_model}:Tensor", str(out), "--name", "kinds", "--version", "1",
+                  "--example", str(tmp_path / "example.npy"),
+                  "--dynamic-axes", "input=1", "--dynamic-axes", "output=1,0")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    schema = json.loads((out / "schema.json").read_text())
+    assert schema["inputs"][0]["shape"] == [-1, -1]
+    assert schema["outputs"][0]["shape"] == [-1, -1]
+    np.save(tmp_path / "wide.npy", np.ones((2, 7)))
+    proc = tiffin("predict", str(out), "-i", str(tmp_path / "wide.npy"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [[7.0, 14.0, 21.0]] * 2
+
+
+@pytest.mark.parametrize(
+    ("value", "code", "message"),
+    [
+        ("input=one", 2, "is not NAME=AXIS[,AXIS]"),
+        ("tokens=1", 6, "names 'tokens', which is no input or output"),
+        ("input=2", 6, "'input' has no axis 2"),
+    ],
+)
+def test_pack_dynamic_axes_bad_values(
+    tmp_path: Path, kinds_model: str, value: str, code: int, message: str
+) -> None:
+    out = tmp_path / "p"
+    proc = tiffin("pack", f"{kinds_model}:Tensor", str(out), "--name", "kinds", "--version", "1",
+                  "--example", str(tmp_path / "example.npy"), "--dynamic-axes", value)  # fmt: skip
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["input", "=1", "input=", "input=1,,2", "input=1.5", "x=--1"])
+def test_dynamic_axes_option_syntax(value: str) -> None:
+    from tiffin.cli.pack_cmd import _dynamic_axes
+    from tiffin.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"is not NAME=AXIS\[,AXIS\]") as info:
+        _dynamic_axes((value,))
+    assert info.value.where == "--dynamic-axes"
+    assert _dynamic_axes(("a=1", " a = 2,1 ", "b=-1")) == {"a": [1, 2], "b": [-1]}
+
+
+@pytest.mark.parametrize(
+    ("cls", "fmt"),
+    [
+        ("Tensor", "npy"),
+        ("Frame", "parquet"),
+        ("Frame", "json"),
+        ("Dict", "csv"),
+        ("Dict", "parquet"),
+        ("Strings", "parquet"),
+    ],
+)
+def test_predict_empty_input_answers_as_the_python_api(
+    tmp_path: Path, kinds_model: str, cls: str, fmt: str
+) -> None:
+    """An input with no rows gets the Python API's zero-row answer in every output kind,
+    written as a file with rows would be, the model never called (it needs a row)."""
+    import pyarrow.parquet as pq
+
+    from tiffin import load, pack
+    from tiffin.signature import named_arrays
+
+    pkg = pack(f"{kinds_model}:{cls}", tmp_path / "p", name="kinds", version="1",
+               requirements=[f"pandas=={pd.__version__}"],
+               example=np.load(tmp_path / "example.npy"))  # fmt: skip
+    answer = load(pkg.path).predict(np.empty((0, 3)))
+    # The API answers a strings model with [], which holds no dtype; the file holds text.
+    want = named_arrays(np.empty(0, dtype=object) if isinstance(answer, list) else answer)
+    (tmp_path / "none.csv").write_text("a,b,c\n")
+    out = tmp_path / f"out.{fmt}"
+    proc = tiffin("predict", str(pkg.path), "-i", str(tmp_path / "none.csv"), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    if fmt == "json":
+        got = json.loads(out.read_text())
+        assert got == {k: [] for k in want}
+    elif fmt == "npy":
+        arr = np.load(out)
+        assert arr.shape == want["output"].shape == (0, 3) and arr.dtype == want["output"].dtype
+    else:
+        frame = pd.read_csv(out) if fmt == "csv" else pd.read_parquet(out)
+        assert len(frame) == 0
+        columns = {
+            f"{k}_{j}" if v.ndim > 1 else k: v.dtype
+            for k, v in want.items()
+            for j in range(v.shape[1] if v.ndim > 1 else 1)
+        }
+        assert list(frame.columns) == list(columns)
+        if fmt == "parquet":  # typed: text stays text, numbers keep their dtype
+            for name, dtype in columns.items():
+                if dtype.kind in "OU":
+                    # An empty object column would be Parquet's null type, not text.
+                    assert pq.read_schema(out).field(name).type == "large_string", name
+                else:
+                    assert frame[name].dtype == dtype, name

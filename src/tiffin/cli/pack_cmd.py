@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,24 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
         if not sep or not key:
             raise UsageError(f"{option} {value!r} is not NAME=PATH", where=option)
         out[key] = path
+    return out
+
+
+def _dynamic_axes(values: tuple[str, ...]) -> dict[str, list[int]]:
+    """``NAME=AXIS[,AXIS]`` options as pack's ``dynamic_axes``; a repeated name adds axes."""
+    out: dict[str, list[int]] = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        name = name.strip()
+        parts = [p.strip() for p in text.split(",")]
+        if not sep or not name or not all(re.fullmatch(r"-?[0-9]+", p) for p in parts):
+            raise UsageError(
+                f"--dynamic-axes {value!r} is not NAME=AXIS[,AXIS] with whole-number axes",
+                where="--dynamic-axes",
+                fix="e.g. --dynamic-axes input=1 or --dynamic-axes tokens=1,2",
+            )
+        axes = out.setdefault(name, [])
+        axes.extend(a for a in map(int, parts) if a not in axes)
     return out
 
 
@@ -101,6 +120,13 @@ def _report(pkg: Any, as_json: bool) -> None:
     multiple=True,
     help="Extra audited type to trust (module.Qualname).",
 )
+@click.option(
+    "--dynamic-axes",
+    "dynamic_axes",
+    multiple=True,
+    metavar="NAME=AXIS[,AXIS]",
+    help="Axes of an input or output, beyond the batch axis, that take any size (repeatable).",
+)
 @click.option("--strict", is_flag=True, help="Fail on any lint finding.")
 @click.option("--force", is_flag=True, help="Replace an existing package at DEST atomically.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -109,7 +135,7 @@ def pack(
     flavor: str | None, code: tuple[Path, ...], artifact: tuple[str, ...],
     requirements: tuple[str, ...], metadata: str | None, description: str | None,
     python: str | None, platform: str | None, allow_pickle: bool, trusted_types: tuple[str, ...],
-    strict: bool, force: bool, as_json: bool,
+    dynamic_axes: tuple[str, ...], strict: bool, force: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Pack MODEL (a model file or path/file.py:Class) into a package folder DEST."""
     from .. import datafiles
@@ -131,6 +157,7 @@ def pack(
         platform=platform,
         allow_pickle=allow_pickle,
         trusted_types=trusted_types,
+        dynamic_axes=_dynamic_axes(dynamic_axes) or None,
         strict=strict,
         force=force,
     )
