@@ -32,7 +32,8 @@ from tiffin.errors import UsageError
 from tiffin.serve import limits
 from tiffin.serve.app import create_app
 from tiffin.serve.budget import REPORT_EVERY, Budget
-from tiffin.serve.limits import INFLATER_BYTES, STEP, HTTPError
+from tiffin.serve.errors import HTTPError
+from tiffin.serve.limits import INFLATER_BYTES, STEP
 from tiffin.serve.model import ServeConfig
 from tiffin.serve.runner import build_repository
 

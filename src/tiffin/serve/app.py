@@ -37,11 +37,11 @@ from starlette.routing import Route
 
 from .._version import __version__
 from ..errors import SignatureError, TiffinError
-from . import codec, limits
+from . import auth, codec, limits
 from .batching import Overloaded
 from .budget import Budget
 from .deadlines import Deadlines
-from .limits import HTTPError
+from .errors import HTTPError
 from .metrics import CONTENT_TYPE, Metrics
 from .model import Model, ServeConfig
 from .openapi import openapi_document
@@ -143,7 +143,7 @@ class Server:
         started = time.perf_counter()
         model: Model | None = None
         try:
-            limits.check_token(headers, self.config.token)
+            auth.check_token(headers, self.config.token)
             model = self.model(name, version)
             if not self.accepting:
                 raise HTTPError(503, "the server is shutting down", {"Retry-After": "1"})
@@ -196,7 +196,7 @@ class Server:
         started = time.perf_counter()
         model: Model | None = None
         try:
-            limits.check_token(headers, self.config.token)
+            auth.check_token(headers, self.config.token)
             if len(self.latest) != 1:
                 raise HTTPError(400, f"{len(self.latest)} models are served; /invocations needs exactly one (use /v2/models/<name>/infer)")  # fmt: skip
             model = next(iter(self.latest.values()))
@@ -242,7 +242,7 @@ class Server:
         )
 
     def _auth(self, request: Request) -> None:
-        limits.check_token(dict(request.scope["headers"]), self.config.token)
+        auth.check_token(dict(request.scope["headers"]), self.config.token)
 
     async def model_metadata(self, request: Request) -> Response:
         self._auth(request)

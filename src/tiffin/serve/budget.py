@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from .limits import HTTPError
+from .errors import HTTPError
 
 DEFAULT_BUDGET = 256 << 20  # four bodies of the default --max-body (64 MiB) at once
 REPORT_EVERY = 0.05  # seconds: the gauge lags the true figure by at most this

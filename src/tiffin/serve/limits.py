@@ -13,18 +13,17 @@ so a refused request costs almost nothing:
 - every byte held while a body arrives (raw or inflated) is taken from the server's
   ``Budget`` (``budget``), shared by all connections: 503 with ``Retry-After`` once it
   runs out;
-- a wrong or missing bearer token is 401, compared in constant time.
+(the bearer token is checked in :mod:`.auth`).
 """
 
 from __future__ import annotations
 
-import hmac
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .budget import Budget
+from .budget import Budget
+from .errors import HTTPError
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
@@ -34,16 +33,6 @@ ENCODINGS = ("identity", "gzip", "deflate")
 STEP = 1 << 20  # bytes inflated at a time, each piece counted before the next is made
 # zlib's inflate state with its 32 KiB window, counted while a request inflates
 INFLATER_BYTES = 48 << 10
-
-
-class HTTPError(Exception):
-    """An answer other than 200: the status, the message for ``{"error": ...}``, headers."""
-
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = dict(headers or {})
 
 
 def header(headers: Mapping[bytes, bytes], name: bytes) -> str | None:
@@ -64,17 +53,6 @@ def check_content_type(headers: Mapping[bytes, bytes], *, binary_ok: bool) -> No
     if ctype == "text/csv":  # MLflow's server takes CSV; its types are guesses (mlflow_format)
         allowed += ', e.g. {"dataframe_split": {"columns": [...], "data": [[...]]}}'
     raise HTTPError(415, f"unsupported Content-Type {ctype!r:.60}; send {allowed}")
-
-
-def check_token(headers: Mapping[bytes, bytes], token: str | None) -> None:
-    """401 unless ``Authorization: Bearer <token>`` matches (when a token is set)."""
-    if not token:
-        return
-    given = headers.get(b"authorization", b"")
-    scheme, _, credentials = given.partition(b" ")
-    # The scheme is case-insensitive (RFC 9110 11.1); the token is compared in constant time.
-    if scheme.lower() != b"bearer" or not hmac.compare_digest(credentials, token.encode()):
-        raise HTTPError(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
 
 
 def decimal(raw: str, name: str) -> int:

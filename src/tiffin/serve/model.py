@@ -19,7 +19,7 @@ from ..load import Predictor
 from . import codec
 from .batching import DEFAULT_MAX_BATCH_SIZE, Batcher, Overloaded, request_shape
 from .budget import DEFAULT_BUDGET
-from .limits import HTTPError
+from .errors import HTTPError
 from .metrics import Metrics, ModelMetrics
 from .model_config import triton_config
 from .placement import INLINE_SECONDS, SIZED_FLAVORS, Placement
