@@ -146,7 +146,7 @@ def test_reproducible_and_errors(tmp_path: Path) -> None:
 
 
 def test_external_data_beside_the_model_is_packed(tmp_path: Path) -> None:
-    """The refusals and the places a location can hide: tests/flavors/test_onnx_external.py."""
+    """The refusals and the places a location can hide: tests/security/test_onnx_external.py."""
     model = linear_model()
     x = np.random.default_rng(3).normal(size=(3, 4)).astype(np.float32)
     expected = reference(model, x)

@@ -6,7 +6,7 @@ deterministically, so the same model gives the same bytes.
 External data (weights kept beside the model file, as ``torch.onnx.export`` writes them
 and as every model over 2 GB must): each location must be a plain relative path beside
 the model (no ``..``, no absolute path, no link), checked in every place a tensor can
-sit (:mod:`.onnx_external`). The referenced byte ranges are copied into one file,
+sit (:mod:`tiffin.security.onnx_external`). The referenced byte ranges are copied into one file,
 ``artifacts/model.onnx.data``, hashed like any artifact, and the model is rewritten to
 point there. Locations are checked again at load, against the manifest, before
 onnxruntime opens anything; the session is built from the verified model bytes.
@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FlavorError, UnsafeArtifactError
+from ..security import onnx_external as ext
 from . import LoadContext, SaveContext, mro_modules
-from . import onnx_external as ext
 
 NAME = "onnx"
 FRAMEWORKS = ("onnxruntime", "numpy")

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from . import onnx_external
+
 _SCAN_BYTES = 4 << 20  # how much of a file (or of a decompressed stream) is examined
 _MAX_MEMBERS = 10_000  # members of a zip or tar examined before giving up (fails closed)
 _MAX_DEPTH = 4  # containers inside containers
@@ -392,9 +394,7 @@ def _onnx(path: Path | None) -> Verdict:
     """An ONNX model names files for onnxruntime to open: each must stay beside it."""
     if path is None:
         return Verdict("onnx", False, "ONNX protobuf")
-    from ..flavors.onnx_external import model_problem
-
-    problem = model_problem(path)
+    problem = onnx_external.model_problem(path)
     if problem:
         return Verdict("onnx", True, f"ONNX model whose external data cannot be trusted: {problem}")
     return Verdict("onnx", False, "ONNX protobuf")

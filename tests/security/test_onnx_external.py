@@ -20,9 +20,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 import tiffin
 from tests.flavors._roundtrip import assert_reproducible, fresh_predict
-from tiffin.flavors import onnx_external as ext
 from tiffin.integrity import index_files, read_manifest
 from tiffin.lint import lint
+from tiffin.security import onnx_external as ext
 
 W = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
 B = np.array([1.0, -1.0, 0.5], np.float32)
