@@ -107,40 +107,43 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 # -- UBJSON, as XGBoost writes and reads it -----------------------------------------
 
-_SCALARS: dict[int, tuple[str, Callable[[Any], Any]]] = {
-    ord("i"): (">b", int),
-    ord("U"): (">B", int),
-    ord("I"): (">h", int),
-    ord("l"): (">i", int),
-    ord("L"): (">q", int),
-    ord("C"): (">b", int),
-    ord("d"): (">f", float),
+_INT64 = struct.Struct(">q")
+_SCALARS: dict[int, tuple[struct.Struct, Callable[[Any], Any]]] = {
+    ord("i"): (struct.Struct(">b"), int),
+    ord("U"): (struct.Struct(">B"), int),
+    ord("I"): (struct.Struct(">h"), int),
+    ord("l"): (struct.Struct(">i"), int),
+    ord("L"): (_INT64, int),
+    ord("C"): (struct.Struct(">b"), int),
+    ord("d"): (struct.Struct(">f"), float),
 }
 _TYPED = {ord("d"): ">f4", ord("i"): "i1", ord("U"): "u1", ord("l"): ">i4", ord("L"): ">i8"}
 
 
 class _UBJ:
     def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
+        self.data, self.pos, self.end = data, 0, len(data)
 
     def document(self) -> Any:
         value = self._value(0)
-        if self.pos != len(self.data):
-            raise _Malformed(f"{len(self.data) - self.pos} bytes follow the document")
+        if self.pos != self.end:
+            raise _Malformed(f"{self.end - self.pos} bytes follow the document")
         return value
 
-    def _take(self, n: int) -> bytes:
-        if n < 0 or n > len(self.data) - self.pos:
-            raise _Malformed(f"a length at byte {self.pos} runs past the end ({n} bytes)")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
+    def _unpack(self, fmt: struct.Struct) -> Any:
+        if fmt.size > self.end - self.pos:
+            raise _Malformed(f"byte {self.pos}: a value runs past the end")
+        value = fmt.unpack_from(self.data, self.pos)[0]
+        self.pos += fmt.size
+        return value
 
     def _marker(self) -> int:
-        return self._take(1)[0]
+        marker = self._peek()
+        self.pos += 1
+        return marker
 
     def _peek(self) -> int:
-        if self.pos >= len(self.data):
+        if self.pos >= self.end:
             raise _Malformed("it ends inside the document (is it cut short?)")
         return self.data[self.pos]
 
@@ -149,17 +152,18 @@ class _UBJ:
         at = self.pos
         if self._marker() != ord("L"):
             raise _Malformed(f"byte {at}: a length is not marked 'L'")
-        n: int = struct.unpack(">q", self._take(8))[0]
-        if n < 0 or n > len(self.data) - self.pos:
+        n: int = self._unpack(_INT64)
+        if n < 0 or n > self.end - self.pos:
             raise _Malformed(f"byte {at}: length {n} runs past the end")
         return n
 
     def _string(self) -> str:
-        raw = self._take(self._count())
+        n = self._count()
+        start, self.pos = self.pos, self.pos + n
         try:
-            return raw.decode("utf-8")
+            return self.data[start : self.pos].decode("utf-8")
         except UnicodeDecodeError:
-            raise _Malformed(f"byte {self.pos - len(raw)}: a string is not UTF-8") from None
+            raise _Malformed(f"byte {start}: a string is not UTF-8") from None
 
     def _value(self, depth: int) -> Any:
         if depth > _MAX_DEPTH:
@@ -179,7 +183,7 @@ class _UBJ:
             return self._array(depth)
         if marker in _SCALARS:
             fmt, kind = _SCALARS[marker]
-            return kind(struct.unpack(fmt, self._take(struct.calcsize(fmt)))[0])
+            return kind(self._unpack(fmt))
         if marker == ord("S"):
             return self._string()
         if marker == ord("Z"):
@@ -199,9 +203,11 @@ class _UBJ:
                 raise _Malformed(f"byte {at}: typed array without a count")
             dtype = np.dtype(_TYPED[kind])
             n = self._count()
-            if n * dtype.itemsize > len(self.data) - self.pos:
+            if n * dtype.itemsize > self.end - self.pos:
                 raise _Malformed(f"byte {at}: typed array of {n} runs past the end")
-            return np.frombuffer(self._take(n * dtype.itemsize), dtype=dtype).astype(dtype.newbyteorder("="))  # fmt: skip
+            values = np.frombuffer(self.data, dtype=dtype, count=n, offset=self.pos)
+            self.pos += n * dtype.itemsize
+            return values.astype(dtype.newbyteorder("="))
         if self._peek() == ord("#"):
             self.pos += 1
             n = self._count()  # each value takes at least a byte: bounded by the bytes left
@@ -350,6 +356,9 @@ def _check_tree(tree: Any, index: int, num_feature: int) -> int:
         if len(values) != n:
             raise _Malformed(f"{where} {key} has {len(values)} entries, not num_nodes = {n}")
     left, right, parents = ints("left_children"), ints("right_children"), ints("parents")
+    raw_left = _need(tree, "default_left", where)
+    if isinstance(raw_left, list) and all(type(v) is bool for v in raw_left):
+        tree["default_left"] = [int(v) for v in raw_left]  # as older versions wrote it
     features, default_left = ints("split_indices"), ints("default_left")
     if bool(np.any((default_left != 0) & (default_left != 1))):
         raise _Malformed(f"{where} default_left holds a value other than 0 and 1")
