@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -102,6 +103,17 @@ _T = '[tool.tiffin]\nname = "iris"\nversion = "1"\nsource = "model.skops"\n'
         ('[tool.tiffin]\nname = "iris"\nversion = 1.10\nsource = "model.skops"\n', "'version'"),
         ('[tool.tiffin]\nname = "Iris"\nversion = "1"\nsource = "model.skops"\n', "invalid"),
         ('[tool.tiffin]\nname = "iris"\nversion = "latest"\nsource = "m.skops"\n', "moving"),
+        (_T + "dynamic_axes = [1]\n", "'dynamic_axes' must be a table of arrays of integers"),
+        (
+            _T + "[tool.tiffin.dynamic_axes]\ninput = 1\n",
+            "array of integers \\(axes\\); it is int 1",
+        ),
+        (
+            _T + '[tool.tiffin.dynamic_axes]\ninput = ["1"]\n',
+            "dynamic_axes.input .*it holds str '1'",
+        ),
+        (_T + "[tool.tiffin.dynamic_axes]\ninput = [true]\n", "it holds bool True"),
+        (_T + "[tool.tiffin.dynamic_axes]\ninput = [1, 1.0]\n", "it holds float 1.0"),
         ("tool = 3\n", "no \\[tool.tiffin\\] table"),
         ("[tool]\ntiffin = 3\n", "tool.tiffin must be a table"),
     ],
@@ -140,3 +152,46 @@ def test_failing_factory_and_missing_config_are_clear(
     )  # fmt: skip
     assert proc.returncode == 1 and proc.stderr.startswith("error: the factory")
     assert "Traceback" not in proc.stderr
+
+
+SUM_MODEL = """
+import numpy as np
+
+
+class Sum:
+    def load(self, context):
+        pass
+
+    def predict(self, inputs):
+        return np.asarray(inputs).sum(axis=1)
+"""
+
+
+def test_build_dynamic_axes(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
+    repo = _repo(tmp_path, iris_pipeline, """
+        [tool.tiffin]
+        name = "sum"
+        version = "1"
+        source = "sum.py:Sum"
+        example = "data/example.npy"
+        [tool.tiffin.dynamic_axes]
+        input = [1]
+    """)  # fmt: skip
+    (repo / "sum.py").write_text(SUM_MODEL)
+    pkg = build(repo)
+    assert json.loads((pkg.path / "schema.json").read_text())["inputs"][0]["shape"] == [-1, -1]
+    np.testing.assert_array_equal(tiffin.load(pkg.path).predict(np.ones((2, 7))), [7.0, 7.0])
+
+
+@pytest.mark.parametrize(
+    ("axes", "match"),
+    [("tokens = [1]", "names 'tokens', which is no input or output"), ("input = [2]", "no axis 2")],
+)
+def test_build_dynamic_axes_the_signature_refuses(
+    tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], axes: str, match: str
+) -> None:
+    table = _T + f'example = "data/example.npy"\n[tool.tiffin.dynamic_axes]\n{axes}\n'
+    repo = _repo(tmp_path, iris_pipeline, table)
+    with pytest.raises(tiffin.SignatureError, match=match):
+        build(repo)
+    assert not (repo / "dist").exists()  # pack removes the parent folders it made

@@ -15,6 +15,8 @@ Example ``pyproject.toml``::
     vocab = "assets/vocab.txt"
     [tool.tiffin.metadata]
     description = "Iris classifier"
+    [tool.tiffin.dynamic_axes]       # axes beyond the batch axis that take any size
+    input = [1]
 
 Every path is relative to the folder of the config file.
 """
@@ -31,14 +33,15 @@ from .errors import TiffinError, UsageError
 from .manifest import validate_name, validate_version
 
 # Each key and the TOML type it takes: "str", "bool", "table", "strings" (an array of
-# strings) or "paths" (a table of strings). A wrong type is named, never coerced: a
-# TOML ``version = 1.10`` is the float 1.1, and ``code = "src"`` is not a list.
+# strings), "paths" (a table of strings) or "axes" (a table of arrays of integers). A
+# wrong type is named, never coerced: a TOML ``version = 1.10`` is the float 1.1, and
+# ``code = "src"`` is not a list.
 KEYS: dict[str, str] = {
     "name": "str", "version": "str", "source": "str", "factory": "str", "example": "str",
     "out": "str", "method": "str", "flavor": "str", "code": "strings", "artifacts": "paths",
     "requirements": "strings", "metadata": "table", "allow_pickle": "bool",
     "trusted_types": "strings", "batching": "table", "python": "str", "platform": "str",
-    "strict": "bool",
+    "strict": "bool", "dynamic_axes": "axes",
 }  # fmt: skip
 _TYPE_WORDS = {
     "str": "a string",
@@ -46,7 +49,13 @@ _TYPE_WORDS = {
     "table": "a table",
     "strings": "an array of strings",
     "paths": "a table of strings",
+    "axes": "a table of arrays of integers",
 }
+
+
+def _is_int_list(value: Any) -> bool:
+    # TOML true is a Python bool, which is an int: an axis must be a real integer.
+    return isinstance(value, list) and all(type(v) is int for v in value)
 
 
 def _check_types(table: dict[str, Any], where: str) -> None:
@@ -60,9 +69,28 @@ def _check_types(table: dict[str, Any], where: str) -> None:
             "table": isinstance(value, dict),
             "strings": isinstance(value, list) and all(isinstance(v, str) for v in value),
             "paths": isinstance(value, dict) and all(isinstance(v, str) for v in value.values()),
+            "axes": isinstance(value, dict) and all(_is_int_list(v) for v in value.values()),
         }[kind]
+        if kind == "axes" and isinstance(value, dict):
+            bad = next((k for k, v in value.items() if not _is_int_list(v)), None)
+            if bad is not None:
+                axes = value[bad]
+                odd = [a for a in axes if type(a) is not int] if isinstance(axes, list) else None
+                found = (
+                    f"it holds {type(odd[0]).__name__} {odd[0]!r}"
+                    if odd
+                    else f"it is {type(axes).__name__} {axes!r}"
+                )
+                raise UsageError(
+                    f"{key}.{bad} must be an array of integers (axes); {found}",
+                    where=where,
+                    fix=f"e.g. {bad} = [1] under [tool.tiffin.{key}]",
+                )
         if not ok:
-            hint = f'e.g. {key} = "{value}"' if kind == "str" else f"give {_TYPE_WORDS[kind]}"
+            hint = {
+                "str": f'e.g. {key} = "{value}"',
+                "axes": f"e.g. [tool.tiffin.{key}] with input = [1]",
+            }.get(kind, f"give {_TYPE_WORDS[kind]}")
             raise UsageError(
                 f"{key!r} must be {_TYPE_WORDS[kind]}, not {type(value).__name__} {value!r}",
                 where=where,
@@ -166,8 +194,8 @@ def build(config: str | os.PathLike[str] = ".", *, force: bool = False) -> Any:
         model = str(base / source) if ":" in source else base / source
     name, version = str(table["name"]), str(table["version"])
     example = datafiles.read_example(base / table["example"]) if "example" in table else None
+    # pack makes the missing parents of ``out`` and removes them again when it fails.
     out = base / str(table.get("out", f"dist/{name}-{version}"))
-    out.parent.mkdir(parents=True, exist_ok=True)
     return pack(
         model,
         out,
@@ -182,6 +210,7 @@ def build(config: str | os.PathLike[str] = ".", *, force: bool = False) -> Any:
         metadata=table.get("metadata"),
         allow_pickle=bool(table.get("allow_pickle", False)),
         trusted_types=tuple(table.get("trusted_types", ())),
+        dynamic_axes=table.get("dynamic_axes") or None,
         batching=table.get("batching"),
         python=table.get("python"),
         platform=table.get("platform"),
