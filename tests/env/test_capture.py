@@ -15,7 +15,6 @@ import pytest
 import tiffin
 from tests.env.conftest import pack_custom
 from tiffin.env.capture import infer_requirements, merge_requirements
-from tiffin.env.pins import accelerator_of
 from tiffin.env.trace import Trace
 
 pytestmark = pytest.mark.slow
@@ -111,16 +110,6 @@ def test_local_version_label_is_kept(tmp_path: Path) -> None:
         assert "nvidia" not in lock  # no CUDA runtime wheels dragged in
     assert "packaging==24.0" in env["requirements"]  # "+" extends
     assert env["difference"] == {"added": ["packaging"], "dropped": [], "changed": []}
-
-
-def test_accelerator_from_labels() -> None:
-    assert accelerator_of(["numpy==2.0"]) is None
-    cpu = accelerator_of(["torch==2.13.0+cpu"])
-    assert cpu is not None and cpu["kind"] == "cpu"
-    cuda = accelerator_of(["torch==2.13.0+cu128"])
-    assert cuda is not None and cuda["kind"] == "cuda" and cuda["cuda"] == "12.8"
-    plain = accelerator_of(["torch==2.13.0"])  # PyPI's Linux torch is a CUDA build
-    assert plain is not None and plain["kind"] == "cuda"
 
 
 def test_user_requirements_replace_and_report(
