@@ -222,18 +222,23 @@ class Signature:
                 fix="give at least one row",
             )
 
+        named = self.no_rows_named()
+        if self.output_kind == "dataframe":
+            return _pandas().DataFrame(named)
+        if self.output_kind == "strings":
+            return []
+        if self.output_kind == "dict" or len(self.outputs) > 1:
+            return named
+        return named[self.outputs[0].name]
+
+    def no_rows_named(self) -> dict[str, np.ndarray]:
+        """Zero rows of each output, by name (as the server answers); see :meth:`no_rows`."""
+
         def empty(spec: TensorSpec) -> np.ndarray:
             dtype = object if spec.dtype == "str" else np.dtype(spec.dtype)
             return np.empty((0, *(max(d, 0) for d in spec.shape[1:])), dtype=dtype)
 
-        if self.output_kind == "dataframe":
-            pd = _pandas()
-            return pd.DataFrame({s.name: empty(s) for s in self.outputs})
-        if self.output_kind == "strings":
-            return []
-        if self.output_kind == "dict" or len(self.outputs) > 1:
-            return {s.name: empty(s) for s in self.outputs}
-        return empty(self.outputs[0])
+        return {s.name: empty(s) for s in self.outputs}
 
     def from_named_arrays(self, arrays: Mapping[str, np.ndarray]) -> Any:
         """Build the model's input from named arrays (as the server receives them)."""

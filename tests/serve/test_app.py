@@ -193,7 +193,7 @@ def test_large_bodies_are_decoded_off_the_event_loop(
     import tiffin
     from tiffin.serve import app as app_module
     from tiffin.serve.app import OFFLOAD_BYTES, Server
-    from tiffin.serve.model import ServeConfig
+    from tiffin.serve.config import ServeConfig
     from tiffin.serve.repository import Repository
 
     repo = Repository()

@@ -32,9 +32,9 @@ from tiffin.errors import UsageError
 from tiffin.serve import limits
 from tiffin.serve.app import create_app
 from tiffin.serve.budget import REPORT_EVERY, Budget
+from tiffin.serve.config import ServeConfig
 from tiffin.serve.errors import HTTPError
 from tiffin.serve.limits import INFLATER_BYTES, STEP
-from tiffin.serve.model import ServeConfig
 from tiffin.serve.runner import build_repository
 
 IRIS = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]}  # fmt: skip

@@ -196,7 +196,7 @@ def test_served_custom_models_never_run_on_the_event_loop(tmp_path: Path) -> Non
 
     import tiffin
     from tiffin.serve.app import create_app
-    from tiffin.serve.model import ServeConfig
+    from tiffin.serve.config import ServeConfig
     from tiffin.serve.repository import from_paths
 
     src = tmp_path / "recorder.py"

@@ -53,7 +53,7 @@ def serve(
     request (504) and per request head (408), --min-body-rate after --body-grace (408).
     With --token, /metrics needs the token too unless --metrics-public.
     """
-    from ..serve.model import ServeConfig
+    from ..serve.config import ServeConfig
     from ..serve.runner import serve as run
 
     if not packages and not repository:

@@ -40,10 +40,11 @@ from ..errors import SignatureError, TiffinError
 from . import auth, codec, limits
 from .batching import Overloaded
 from .budget import Budget
+from .config import ServeConfig
 from .deadlines import Deadlines
 from .errors import HTTPError
 from .metrics import CONTENT_TYPE, Metrics
-from .model import Model, ServeConfig
+from .model import Model
 from .openapi import openapi_document
 from .protocol import Answer, Handler
 from .repository import Repository

@@ -10,51 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import FlavorError, UsageError
+from ..errors import FlavorError
 from ..load import Predictor
 from . import codec
 from .batching import DEFAULT_MAX_BATCH_SIZE, Batcher, Overloaded, request_shape
-from .budget import DEFAULT_BUDGET
+from .config import ServeConfig
 from .errors import HTTPError
 from .metrics import Metrics, ModelMetrics
 from .model_config import triton_config
 from .placement import INLINE_SECONDS, SIZED_FLAVORS, Placement
 
 MAX_CHECKED_KINDS = 256  # request kinds remembered per model as passing the signature check
-
-
-@dataclass
-class ServeConfig:
-    """Server options; the CLI fills them from its flags."""
-
-    max_body: int = 64 << 20
-    timeout: float = 30.0
-    queue_size: int = 256
-    batching: bool = True
-    max_batch_size: int | None = None
-    max_latency_ms: float | None = None
-    token: str | None = None
-    threads: int | None = None
-    drain_delay: float = 0.0
-    # request body bytes held at once by one worker, across its connections (budget.py)
-    max_buffered_bytes: int = DEFAULT_BUDGET
-    # a body must arrive at this many bytes a second after the first body_grace seconds
-    # (408 otherwise); 0 turns the floor off
-    min_body_rate: float = 1024.0
-    body_grace: float = 5.0
-    metrics_public: bool = False  # /metrics without the token even when --token is set
-
-    def __post_init__(self) -> None:
-        if self.max_buffered_bytes < self.max_body:
-            raise UsageError(
-                f"--max-buffered-bytes {self.max_buffered_bytes} is less than --max-body "
-                f"{self.max_body}: the largest allowed body could never be read",
-                fix=f"raise --max-buffered-bytes to at least {self.max_body}, or lower --max-body",
-            )
 
 
 class Model:
@@ -176,11 +145,7 @@ class Model:
         Many models refuse an empty batch (scikit-learn raises ValueError), which made a
         valid request a 500; a batch axis of zero has only one consistent answer.
         """
-        out = {}
-        for spec in self.signature.outputs:
-            dtype = object if spec.dtype == "str" else spec.dtype
-            out[spec.name] = np.empty((0, *spec.shape[1:]), dtype=dtype)
-        return out
+        return self.signature.no_rows_named()
 
 
 def _holds_non_finite(arrays: Mapping[str, np.ndarray]) -> bool:

@@ -40,8 +40,8 @@ from typing import Any
 
 from ..errors import TiffinError, UsageError
 from .app import create_app
+from .config import ServeConfig
 from .metrics import MULTIPROC_ENV
-from .model import ServeConfig
 from .protocol import bounded_protocol
 from .repository import Repository, from_folder, from_paths
 
