@@ -222,6 +222,10 @@ def test_forged_model_files_are_refused_before_xgboost_reads_them(
             lambda lr, m: lr["learner_model_param"].__setitem__("base_score", "[0.5,0.5]"),
             "base_score",
         ),
+        "best_iteration": (
+            lambda lr, m: lr["attributes"].__setitem__("best_iteration", "x"),
+            "best_iteration",
+        ),
         "iteration_indptr": (
             lambda lr, m: m["iteration_indptr"].__setitem__(1, 7),
             "iteration_indptr",
@@ -299,6 +303,11 @@ def test_every_kind_of_booster_passes_the_check(tmp_path: Path) -> None:
         dmatrix = xgb.DMatrix(X, **(cat if name == "categorical" else {}))
         pkg = tiffin.pack(booster, tmp_path / name, name="x", version="1", example=example)
         np.testing.assert_allclose(tiffin.load(pkg.path).predict(X), booster.predict(dmatrix))
+    stopped = xgb.XGBClassifier(n_estimators=50, early_stopping_rounds=2, max_depth=2)
+    stopped.fit(X[:80], labels[:80], eval_set=[(X[80:], labels[80:])], verbose=False)
+    assert stopped.get_booster().attr("best_iteration") is not None
+    pkg = tiffin.pack(stopped, tmp_path / "stopped", name="x", version="1", example=X[:3])
+    np.testing.assert_array_equal(tiffin.load(pkg.path).predict(X), stopped.predict(X))
     vector = train({"tree_method": "hist", "multi_strategy": "multi_output_tree"}, X[:, :2])
     with pytest.raises(tiffin.FlavorError, match="vector leaves"):
         tiffin.pack(vector, tmp_path / "vector", name="x", version="1", example=X[:3])

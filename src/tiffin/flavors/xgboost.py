@@ -111,7 +111,7 @@ def _read_file(xgb: Any, path: Path) -> Any:
             return booster
         model = getattr(xgb, wrapper)()
         model.load_model(raw)
-    except xgb.core.XGBoostError as exc:
+    except (xgb.core.XGBoostError, ValueError) as exc:
         raise FlavorError(f"XGBoost cannot read the model file: {exc}", where=str(path)) from None
     return model
 
@@ -201,6 +201,6 @@ def load(ctx: LoadContext) -> Any:
             return _WrapperModel(model, xgb, method)
         booster = xgb.Booster()
         booster.load_model(bytearray(raw))
-    except xgb.core.XGBoostError as exc:
+    except (xgb.core.XGBoostError, ValueError) as exc:
         raise FlavorError(f"XGBoost could not load the model: {exc}", where=path) from None
     return _BoosterModel(booster, xgb, method)

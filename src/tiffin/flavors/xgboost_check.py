@@ -242,6 +242,7 @@ def _check_document(doc: Any) -> None:
     if not set(learner.get("feature_types", [])) <= _FEATURE_TYPES:
         raise _Malformed(f"learner.feature_types holds a type other than {sorted(_FEATURE_TYPES)}")  # fmt: skip
     _check_objective(learner.get("objective"), num_class)
+    _check_attributes(learner.get("attributes", {}))
     booster = _obj(_need(learner, "gradient_booster", "learner"), "gradient_booster")
     name = booster.get("name")
     if name == "gbtree":
@@ -264,6 +265,24 @@ def _check_document(doc: Any) -> None:
             )
     else:
         raise _Malformed(f"gradient_booster {str(name)[:40]!r} is not gbtree, dart or gblinear")
+
+
+def _check_attributes(attributes: Any) -> None:
+    """The attributes the scikit-learn wrappers read back at load (a JSON object, an
+    iteration number), which they parse without catching what they raise."""
+    attributes = _obj(attributes, "learner.attributes")
+    if not all(isinstance(v, str) for v in attributes.values()):
+        raise _Malformed("learner.attributes holds a value that is not a string")
+    if "scikit_learn" in attributes:
+        try:
+            config = json.loads(attributes["scikit_learn"])
+        except (ValueError, RecursionError):
+            config = None
+        if not isinstance(config, dict):
+            raise _Malformed("learner.attributes.scikit_learn is not a JSON object")
+    for key in ("best_iteration", "best_ntree_limit"):
+        if key in attributes:
+            _int_text(attributes, key, "learner.attributes", 0, _MAX_TREES)
 
 
 def _check_base_score(param: dict[str, Any], groups: int) -> None:
