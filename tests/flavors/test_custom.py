@@ -399,3 +399,19 @@ def test_empty_batch_answers_zero_rows_without_running_the_model(tmp_path: Path)
     with pytest.raises(tiffin.SignatureError, match=r"expects shape \[-1, 3\]"):
         model.predict(np.zeros((0, 4), np.float32))  # an empty batch is still checked
     assert model.predict(np.ones((1, 3), np.float32))["score"].tolist() == [3.0]
+
+
+def test_the_packed_method_is_the_one_that_answers(tmp_path: Path) -> None:
+    (tmp_path / "two.py").write_text(
+        "import numpy as np\n\n"
+        "class Two:\n"
+        "    def load(self, context):\n        pass\n\n"
+        "    def predict(self, x):\n        return np.asarray(x) * 1.0\n\n"
+        "    def scores(self, x):\n        return np.asarray(x) * 100.0\n"
+    )
+    pkg = tiffin.pack(f"{tmp_path / 'two.py'}:Two", tmp_path / "p", name="two", version="1",
+                      example=np.ones((1, 2)), method="scores")  # fmt: skip
+    assert tiffin.load(pkg.path).predict(np.full((1, 2), 3.0)).tolist() == [[300.0, 300.0]]
+    with pytest.raises(tiffin.UsageError, match="changes the model or is private"):
+        tiffin.pack(f"{tmp_path / 'two.py'}:Two", tmp_path / "q", name="two", version="1",
+                    example=np.ones((1, 2)), method="_private")  # fmt: skip

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import FlavorError, IntegrityError, UsageError
 from ..manifest import is_safe_relpath
-from . import LoadContext, SaveContext
+from . import LoadContext, SaveContext, method_caller
 
 NAME = "custom"
 FRAMEWORKS: tuple[str, ...] = ()
@@ -335,4 +335,13 @@ def load(ctx: LoadContext) -> Any:
         instance.load(Context(path=ctx.path, artifacts=artifacts))
     except Exception as exc:
         raise FlavorError(f"{cls.__name__}.load failed: {exc!r}", where=str(ctx.path)) from exc
-    return instance
+    method = str(ctx.options.get("method") or "predict")
+    return instance if method == "predict" else _Calls(instance, method)
+
+
+class _Calls:
+    """The model's chosen method (``method=`` at pack) answering as its ``predict``."""
+
+    def __init__(self, model: Any, method: str) -> None:
+        self.model = model
+        self.predict = method_caller(model, method)
