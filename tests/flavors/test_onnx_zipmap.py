@@ -81,7 +81,9 @@ def test_through_the_server_codec(tmp_path: Path) -> None:
 def test_catboost_onnx_export(tmp_path: Path) -> None:
     import catboost
 
-    clf = catboost.CatBoostClassifier(iterations=20, depth=3, verbose=False, random_seed=0)
+    clf = catboost.CatBoostClassifier(
+        iterations=20, depth=3, verbose=False, random_seed=0, allow_writing_files=False
+    )
     clf.fit(X, Y)
     src = tmp_path / "cb.onnx"
     clf.save_model(str(src), format="onnx")
