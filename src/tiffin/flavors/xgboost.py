@@ -11,6 +11,10 @@ A model file (``.ubj`` or ``.json``, recognised by its bytes) written by a wrapp
 Booster file stays a Booster. A Booster predicts on a ``DMatrix`` built from the input
 (a NumPy array or a pandas DataFrame). String columns of categorical features become
 pandas categoricals, which XGBoost re-codes with the categories stored in the model.
+
+XGBoost's own reader trusts the file: one forged count or child index kills the process.
+Every file XGBoost is given here (a file being packed, what was just saved, a
+package's verified bytes at load) is first read and checked by ``xgboost_check``.
 """
 
 from __future__ import annotations
