@@ -11,8 +11,6 @@ import pytest
 import tiffin
 from tiffin.env.lock import LockAhead
 
-pytestmark = pytest.mark.slow
-
 HERE = (f"{sys.version_info.major}.{sys.version_info.minor}", "linux/x86_64")
 
 
