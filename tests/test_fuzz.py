@@ -260,9 +260,10 @@ def test_scan_sees_every_global_the_unpickler_resolves(
 @FUZZ
 @given(st.binary(max_size=4096), st.sampled_from(["", "x.json", "m.onnx", "w.npy"]))
 def test_sniff_always_gives_a_verdict(data: bytes, name: str) -> None:
+    from tiffin.flavors import byte_formats
     from tiffin.security.sniff import classify_bytes
 
-    verdict = classify_bytes(data, name=name)
+    verdict = classify_bytes(data, name=name, formats=byte_formats())
     assert isinstance(verdict.carries_code, bool)
 
 

@@ -27,6 +27,8 @@ from . import layout
 from .env.lock import UNHASHED_HEADER
 from .env.pins import top_level_owners
 from .errors import PackageNotFoundError, VerificationError
+from .flavors import byte_formats
+from .security.sniff import sniff
 
 TRAINING_ONLY = frozenset({
     "matplotlib", "seaborn", "plotly", "bokeh", "altair", "mlflow", "wandb", "tensorboard",
@@ -413,13 +415,12 @@ def check_pins(root: Path) -> list[Finding]:
 
 
 def check_pickle(root: Path) -> list[Finding]:
-    from .security.sniff import sniff
-
     found = []
+    formats = byte_formats()
     for rel in _package_files(root):
         if not rel.startswith(layout.ARTIFACTS_DIR + "/"):
             continue
-        verdict = sniff(root / rel)
+        verdict = sniff(root / rel, formats=formats)
         if verdict.carries_code:
             found.append(Finding(
                 "TL006", "warning", rel, None, f"{verdict.kind}: {verdict.detail}",

@@ -135,7 +135,7 @@ def _load_folder(
 ) -> Predictor:
     manifest = verify_tree(root)
     _check_trust(root, manifest, trusted_keys, require_signature)
-    check_artifacts(root, allow_pickle=allow_pickle)
+    check_artifacts(root, allow_pickle=allow_pickle, formats=flavors.byte_formats())
     signature = read_signature(root)
     options = manifest.runtime.get("options", {})
     if not isinstance(options, dict):

@@ -224,7 +224,7 @@ def _write(
         trusted_types=trusted_types, options={**dict(options or {}), "artifacts": dict(artifacts or {})},
     )  # fmt: skip
     runtime_options = flavor.save(model, ctx)
-    check_artifacts(root, allow_pickle=allow_pickle)
+    check_artifacts(root, allow_pickle=allow_pickle, formats=flavors.byte_formats())
     if code:
         from .flavors.custom import copy_code
 

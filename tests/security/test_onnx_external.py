@@ -353,7 +353,12 @@ def test_walker_on_damaged_models_raises_only_proto_errors(data: st.DataObject) 
 
 
 def test_data_file_sniffs_as_tensor_data(tmp_path: Path) -> None:
-    from tiffin.security.sniff import sniff
+    from tiffin.flavors import byte_formats
+    from tiffin.security import sniff as sniffing_module
+    from tiffin.security.sniff import sniff as sniffing
+
+    def sniff(path: Path) -> sniffing_module.Verdict:
+        return sniffing(path, formats=byte_formats())
 
     path = tmp_path / "model.onnx.data"
     path.write_bytes(ext.header() + np.random.default_rng(0).bytes(1 << 16))

@@ -7,7 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tiffin.security.sniff import Verdict, classify_bytes, sniff
+from tiffin.flavors import byte_formats
+from tiffin.security import sniff as sniffing
+from tiffin.security.sniff import Verdict
+
+
+def sniff(path: Path | str) -> sniffing.Verdict:
+    """The sniffer as pack and load run it: with every flavor's formats."""
+    return sniffing.sniff(path, formats=byte_formats())
+
+
+def classify_bytes(data: bytes, name: str = "") -> sniffing.Verdict:
+    return sniffing.classify_bytes(data, name, formats=byte_formats())
 
 
 @pytest.mark.parametrize(

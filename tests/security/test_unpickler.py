@@ -16,8 +16,19 @@ import numpy as np
 import pytest
 
 import tiffin
-from tiffin.security.sniff import classify_bytes, sniff
+from tiffin.flavors import byte_formats
+from tiffin.security import sniff as sniffing
 from tiffin.security.unpickler import safe_loads
+
+
+def sniff(path: Path | str) -> sniffing.Verdict:
+    """The sniffer as pack and load run it: with every flavor's formats."""
+    return sniffing.sniff(path, formats=byte_formats())
+
+
+def classify_bytes(data: bytes, name: str = "") -> sniffing.Verdict:
+    return sniffing.classify_bytes(data, name, formats=byte_formats())
+
 
 PROTOCOLS = range(0, pickle.HIGHEST_PROTOCOL + 1)
 

@@ -19,9 +19,16 @@ A flavor module defines:
   the loaded one is; pack records its output and refuses a package that answers otherwise
   (without the hook, the object's ``method`` is called); ``REBUILD_FIX`` is the fix text
   for that refusal
+- optionally ``BYTE_FORMATS``: the :class:`~tiffin.security.sniff.ByteFormat` s of its
+  artifacts that the artifact sniffer accepts as carrying no code (with a deeper
+  ``check`` of the whole file where the format can name other files or hold code)
+- optionally ``COST_FOLLOWS_INPUT_SIZE = True``: predict costs what the input's size says
+  (compiled estimators, graphs), so the server may run small calls on its event loop;
+  without it every call goes to a thread (arbitrary Python can take any time)
 
 Frameworks are imported only inside their flavor's ``save``/``load``, so adding one
-touches only its own module (and the name below).
+touches only its own module, its test file, and one line of ``FLAVORS`` below
+(docs/contributing.md, and the template in docs/flavor_template.py).
 """
 
 from __future__ import annotations
@@ -38,10 +45,21 @@ from typing import Any, Protocol
 from ..errors import FlavorError, IntegrityError, UsageError
 from ..layout import MANIFEST
 from ..manifest import is_safe_relpath
+from ..security.sniff import ByteFormat
 
-# Detection order matters: XGBoost and LightGBM sklearn wrappers are also sklearn
-# estimators, so they are tried first; pickle is the explicit last resort.
-FLAVORS = ("xgboost", "lightgbm", "catboost", "torch", "onnx", "sklearn", "custom", "pickle")
+# The registry, one line per flavor, in detection order: the gradient-boosting libraries'
+# scikit-learn wrappers are also scikit-learn estimators, so they come first; custom
+# (anything with load/predict) and pickle (anything at all) come last.
+FLAVORS = (
+    "xgboost",
+    "lightgbm",
+    "catboost",
+    "torch",
+    "onnx",
+    "sklearn",
+    "custom",
+    "pickle",
+)
 
 
 class Model(Protocol):
@@ -127,15 +145,29 @@ def get(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name}")
 
 
+def installed() -> list[ModuleType]:
+    """The flavor modules of this installation, in detection order."""
+    return [
+        get(name) for name in FLAVORS if importlib.util.find_spec(f"{__name__}.{name}") is not None
+    ]
+
+
+def byte_formats() -> tuple[ByteFormat, ...]:
+    """Every format a flavor declares safe by its bytes (``BYTE_FORMATS``)."""
+    return tuple(f for flavor in installed() for f in getattr(flavor, "BYTE_FORMATS", ()))
+
+
+def cost_follows_input_size(name: str) -> bool:
+    """Whether the flavor's predict costs what its input's size says (``COST_FOLLOWS_INPUT_SIZE``)."""
+    return bool(getattr(get(name), "COST_FOLLOWS_INPUT_SIZE", False))
+
+
 def detect(model: Any) -> ModuleType:
     """The flavor for an in-memory model or a model file path."""
     is_path = isinstance(model, (str, Path))
     if not is_path:
         _refuse_without_safe_format(model)
-    for name in FLAVORS:
-        if importlib.util.find_spec(f"{__name__}.{name}") is None:
-            continue  # a flavor left out of this installation
-        flavor = get(name)
+    for flavor in installed():
         check: Callable[[Any], bool] = flavor.detect_file if is_path else flavor.detect
         if check(model):
             return flavor

@@ -34,11 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FlavorError
+from ..security.sniff import ByteFormat
 from . import LoadContext, SaveContext, mro_modules
 from .catboost_json import check_model_json
 
 NAME = "catboost"
 FRAMEWORKS = ("catboost", "numpy", "pandas", "scipy")
+BYTE_FORMATS = (ByteFormat("json", "JSON document", lambda head, name: head.lstrip()[:1] == b"{"),)
+COST_FOLLOWS_INPUT_SIZE = True
 FILE = "artifacts/model.json"
 CLASSES = {
     "classifier": "CatBoostClassifier",

@@ -22,11 +22,18 @@ from typing import Any
 import numpy as np
 
 from ..errors import FlavorError
+from ..security.sniff import ByteFormat
 from . import LoadContext, SaveContext, method_caller, mro_modules
 from .lightgbm_text import check_model_text
 
 NAME = "lightgbm"
 FRAMEWORKS = ("lightgbm", "numpy", "scipy")
+BYTE_FORMATS = (
+    ByteFormat(
+        "lightgbm", "LightGBM model text", lambda head, name: head.startswith(b"tree\nversion=")
+    ),
+)
+COST_FOLLOWS_INPUT_SIZE = True
 FILE = "artifacts/model.txt"
 METHODS = ("predict", "predict_proba", "predict_raw")
 

@@ -36,10 +36,25 @@ from typing import Any
 
 from ..errors import FlavorError, UnsafeArtifactError
 from ..security import onnx_external as ext
+from ..security.sniff import ByteFormat
 from . import LoadContext, SaveContext, mro_modules
 
 NAME = "onnx"
 FRAMEWORKS = ("onnxruntime", "numpy")
+BYTE_FORMATS = (
+    ByteFormat(
+        "onnx", "ONNX protobuf", lambda head, name: head[:1] == b"\x08" and name.endswith(".onnx"),
+        # it names files for onnxruntime to open: each must stay beside it
+        check=ext.model_problem,
+        fix="keep the model's external data in files beside it, named by relative paths "
+        "(tiffin pack gathers them into artifacts/model.onnx.data)",
+    ),
+    ByteFormat(
+        "onnx-data", "ONNX external tensor data (raw numbers onnxruntime reads)",
+        lambda head, name: head.startswith(ext.MAGIC),
+    ),
+)  # fmt: skip
+COST_FOLLOWS_INPUT_SIZE = True
 FILE = "artifacts/model.onnx"
 DATA = "model.onnx.data"  # beside FILE
 DEVICES = ("cpu", "cuda")

@@ -37,6 +37,7 @@ from . import LoadContext, SaveContext, mro_modules
 
 NAME = "torch"
 FRAMEWORKS = ("torch", "safetensors", "numpy")
+COST_FOLLOWS_INPUT_SIZE = True
 FILE = "artifacts/model.safetensors"
 
 

@@ -25,11 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FlavorError
+from ..security.sniff import ByteFormat
 from . import LoadContext, SaveContext, method_caller, mro_modules
 from .xgboost_check import check_model_bytes
 
 NAME = "xgboost"
 FRAMEWORKS = ("xgboost", "numpy", "scipy")
+BYTE_FORMATS = (
+    ByteFormat(
+        "json/ubjson", "JSON or UBJSON document", lambda head, name: head[:1] in (b"{", b"[")
+    ),
+)
+COST_FOLLOWS_INPUT_SIZE = True
 FILE = "artifacts/model.ubj"
 WRAPPERS = ("XGBClassifier", "XGBRegressor", "XGBRanker", "XGBRFClassifier", "XGBRFRegressor")
 BOOSTER_METHODS = ("predict", "predict_margin")

@@ -6,6 +6,12 @@ Code-carrying formats are pickle and anything that wraps one: PyTorch ``.pt`` zi
 closed: it is reported as possibly code-carrying. So does a stream that starts like a
 pickle and makes a call before it stops parsing: :mod:`pickle` runs opcodes as it reads
 them, so a broken tail does not make the head harmless.
+
+Which framework formats are safe is the flavors' knowledge, not this module's: each
+flavor declares the :class:`ByteFormat` s it writes and reads (``BYTE_FORMATS``), and the
+callers pass them in (``tiffin.flavors.byte_formats()``). What is generic stays here:
+pickles, NumPy arrays, safetensors, zips and tars (searched inside), compressed
+streams, media and data files, and plain text.
 """
 
 from __future__ import annotations
@@ -18,12 +24,12 @@ import pickletools
 import re
 import struct
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from . import onnx_external
+from ..errors import UnsafeArtifactError
 
 _SCAN_BYTES = 4 << 20  # how much of a file (or of a decompressed stream) is examined
 _MAX_MEMBERS = 10_000  # members of a zip or tar examined before giving up (fails closed)
@@ -37,9 +43,28 @@ _BUDGET_BYTES = 1 << 30
 _MAX_OPS = 100_000
 _NPY_HEAD = 1 << 16  # an .npy member needs only its header read
 _budget: contextvars.ContextVar[list[int]] = contextvars.ContextVar("tiffin_sniff_budget")
+_formats: contextvars.ContextVar[Sequence[ByteFormat]] = contextvars.ContextVar(
+    "tiffin_sniff_formats", default=()
+)
 _GLOBALS = frozenset({"STACK_GLOBAL", "EXT1", "EXT2", "EXT4"})
 _PICKLE_STARTS = b"(cSKIJLFGTUVX]})NM\x8c\x95ip"  # how protocol 0 and 1 streams begin
 _TEXT_CONTROLS = frozenset(range(32)) - {9, 10, 12, 13}
+
+
+@dataclass(frozen=True)
+class ByteFormat:
+    """A format a flavor reads without running code, recognised by its first bytes.
+
+    ``matches(head, name)`` sees up to the first few MiB and the file's name; ``check``,
+    when given, looks at the whole file and returns a problem (a reason to refuse it),
+    or None.
+    """
+
+    kind: str
+    detail: str
+    matches: Callable[[bytes, str], bool]
+    check: Callable[[Path], str | None] | None = None
+    fix: str | None = None  # what to do when ``check`` finds a problem
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,7 @@ class Verdict:
     kind: str
     carries_code: bool
     detail: str
+    fix: str | None = None  # how to make such a file acceptable, where known
 
 
 _PICKLE = Verdict("pickle", True, "pickle data (runs code when loaded)")
@@ -318,13 +344,14 @@ def _data_format(data: bytes) -> str | None:
     return None
 
 
-def classify_bytes(data: bytes, name: str = "") -> Verdict:
+def classify_bytes(data: bytes, name: str = "", *, formats: Sequence[ByteFormat] = ()) -> Verdict:
     """Classify in-memory bytes (the first part of a file, or a whole one)."""
-    token = _budget.set([_BUDGET_BYTES])
+    token, known = _budget.set([_BUDGET_BYTES]), _formats.set(formats)
     try:
         return _classify(data, name, 0)
     finally:
         _budget.reset(token)
+        _formats.reset(known)
 
 
 def _classify(data: bytes, name: str, depth: int, path: Path | None = None) -> Verdict:
@@ -362,19 +389,17 @@ def _classify(data: bytes, name: str, depth: int, path: Path | None = None) -> V
         )
     if _is_pickle(data):
         return _PICKLE
-    if data[:1] in (b"{", b"["):
-        return Verdict("json/ubjson", False, "JSON or UBJSON document")
-    if data.startswith(b"tree\nversion="):
-        return Verdict("lightgbm", False, "LightGBM model text")
+    for fmt in _formats.get():
+        if fmt.matches(data, name):
+            problem = fmt.check(path) if fmt.check is not None and path is not None else None
+            if problem:
+                return Verdict(
+                    fmt.kind, True, f"{fmt.detail} that cannot be trusted: {problem}", fmt.fix
+                )
+            return Verdict(fmt.kind, False, fmt.detail)
     media = _data_format(data)
     if media is not None:
         return Verdict(media, False, f"{media} data (no loader of it runs code)")
-    if data[:1] == b"\x08" and name.endswith(".onnx"):
-        return _onnx(path)
-    if data.startswith(b"tiffin-onnx-external-data\n"):
-        return Verdict(
-            "onnx-data", False, "ONNX external tensor data (raw numbers onnxruntime reads)"
-        )
     if _looks_like_text(data):
         return Verdict("text", False, "UTF-8 text")
     return Verdict(
@@ -384,52 +409,34 @@ def _classify(data: bytes, name: str, depth: int, path: Path | None = None) -> V
     )
 
 
-_ONNX_FIX = (
-    "keep the model's external data in files beside it, named by relative paths "
-    "(tiffin pack gathers them into artifacts/model.onnx.data)"
-)
-
-
-def _onnx(path: Path | None) -> Verdict:
-    """An ONNX model names files for onnxruntime to open: each must stay beside it."""
-    if path is None:
-        return Verdict("onnx", False, "ONNX protobuf")
-    problem = onnx_external.model_problem(path)
-    if problem:
-        return Verdict("onnx", True, f"ONNX model whose external data cannot be trusted: {problem}")
-    return Verdict("onnx", False, "ONNX protobuf")
-
-
-def sniff(path: str | Path) -> Verdict:
-    """Classify the file at ``path`` by its content."""
+def sniff(path: str | Path, *, formats: Sequence[ByteFormat] = ()) -> Verdict:
+    """Classify the file at ``path`` by its content; ``formats``: the flavors' own formats."""
     path = Path(path)
     with open(path, "rb") as fh:
         head = fh.read(_SCAN_BYTES)
-    token = _budget.set([_BUDGET_BYTES])
+    token, known = _budget.set([_BUDGET_BYTES]), _formats.set(formats)
     try:
         return _classify(head, path.name, 0, path)
     finally:
         _budget.reset(token)
+        _formats.reset(known)
 
 
-def check_artifacts(root: Path, *, allow_pickle: bool) -> None:
+def check_artifacts(root: Path, *, allow_pickle: bool, formats: Sequence[ByteFormat] = ()) -> None:
     """Refuse a package whose artifacts carry code (or cannot be classified).
 
     Runs at pack and at load, after integrity and before any flavor touches a file.
     """
-    from ..errors import UnsafeArtifactError
-
     folder = root / "artifacts"
     if allow_pickle or not folder.is_dir():
         return
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        verdict = sniff(path)
+        verdict = sniff(path, formats=formats)
         if verdict.carries_code:
             rel = path.relative_to(root).as_posix()
             raise UnsafeArtifactError(
                 f"{rel} is {verdict.kind}: {verdict.detail}",
                 where=str(root),
-                fix=_ONNX_FIX
-                if verdict.kind == "onnx"
-                else "save it in a pickle-free format; only if you trust its source, pass allow_pickle=True",
+                fix=verdict.fix
+                or "save it in a pickle-free format; only if you trust its source, pass allow_pickle=True",
             )

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..errors import FlavorError
+from ..flavors import cost_follows_input_size
 from ..load import Predictor
 from . import codec
 from .batching import DEFAULT_MAX_BATCH_SIZE, Batcher, Overloaded, request_shape
@@ -21,7 +22,7 @@ from .config import ServeConfig
 from .errors import HTTPError
 from .metrics import Metrics, ModelMetrics
 from .model_config import triton_config
-from .placement import INLINE_SECONDS, SIZED_FLAVORS, Placement
+from .placement import INLINE_SECONDS, Placement
 
 MAX_CHECKED_KINDS = 256  # request kinds remembered per model as passing the signature check
 
@@ -39,7 +40,7 @@ class Model:
             self.name, self.version, f"tiffin_{predictor.flavor}"
         )
         # 0: never on the event loop (a custom model's cost may follow its values)
-        inline = INLINE_SECONDS if predictor.flavor in SIZED_FLAVORS else 0.0
+        inline = INLINE_SECONDS if cost_follows_input_size(predictor.flavor) else 0.0
         self.metrics: ModelMetrics = metrics.for_model(self.name, self.version)
         self.queue_size = config.queue_size
         self.in_flight = 0

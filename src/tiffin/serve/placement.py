@@ -52,8 +52,6 @@ INLINE_SECONDS = 0.0005
 PROBE_EVERY = 32  # thread calls between two tries of the loop, while the thread's timing allows
 PROBE_FACTOR = 8.0  # how much dearer a call may look on the thread and still be tried inline
 OUTLIER = 4.0  # the most one inline call counts for, in times its size class's average
-# flavors whose predict cost follows the input's size: compiled estimators and graphs
-SIZED_FLAVORS = frozenset({"sklearn", "xgboost", "lightgbm", "onnx", "torch"})
 
 
 class Placement:
