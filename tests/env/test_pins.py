@@ -95,12 +95,6 @@ def test_exact_pins_of_the_installed_version_are_found() -> None:
         assert installed_pins([req]) == ({"numpy": version}, [])
 
 
-@pytest.mark.xfail(
-    reason="installed_pins compares the text after '==' with the installed version: a "
-    "wildcard pin (==1.*) and a pin without the local label of a +cpu build (PEP 440: "
-    "==1.5 matches 1.5+cpu) are reported missing, so an offline lock refuses them",
-    strict=True,
-)
 @pytest.mark.parametrize("req", ["tiffin-wild==1.*", "tiffin-label==1.5"])
 def test_pins_that_match_the_installed_version_by_pep440_are_found(site: Path, req: str) -> None:
     fake_dist(site, "tiffin-wild", "1.5")
@@ -109,11 +103,6 @@ def test_pins_that_match_the_installed_version_by_pep440_are_found(site: Path, r
     assert missing == [] and requirement_name(req) in found
 
 
-@pytest.mark.xfail(
-    reason="installed_pins ignores environment markers (only extras are skipped): a "
-    "dependency declared for Windows only is in the closure on Linux (pandas -> tzdata)",
-    strict=True,
-)
 @pytest.mark.skipif(sys.platform == "win32", reason="the marker holds on Windows")
 def test_dependencies_for_another_platform_are_not_in_the_closure(site: Path) -> None:
     fake_dist(site, "tiffin-pa", "1.0", ("tiffin-winonly; sys_platform == 'win32'",))

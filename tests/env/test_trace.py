@@ -187,11 +187,6 @@ def test_an_error_in_the_child_is_reported_with_stage_and_message(
         assert "probe.py, line" in (err.fix or "")  # the frames that raised it
 
 
-@pytest.mark.xfail(
-    reason="the frames come from the flavor's FlavorError only (custom.py, line 337), not "
-    "from its __cause__: the model's own file and line are lost for a load error",
-    strict=True,
-)
 def test_a_load_error_names_the_models_own_line(
     traced_pkg: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -27,7 +27,15 @@ def requirement_name(req: str) -> str:
 
 def installed_pins(requirements: Sequence[str]) -> tuple[dict[str, str], list[str]]:
     """Installed versions of the requirements' closure, and the requirements not installed
-    as written (absent, or pinned to another version)."""
+    as written (absent, or installed at a version their specifier does not admit).
+
+    Versions match by PEP 440 (``==1.*``, and ``==2.13.0`` for an installed
+    ``2.13.0+cpu``); a dependency whose environment marker is false here (another
+    platform, another Python, an extra) is not part of the closure.
+    """
+    # packaging comes with the packing extra; lint imports this module without it
+    from packaging.requirements import InvalidRequirement, Requirement
+
     pins: dict[str, str] = {}
     missing: list[str] = []
     todo = [(requirement_name(r), r) for r in requirements]
@@ -41,18 +49,28 @@ def installed_pins(requirements: Sequence[str]) -> tuple[dict[str, str], list[st
             if original:
                 missing.append(original)
             continue
-        wanted = re.search(r"===?\s*([^\s;,]+)", original)
-        if wanted and wanted.group(1) != dist.version:
+        if original and not _admits(original, dist.version):
             missing.append(original)  # pinned to a version other than the installed one
             continue
         pins[name] = dist.version
         for req in dist.requires or []:
-            if re.search(r"extra\s*==", req):
+            try:
+                parsed = Requirement(req)
+            except InvalidRequirement:
                 continue
-            m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
-            if m:
-                todo.append((re.sub(r"[-_.]+", "-", m.group(1)).lower(), ""))
+            if parsed.marker is None or parsed.marker.evaluate({"extra": ""}):
+                todo.append((canonical(parsed.name), ""))
     return pins, missing
+
+
+def _admits(requirement: str, version: str) -> bool:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        spec = Requirement(requirement).specifier
+    except InvalidRequirement:
+        return False
+    return spec.contains(version, prereleases=True)
 
 
 def accelerator_of(pins: Sequence[str]) -> dict[str, Any] | None:

@@ -122,7 +122,11 @@ _TRACER = textwrap.dedent(
         # The parent reports this error as what it is, with the frames that raised it.
         import traceback
 
-        frames = traceback.extract_tb(exc.__traceback__)[-6:]
+        # the innermost cause holds the model's own frames (a flavor wraps what it raised)
+        inner = exc
+        while inner.__cause__ is not None:
+            inner = inner.__cause__
+        frames = traceback.extract_tb(inner.__traceback__)[-6:]
         print("TIFFIN-CAPTURE-ERROR " + json.dumps({
             "stage": stage, "type": type(exc).__name__, "message": str(getattr(exc, "message", exc)),
             "fix": getattr(exc, "fix", None) if isinstance(exc, tiffin.errors.TiffinError) else None,
