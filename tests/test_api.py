@@ -17,7 +17,7 @@ PUBLIC = [
     "Predictor",
     "Signature",
     "SignatureError",
-    "SignatureVerificationError",
+    "SigningError",
     "TensorSpec",
     "TiffinError",
     "UnsafeArtifactError",

@@ -169,7 +169,7 @@ def test_signed_package_travels_in_the_archive(packed_iris: Path, tmp_path: Path
     private, public = tiffin.keygen(tmp_path / "k.key")
     tiffin.sign(packed_iris, private)
     a = tiffin.archive(packed_iris, tmp_path / "signed.tiffin")
-    assert tiffin.load(a, trusted_keys=[public], require_signature=True).name == "iris"
+    assert tiffin.load(a, trusted_keys=[public], require_signed=True).name == "iris"
     with pytest.raises(tiffin.UsageError, match="inside the package"):
         tiffin.archive(packed_iris, packed_iris / "x.tiffin")
     with pytest.raises(tiffin.UsageError, match="already exists"):

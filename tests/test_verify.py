@@ -160,10 +160,10 @@ def test_signature_policy_fails_integrity_before_any_replay(
     custom_source: Path,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Under TIFFIN_REQUIRE_SIGNATURE an unsigned package once passed integrity and failed
+    """Under TIFFIN_REQUIRE_SIGNED an unsigned package once passed integrity and failed
     only at replay; it is refused at the integrity step, as load refuses it."""
     pkg = pack_custom(custom_source, tmp_path / "p")
-    monkeypatch.setenv("TIFFIN_REQUIRE_SIGNATURE", "1")
+    monkeypatch.setenv("TIFFIN_REQUIRE_SIGNED", "1")
     report = verify(pkg.path, env="current")
     assert report.failed == "integrity" and len(report.steps) == 1
     assert "not signed" in (report.error or "")

@@ -8,12 +8,12 @@ and carries a stable exit code that the CLI documents::
      ├── PackageNotFoundError (3)     no package at the given path
      ├── IntegrityError (4)           a file changed, missing, extra or linked
      ├── ManifestError (5)            tiffin.json unreadable or invalid
-     ├── SignatureError (6)           inputs do not match the inference signature
+     ├── SignatureError (6)           inputs do not match the inference signature (schema)
      ├── UnsafeArtifactError (7)      pickle or another code-carrying format refused
      ├── FlavorError (8)              the framework could not save or load the model
      ├── EnvironmentBuildError (9)    capture, lock or environment build failed
      ├── VerificationError (10)       replayed examples differ, or the package fails to run
-     ├── SignatureVerificationError (11)  a package signature is missing or wrong
+     ├── SigningError (11)            the package's signing is missing or wrong (tiffin.sig)
      ├── ConflictError (12)           destination exists or is being written by another process
      └── ArchiveError (13)            a package archive is malformed or hostile
 """
@@ -95,7 +95,7 @@ class VerificationError(TiffinError):
     exit_code = 10
 
 
-class SignatureVerificationError(TiffinError):
+class SigningError(TiffinError):
     """A package signature is missing, malformed, or made by an untrusted key."""
 
     exit_code = 11

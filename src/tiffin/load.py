@@ -95,7 +95,7 @@ def load(
     *,
     allow_pickle: bool = False,
     trusted_keys: Sequence[Any] | None = None,
-    require_signature: bool | None = None,
+    require_signed: bool | None = None,
 ) -> Predictor:
     """Verify the package at ``path`` and load it.
 
@@ -113,10 +113,10 @@ def load(
 
         extracted = open_archive(root)
         try:
-            return _load_folder(extracted, allow_pickle, trusted_keys, require_signature)
+            return _load_folder(extracted, allow_pickle, trusted_keys, require_signed)
         except TiffinError as exc:
             raise _in_archive(exc, extracted, root) from None
-    return _load_folder(root, allow_pickle, trusted_keys, require_signature)
+    return _load_folder(root, allow_pickle, trusted_keys, require_signed)
 
 
 def _in_archive(exc: TiffinError, extracted: Path, archive: Path) -> TiffinError:
@@ -131,10 +131,10 @@ def _load_folder(
     root: Path,
     allow_pickle: bool,
     trusted_keys: Sequence[Any] | None,
-    require_signature: bool | None,
+    require_signed: bool | None,
 ) -> Predictor:
     manifest = verify_tree(root)
-    _check_trust(root, manifest, trusted_keys, require_signature)
+    _check_trust(root, manifest, trusted_keys, require_signed)
     check_artifacts(root, allow_pickle=allow_pickle, formats=flavors.byte_formats())
     signature = read_signature(root)
     options = manifest.runtime.get("options", {})

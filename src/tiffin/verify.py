@@ -3,7 +3,7 @@
 Steps, each timed and reported:
 
 1. ``integrity``: every byte against the manifest, and the signature when
-   ``trusted_keys`` are given or ``TIFFIN_REQUIRE_SIGNATURE`` demands one;
+   ``trusted_keys`` are given or ``TIFFIN_REQUIRE_SIGNED`` demands one;
 2. ``environment``: the environment built from the lock in the content-addressed cache
    (``env="isolated"``, the default), or the current interpreter (``env="current"``);
 3. ``replay``: (refused at once when the package has no example) the recorded
@@ -105,7 +105,7 @@ def verify(
     *,
     env: str = "isolated",
     trusted_keys: list[Any] | None = None,
-    require_signature: bool | None = None,
+    require_signed: bool | None = None,
     rtol: float = RTOL,
     atol: float = ATOL,
 ) -> Report:
@@ -129,8 +129,8 @@ def verify(
         return _step_value(report, name, fn)
 
     def integrity() -> tuple[str, Any]:
-        # the same policy as load: keys given, or TIFFIN_REQUIRE_SIGNATURE set
-        opened = open_package(root, trusted_keys=trusted_keys, require_signature=require_signature)
+        # the same policy as load: keys given, or TIFFIN_REQUIRE_SIGNED set
+        opened = open_package(root, trusted_keys=trusted_keys, require_signed=require_signed)
         manifest = opened.manifest
         return f"{len(manifest.files)} files match {manifest.digest}", opened
 

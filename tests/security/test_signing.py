@@ -80,7 +80,7 @@ def test_wrong_key_refused(packed_iris: Path, keys: tuple[Path, Path], tmp_path:
     _, mallory_pub = tiffin.keygen(tmp_path / "mallory.key")
     _, ec_pub = tiffin.keygen(tmp_path / "ec.key", algorithm="ecdsa-p256")
     for wrong in (mallory_pub, ec_pub):
-        with pytest.raises(tiffin.SignatureVerificationError, match="not signed by any trusted"):
+        with pytest.raises(tiffin.SigningError, match="not signed by any trusted"):
             tiffin.load(packed_iris, trusted_keys=[wrong])
     # one trusted key among several is enough
     assert tiffin.load(packed_iris, trusted_keys=[mallory_pub, keys[1]]).name == "iris"
@@ -182,49 +182,49 @@ TAMPERING: list[tuple[str, Callable[[Path, Path], None], type[Exception], str]] 
     ("file added", lambda p, k: (p / "extra.py").write_text("x"), tiffin.IntegrityError, "extra.py"),
     ("file removed", lambda p, k: (p / "README.md").unlink(), tiffin.IntegrityError, "README.md"),
     ("changed and re-sealed", lambda p, k: ((p / "README.md").write_text("evil"), _reseal(p)),
-     tiffin.SignatureVerificationError, "README.md was changed after signing"),
+     tiffin.SigningError, "README.md was changed after signing"),
     ("removed and re-sealed", lambda p, k: ((p / "README.md").unlink(), _reseal(p)),
-     tiffin.SignatureVerificationError, "README.md was removed after signing"),
+     tiffin.SigningError, "README.md was removed after signing"),
     ("added and re-sealed", lambda p, k: ((p / "code").mkdir(), (p / "code/x.py").write_text("1"),
                                           _reseal(p)),
-     tiffin.SignatureVerificationError, "code/x.py was added after signing"),
+     tiffin.SigningError, "code/x.py was added after signing"),
     ("signature byte flipped", lambda p, k: _flip_sig_byte(p),
-     tiffin.SignatureVerificationError, "not signed by any trusted key"),
+     tiffin.SigningError, "not signed by any trusted key"),
     ("payload swapped under the signature", lambda p, k: _swap_payload(p),
-     tiffin.SignatureVerificationError, "not signed by any trusted key"),
+     tiffin.SigningError, "not signed by any trusted key"),
     ("signed statement omits a file", lambda p, k: _resign_statement(p, k, _drop_resource),
-     tiffin.SignatureVerificationError, "inconsistent"),
+     tiffin.SigningError, "inconsistent"),
     ("signed statement lists another digest", lambda p, k: _resign_statement(p, k, _fake_resource),
-     tiffin.SignatureVerificationError, "inconsistent"),
+     tiffin.SigningError, "inconsistent"),
     ("signed statement omits a file, subject recomputed",
      lambda p, k: _resign_statement(p, k, _drop_resource, consistent=True),
-     tiffin.SignatureVerificationError, "README.md was added after signing"),
+     tiffin.SigningError, "README.md was added after signing"),
     ("signed statement lists another digest, subject recomputed",
      lambda p, k: _resign_statement(p, k, _fake_resource, consistent=True),
-     tiffin.SignatureVerificationError, "was changed after signing"),
+     tiffin.SigningError, "was changed after signing"),
     ("signed for another package digest", lambda p, k: _resign_statement(p, k, _other_digest),
-     tiffin.SignatureVerificationError, "another package digest"),
+     tiffin.SigningError, "another package digest"),
     ("md5 resources", lambda p, k: _resign_statement(p, k, _md5),
-     tiffin.SignatureVerificationError, "only sha256"),
+     tiffin.SigningError, "only sha256"),
     ("other predicate type", lambda p, k: _resign_statement(p, k, _predicate_type),
-     tiffin.SignatureVerificationError, "not a model-signing"),
+     tiffin.SigningError, "not a model-signing"),
     ("not JSON", lambda p, k: (p / "tiffin.sig").write_text("{not json"),
-     tiffin.SignatureVerificationError, "malformed"),
+     tiffin.SigningError, "malformed"),
     ("wrong media type", lambda p, k: _edit_bundle(mediaType="x")(p),
-     tiffin.SignatureVerificationError, "media type"),
+     tiffin.SigningError, "media type"),
     ("wrong payload type", lambda p, k: _edit_bundle(dsseEnvelope__payloadType="text/plain")(p),
-     tiffin.SignatureVerificationError, "payload type"),
+     tiffin.SigningError, "payload type"),
     ("payload not base64", lambda p, k: _edit_bundle(dsseEnvelope__payload="@@@")(p),
-     tiffin.SignatureVerificationError, "malformed"),
+     tiffin.SigningError, "malformed"),
     ("no signatures", lambda p, k: _edit_bundle(dsseEnvelope__signatures=[])(p),
-     tiffin.SignatureVerificationError, "no signatures"),
+     tiffin.SigningError, "no signatures"),
     ("signature replaced by a folder", lambda p, k: ((p / "tiffin.sig").unlink(),
                                                      (p / "tiffin.sig").mkdir()),
-     tiffin.SignatureVerificationError, "not signed"),
+     tiffin.SigningError, "not signed"),
     ("signature is a symlink", lambda p, k: _symlink_sig(p),
      tiffin.IntegrityError, "tiffin.sig is a symbolic link"),
     ("signature removed", lambda p, k: (p / "tiffin.sig").unlink(),
-     tiffin.SignatureVerificationError, "not signed"),
+     tiffin.SigningError, "not signed"),
 ]  # fmt: skip
 
 
@@ -262,16 +262,16 @@ def test_unsigned_refused_under_policy(
     packed_iris: Path, keys: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert tiffin.load(packed_iris).name == "iris"  # no policy, no keys: nothing to check
-    with pytest.raises(tiffin.SignatureVerificationError, match="not signed"):
-        tiffin.load(packed_iris, require_signature=True, trusted_keys=[keys[1]])
-    with pytest.raises(tiffin.SignatureVerificationError, match="not signed"):
+    with pytest.raises(tiffin.SigningError, match="not signed"):
+        tiffin.load(packed_iris, require_signed=True, trusted_keys=[keys[1]])
+    with pytest.raises(tiffin.SigningError, match="not signed"):
         tiffin.load(packed_iris, trusted_keys=[keys[1]])  # keys given: a signature is needed
-    monkeypatch.setenv("TIFFIN_REQUIRE_SIGNATURE", "1")
-    with pytest.raises(tiffin.SignatureVerificationError, match="not signed"):
+    monkeypatch.setenv("TIFFIN_REQUIRE_SIGNED", "1")
+    with pytest.raises(tiffin.SigningError, match="not signed"):
         tiffin.load(packed_iris)
-    assert tiffin.load(packed_iris, require_signature=False).name == "iris"  # option wins
+    assert tiffin.load(packed_iris, require_signed=False).name == "iris"  # option wins
     tiffin.sign(packed_iris, keys[0])
-    with pytest.raises(tiffin.SignatureVerificationError, match="no trusted keys"):
+    with pytest.raises(tiffin.SigningError, match="no trusted keys"):
         tiffin.load(packed_iris)
     assert tiffin.load(packed_iris, trusted_keys=[keys[1]]).name == "iris"
 
@@ -348,20 +348,20 @@ def textwrap_verify(python: str, pkg: Path, public: Path) -> list[str]:
 def test_policy_words_that_mean_yes_are_enforced(
     packed_iris: Path, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
-    """TIFFIN_REQUIRE_SIGNATURE=on once meant no policy at all: it failed open."""
-    monkeypatch.setenv("TIFFIN_REQUIRE_SIGNATURE", value)
-    with pytest.raises(tiffin.SignatureVerificationError, match="not signed"):
+    """TIFFIN_REQUIRE_SIGNED=on once meant no policy at all: it failed open."""
+    monkeypatch.setenv("TIFFIN_REQUIRE_SIGNED", value)
+    with pytest.raises(tiffin.SigningError, match="not signed"):
         tiffin.load(packed_iris)
 
 
 def test_an_unreadable_policy_value_is_a_refusal(
     packed_iris: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TIFFIN_REQUIRE_SIGNATURE", "sure")
-    with pytest.raises(tiffin.UsageError, match="TIFFIN_REQUIRE_SIGNATURE='sure'"):
+    monkeypatch.setenv("TIFFIN_REQUIRE_SIGNED", "sure")
+    with pytest.raises(tiffin.UsageError, match="TIFFIN_REQUIRE_SIGNED='sure'"):
         tiffin.load(packed_iris)
     for off in ("0", "off", "no", ""):
-        monkeypatch.setenv("TIFFIN_REQUIRE_SIGNATURE", off)
+        monkeypatch.setenv("TIFFIN_REQUIRE_SIGNED", off)
         assert tiffin.load(packed_iris).name == "iris"
 
 
@@ -373,7 +373,7 @@ def test_one_key_given_alone_is_one_key(packed_iris: Path, keys: tuple[Path, Pat
     for single in (public, str(public), public.read_bytes(), key_object):
         assert tiffin.load(packed_iris, trusted_keys=single).name == "iris"
     other = tiffin.keygen(public.parent / "mallory.key")[1]
-    with pytest.raises(tiffin.SignatureVerificationError, match="not signed by any trusted key"):
+    with pytest.raises(tiffin.SigningError, match="not signed by any trusted key"):
         tiffin.load(packed_iris, trusted_keys=str(other))
 
 
@@ -387,29 +387,37 @@ def test_things_that_are_not_keys_are_named(
 
 
 def test_every_command_that_loads_applies_the_policy(packed_iris: Path, tmp_path: Path) -> None:
-    """predict, predict --isolated, verify and serve take --key and --require-signature,
+    """predict, predict --isolated, verify and serve take --key and --require-signed,
     and the environment variable, as tiffin.load does (serve once had no way to trust a key)."""
     rows = tmp_path / "rows.json"
     rows.write_text(json.dumps(json.loads((packed_iris / "examples" / "input.json").read_text())))
-    unsigned = _cli("predict", str(packed_iris), "-i", str(rows), "--require-signature")
+    unsigned = _cli("predict", str(packed_iris), "-i", str(rows), "--require-signed")
     assert unsigned.returncode == 11 and "not signed" in unsigned.stderr
-    isolated = _cli(
-        "predict", str(packed_iris), "-i", str(rows), "--isolated", "--require-signature"
-    )
+    isolated = _cli("predict", str(packed_iris), "-i", str(rows), "--isolated", "--require-signed")
     assert isolated.returncode == 11 and "not signed" in isolated.stderr
-    verify = _cli("verify", str(packed_iris), "--env", "current", "--require-signature")
+    verify = _cli("verify", str(packed_iris), "--env", "current", "--require-signed")
     assert verify.returncode == 10 and "not signed" in verify.stdout
     served = subprocess.run(
         [sys.executable, "-m", "tiffin.cli", "serve", str(packed_iris), "--port", "0", "--workers", "1"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "TIFFIN_REQUIRE_SIGNATURE": "1"},
+        capture_output=True, text=True, timeout=120, env={**os.environ, "TIFFIN_REQUIRE_SIGNED": "1"},
     )  # fmt: skip
     assert served.returncode == 11 and "not signed" in served.stderr
     private, public = tiffin.keygen(tmp_path / "k")
     tiffin.sign(packed_iris, private)
     ok = _cli(
-        "predict", str(packed_iris), "-i", str(rows), "--key", str(public), "--require-signature"
+        "predict", str(packed_iris), "-i", str(rows), "--key", str(public), "--require-signed"
     )
     assert ok.returncode == 0, ok.stderr
     wrong = tiffin.keygen(tmp_path / "other")[1]
     bad = _cli("predict", str(packed_iris), "-i", str(rows), "--key", str(wrong))
     assert bad.returncode == 11 and "not signed by any trusted key" in bad.stderr
+
+
+def test_the_old_policy_variable_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployment still setting the variable's old name must not lose its check."""
+    from tiffin.security.signing import required_by_policy
+
+    monkeypatch.delenv("TIFFIN_REQUIRE_SIGNED", raising=False)
+    monkeypatch.setenv("TIFFIN_REQUIRE_SIGNATURE", "1")
+    with pytest.raises(tiffin.UsageError, match="renamed TIFFIN_REQUIRE_SIGNED"):
+        required_by_policy()

@@ -53,7 +53,7 @@ def _progress(total: int, enabled: bool) -> Any:
 def predict(
     package: Path, input_path: Path, output_path: Path | None, fmt: str | None,
     batch_size: int, isolated: bool, allow_pickle: bool, no_progress: bool,
-    keys: tuple[Path, ...], require_signature: bool | None,
+    keys: tuple[Path, ...], require_signed: bool | None,
 ) -> None:  # fmt: skip
     """Run PACKAGE on the rows of an input file."""
     from .. import datafiles
@@ -66,7 +66,7 @@ def predict(
 
         run_isolated(
             package, input_path, output_path, fmt=fmt, trusted_keys=list(keys) or None,
-            require_signature=require_signature,
+            require_signed=require_signed,
         )  # fmt: skip
         return
     from ..load import load
@@ -75,7 +75,7 @@ def predict(
         datafiles.check_output_path(output_path)  # before loading and predicting, not after
     model = load(
         package, allow_pickle=allow_pickle, trusted_keys=list(keys) or None,
-        require_signature=require_signature,
+        require_signed=require_signed,
     )  # fmt: skip
     inputs = datafiles.read_input(input_path, model.signature, fmt)
     total = datafiles.rows(inputs) if model.signature.batchable else 0

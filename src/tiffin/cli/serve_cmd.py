@@ -39,7 +39,7 @@ def serve(
     threads: int | None, no_batching: bool, max_batch_size: int | None, max_latency_ms: float | None,
     timeout: float, max_body: int, max_buffered_bytes: int, min_body_rate: float, body_grace: float,
     queue_size: int, drain_delay: float, token: str | None, metrics_public: bool, allow_pickle: bool,
-    keys: tuple[str, ...], require_signature: bool | None, log_level: str,
+    keys: tuple[str, ...], require_signed: bool | None, log_level: str,
 ) -> None:  # fmt: skip
     """Serve PACKAGES over the Open Inference Protocol (KServe V2) and MLflow's /invocations.
 
@@ -75,7 +75,7 @@ def serve(
     code = run(
         list(packages), repository=repository, host=host, port=port, workers=_workers(workers),
         config=config, allow_pickle=allow_pickle, trusted_keys=[str(k) for k in keys],
-        require_signature=require_signature, log_level=log_level, announce=announce,
+        require_signed=require_signed, log_level=log_level, announce=announce,
     )  # fmt: skip
     sys.exit(code)
 

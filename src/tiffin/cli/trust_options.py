@@ -1,4 +1,4 @@
-"""``--key`` and ``--require-signature``: the signature policy, the same on every command that loads."""
+"""``--key`` and ``--require-signed``: the signature policy, the same on every command that loads."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import click
 
 
 def trust_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``keys`` (tuple of paths) and ``require_signature`` (True or None) to a command.
+    """Add ``keys`` (tuple of paths) and ``require_signed`` (True or None) to a command.
 
-    None leaves the decision to ``TIFFIN_REQUIRE_SIGNATURE``; giving a key always checks.
+    None leaves the decision to ``TIFFIN_REQUIRE_SIGNED``; giving a key always checks.
     """
     fn = click.option(
-        "--require-signature",
+        "--require-signed",
         is_flag=True,
         default=None,
-        help="Refuse an unsigned package (or set TIFFIN_REQUIRE_SIGNATURE=1).",
+        help="Refuse an unsigned package (or set TIFFIN_REQUIRE_SIGNED=1).",
     )(fn)
     return click.option(
         "--key",

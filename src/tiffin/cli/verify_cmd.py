@@ -20,7 +20,7 @@ from .trust_options import trust_options
 @click.option("--atol", default=1e-6, show_default=True, help="Absolute tolerance for floats.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(
-    package: Path, env: str, keys: tuple[Path, ...], require_signature: bool | None,
+    package: Path, env: str, keys: tuple[Path, ...], require_signed: bool | None,
     rtol: float, atol: float, as_json: bool,
 ) -> None:  # fmt: skip
     """Prove PACKAGE runs: integrity, a clean environment from its lock, replayed examples.
@@ -30,7 +30,7 @@ def verify(
     from ..verify import verify as run
 
     report = run(
-        package, env=env, trusted_keys=list(keys) or None, require_signature=require_signature,
+        package, env=env, trusted_keys=list(keys) or None, require_signed=require_signed,
         rtol=rtol, atol=atol,
     )  # fmt: skip
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())

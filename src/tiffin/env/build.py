@@ -115,7 +115,7 @@ def ensure_environment(package: str | os.PathLike[str]) -> Path:
 
         python = ensure_environment("fraud-1.2.0")   # ~/.cache/tiffin/envs/<key>/bin/python
     """
-    opened = open_package(package, require_signature=False)  # the caller applies the policy
+    opened = open_package(package, require_signed=False)  # the caller applies the policy
     root, env = opened.root, opened.manifest.environment
     target = str(env.get("platform") or _this_platform())
     if not _same_platform(target):

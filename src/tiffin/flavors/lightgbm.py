@@ -147,7 +147,7 @@ def _booster(lgb: Any, text: str, where: str) -> Any:
     check_model_text(text, where)  # LightGBM's reader crashes on what it cannot parse
     try:
         return lgb.Booster(model_str=text)
-    except lgb.basic.LightGBMError as exc:
+    except (lgb.basic.LightGBMError, ValueError) as exc:
         raise FlavorError(f"LightGBM could not load the model: {exc}", where=where) from None
 
 

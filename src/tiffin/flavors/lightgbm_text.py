@@ -22,7 +22,9 @@ the structure LightGBM's reader relies on, and every index a prediction follows.
   leaf exactly once (so a prediction always ends at a leaf); categorical splits index
   ``cat_boundaries``, which index ``cat_threshold``; linear leaves name valid features;
 - a ``parameters:`` section holds ``[name: value]`` lines and ends with
-  ``end of parameters``.
+  ``end of parameters``;
+- the ``pandas_categorical:`` line LightGBM's Python package parses at load is JSON:
+  null or lists of unique categories.
 
 The check costs about 60 ms on a 500-tree, 2.8 MB model (LightGBM's own parse of it:
 about 10 ms), paid at pack and at load.
@@ -31,6 +33,7 @@ about 10 ms), paid at pack and at load.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Sequence
 
@@ -47,6 +50,7 @@ def check_model_text(text: str, where: str) -> None:
     """Raise FlavorError naming the first thing wrong with ``text``; return when sound."""
     try:
         _check(text.encode("utf-8"))
+        _check_pandas_categorical(text)
     except _Malformed as exc:
         raise FlavorError(
             f"malformed LightGBM model text: {exc}",
@@ -256,6 +260,28 @@ def _check_tail(tail: bytes) -> None:
     for line in tail[start + len(b"\nparameters:\n") : stop].split(b"\n"):
         if line and not _PARAMETER.fullmatch(line):
             raise _Malformed(f"a line of its parameters is not '[name: value]': {line[:40]!r}")
+
+
+def _check_pandas_categorical(text: str) -> None:
+    """The ``pandas_categorical:`` line, found as LightGBM's Python package finds it (the
+    text from the last line end before the final 19 characters) and parsed as JSON when
+    the booster is built: null, or per categorical column a list of unique categories."""
+    key = "pandas_categorical:"
+    last = text[text.rfind("\n", 0, -len(key)) :].strip()
+    if not last.startswith(key):
+        return
+    try:
+        value = json.loads(last[len(key) :])
+    except (ValueError, RecursionError):
+        raise _Malformed("its pandas_categorical line is not JSON") from None
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(c, list) for c in value):
+        raise _Malformed("its pandas_categorical line is not a list of category lists")
+    for column in value:
+        plain = all(type(v) in (str, int, float) for v in column)
+        if not plain or len({(type(v), v) for v in column}) != len(column):
+            raise _Malformed("its pandas_categorical line holds categories that are not unique strings or numbers")  # fmt: skip
 
 
 # -- fields ------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -31,6 +32,7 @@ from . import LoadContext, SaveContext, method_caller, mro_modules
 
 NAME = "sklearn"
 FRAMEWORKS = ("scikit-learn", "skops", "numpy", "scipy")
+COST_FOLLOWS_INPUT_SIZE = True
 FILE = "artifacts/model.skops"
 # Attributes that hold a memory address (``id()``) cached for the fitting process only:
 # the vectorizers keep ``id(self.stop_words)`` to skip re-validating stop words. A loaded
@@ -48,6 +50,7 @@ def skops_io() -> ModuleType:
     """``skops.io``, imported without walking every scikit-learn module (see above), with
     its tree loader checking a tree's state before building it."""
     if "skops.io" in sys.modules:
+        _install_hooks()
         return sys.modules["skops.io"]
     try:
         import sklearn.utils
@@ -66,10 +69,17 @@ def skops_io() -> ModuleType:
     return sio  # type: ignore[no-any-return]
 
 
+_hooked = False
+
+
 def _install_hooks() -> None:
     """skops's ``TreeNode`` calls ``Tree(*args).__setstate__(state)``, whose C code
     copies ``node_count`` nodes from an array of any length. The node class is swapped
     (process-wide, for every version of the node) for one that checks first."""
+    global _hooked
+    if _hooked:
+        return
+    _hooked = True
     from sklearn.cluster import Birch
     from skops.io import _audit, _sklearn, _utils
 
@@ -200,8 +210,20 @@ def _reproducible_zip(dest: Path, data: bytes) -> None:
             out.writestr(info, members[name])
 
 
+def load_bytes(data: bytes, declared: Sequence[str] = (), where: str = "model.skops") -> Any:
+    """The model in skops ``data``: judged, built, and its native state checked."""
+    names = _judge(data, declared, where)
+    try:
+        model = skops_io().loads(data, trusted=names)
+        native_trees.check_model(model)
+    except TiffinError:
+        raise
+    except Exception as exc:  # whatever a malformed file makes skops or the walk raise
+        raise FlavorError(f"skops could not load the model: {exc}", where=where) from exc
+    return model
+
+
 def load(ctx: LoadContext) -> Any:
-    sio = skops_io()
     path = ctx.file()
     data = ctx.read_verified()  # the verified bytes, not the path: no swap in between
     declared = ctx.options.get("trusted_types") or []
@@ -211,14 +233,7 @@ def load(ctx: LoadContext) -> Any:
             "runtime option 'trusted_types' must be a list of type names",
             where="tiffin.json: runtime.options.trusted_types",
         )
-    names = _judge(data, declared, str(path))
-    try:
-        model = sio.loads(data, trusted=names)
-    except TiffinError:
-        raise
-    except Exception as exc:
-        raise FlavorError(f"skops could not load the model: {exc}", where=str(path)) from exc
-    native_trees.check_model(model)
+    model = load_bytes(data, declared, str(path))
     return _Method(model, str(ctx.options.get("method", "predict")))
 
 

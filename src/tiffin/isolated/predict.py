@@ -24,7 +24,7 @@ def run_isolated(
     *,
     fmt: str | None = None,
     trusted_keys: Any = None,
-    require_signature: bool | None = None,
+    require_signed: bool | None = None,
 ) -> None:
     """Predict ``input_file`` with the package, in the package's own environment.
 
@@ -37,7 +37,7 @@ def run_isolated(
     comes back as the same tiffin error and exit code.
     """
     opened = open_package(
-        Path(package).resolve(), trusted_keys=trusted_keys, require_signature=require_signature
+        Path(package).resolve(), trusted_keys=trusted_keys, require_signed=require_signed
     )
     root = opened.root
     signature = Signature.from_dict(json.loads((root / layout.SCHEMA).read_text(encoding="utf-8")))

@@ -24,7 +24,8 @@ CHILD = "tiffin.isolated.child"
 # policy: the host applied it, with the caller's keys, before starting the child, which
 # has no keys to apply it with.
 _HOST_ONLY = (
-    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "TIFFIN_REQUIRE_SIGNATURE",
+    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "TIFFIN_REQUIRE_SIGNED",
+    "TIFFIN_REQUIRE_SIGNATURE",
 )  # fmt: skip
 
 

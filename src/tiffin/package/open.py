@@ -54,12 +54,12 @@ def open_package(
     path: str | os.PathLike[str],
     *,
     trusted_keys: Sequence[Any] | Any = None,
-    require_signature: bool | None = None,
+    require_signed: bool | None = None,
 ) -> OpenedPackage:
     """Open the package folder or archive at ``path``: integrity first, then signing policy.
 
-    ``trusted_keys``/``require_signature`` are the signing policy (``None`` reads
-    ``TIFFIN_REQUIRE_SIGNATURE``); without keys and without a requirement no signature
+    ``trusted_keys``/``require_signed`` are the signing policy (``None`` reads
+    ``TIFFIN_REQUIRE_SIGNED``); without keys and without a requirement no signature
     is checked. Example::
 
         opened = open_package("fraud-1.2.0.tiffin", trusted_keys=["release.pub"])
@@ -69,5 +69,5 @@ def open_package(
     root = open_archive(source) if source.is_file() else source
     with _named_by_source(root, source):
         manifest = verify_tree(root)
-        enforce_policy(root, manifest, trusted_keys, require_signature)
+        enforce_policy(root, manifest, trusted_keys, require_signed)
     return OpenedPackage(root=root, manifest=manifest, source=source)

@@ -252,6 +252,8 @@ INTERNAL: tuple[str, ...] = (
     "sklearn._loss.loss.PinballLoss",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
+    "sklearn.cluster._birch._CFNode",
+    "sklearn.cluster._birch._CFSubcluster",
     "sklearn.cluster._bisect_k_means._BisectingTree",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",

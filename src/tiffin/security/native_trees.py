@@ -198,18 +198,19 @@ def check_bspline(spline: Any, where: str) -> None:
 
     state = getattr(spline, "__dict__", {})
     try:
+        # knots and coefficients live in _t and _c (the properties t and c read them)
         fresh = BSpline(
-            state["t"], state["c"], state["k"],
+            state["_t"], state["_c"], state["k"],
             extrapolate=state["extrapolate"], axis=state["axis"],
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise _refuse(where, f"not a valid spline ({exc})") from None
-    for key in ("t", "c"):
-        mine = state[key]
-        if type(mine) is not np.ndarray or mine.dtype != getattr(fresh, key).dtype:
+    for key in ("_t", "_c"):
+        mine, made = state[key], getattr(fresh, key)
+        if type(mine) is not np.ndarray or mine.dtype != made.dtype or mine.shape != made.shape:
             raise _refuse(f"{where}.{key}", "not the array the constructor makes")
-        if mine.shape != getattr(fresh, key).shape or not mine.flags.c_contiguous:
-            raise _refuse(f"{where}.{key}", "not the array the constructor makes")
+        if not mine.flags.c_contiguous:
+            raise _refuse(f"{where}.{key}", "not contiguous")
     if type(state["k"]) is not int:
         raise _refuse(f"{where}.k", "not an int")
 

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .. import layout
-from ..errors import SignatureVerificationError, UsageError
+from ..errors import SigningError, UsageError
 from ..integrity import sha256_file, verify_tree
 from ..manifest import Manifest
 
@@ -154,20 +154,27 @@ _POLICY_OFF = frozenset({"", "0", "false", "no", "off"})
 
 
 def required_by_policy(value: str | None = None) -> bool:
-    """Whether ``TIFFIN_REQUIRE_SIGNATURE`` (or ``value``) demands a signature.
+    """Whether ``TIFFIN_REQUIRE_SIGNED`` (or ``value``) demands a signature.
 
     An unrecognised value is an error, never a silent "no": a policy that reads ``on``
     as off fails open.
     """
     if value is None:
-        value = os.environ.get("TIFFIN_REQUIRE_SIGNATURE", "")
+        if "TIFFIN_REQUIRE_SIGNATURE" in os.environ:
+            # the variable's old name: ignoring it would turn a required check off
+            raise UsageError(
+                "TIFFIN_REQUIRE_SIGNATURE was renamed TIFFIN_REQUIRE_SIGNED",
+                where="environment",
+                fix="set TIFFIN_REQUIRE_SIGNED instead, and unset TIFFIN_REQUIRE_SIGNATURE",
+            )
+        value = os.environ.get("TIFFIN_REQUIRE_SIGNED", "")
     word = value.strip().lower()
     if word in _POLICY_ON:
         return True
     if word in _POLICY_OFF:
         return False
     raise UsageError(
-        f"TIFFIN_REQUIRE_SIGNATURE={value!r} is not a yes or a no",
+        f"TIFFIN_REQUIRE_SIGNED={value!r} is not a yes or a no",
         fix="set it to 1 (require a signature) or 0, or unset it",
     )
 
@@ -327,7 +334,7 @@ def _read_bundle(path: Path) -> tuple[bytes, list[bytes]]:
         if not signatures:
             raise ValueError("no signatures")
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise SignatureVerificationError(
+        raise SigningError(
             f"{layout.SIGNATURE} is malformed: {exc}",
             where=str(path),
             fix="sign the package again with `tiffin sign`",
@@ -349,11 +356,9 @@ def _check_statement(payload: bytes, root: Path, manifest: Manifest, where: str)
         recomputed = hashlib.sha256(b"".join(bytes.fromhex(signed[n]) for n in names))
         tiffin_digest = doc["predicate"].get("tiffin", {}).get("digest")
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
-        raise SignatureVerificationError(
-            f"the signed statement is malformed: {exc}", where=where
-        ) from None
+        raise SigningError(f"the signed statement is malformed: {exc}", where=where) from None
     if recomputed.hexdigest() != subject:
-        raise SignatureVerificationError(
+        raise SigningError(
             "the signed statement is inconsistent: its subject digest does not match its files",
             where=where,
         )
@@ -366,13 +371,13 @@ def _check_statement(payload: bytes, root: Path, manifest: Manifest, where: str)
     extra, missing = sorted(set(actual) - set(signed)), sorted(set(signed) - set(actual))
     for what, names_ in (("removed", missing), ("added", extra), ("changed", changed)):
         if names_:
-            raise SignatureVerificationError(
+            raise SigningError(
                 f"{names_[0]} was {what} after signing (the signature is for another package)",
                 where=where,
                 fix="sign the package again, or fetch the signed version",
             )
     if tiffin_digest is not None and tiffin_digest != manifest.digest:
-        raise SignatureVerificationError("the signature is for another package digest", where=where)
+        raise SigningError("the signature is for another package digest", where=where)
 
 
 def enforce_policy(
@@ -380,7 +385,7 @@ def enforce_policy(
 ) -> str | None:
     """The signature check every reader runs: when keys are given, or the policy demands one.
 
-    ``require=None`` reads ``TIFFIN_REQUIRE_SIGNATURE``. Returns the signing key's id, or
+    ``require=None`` reads ``TIFFIN_REQUIRE_SIGNED``. Returns the signing key's id, or
     None when no check was asked for.
     """
     if require is None:
@@ -403,7 +408,7 @@ def verify_signature(
     path = Path(root) / layout.SIGNATURE
     if not path.is_file() or path.is_symlink():
         if required:
-            raise SignatureVerificationError(
+            raise SigningError(
                 "the package is not signed, and a signature is required",
                 where=str(root),
                 fix="sign it with `tiffin sign PKG --key KEY`, or drop the signature policy",
@@ -411,7 +416,7 @@ def verify_signature(
         return None
     payload, signatures = _read_bundle(path)
     if not trusted_keys:
-        raise SignatureVerificationError(
+        raise SigningError(
             "no trusted keys were given to check the signature against",
             fix="pass trusted_keys=[...] (or --key PUB)",
         )
@@ -421,7 +426,7 @@ def verify_signature(
         if any(_verifies(public, sig, message) for sig in signatures):
             _check_statement(payload, Path(root), manifest, str(path))
             return key_id(public)
-    raise SignatureVerificationError(
+    raise SigningError(
         "the package is not signed by any trusted key",
         where=str(path),
         fix="check that you trust the key that signed it, or get a package signed by yours",

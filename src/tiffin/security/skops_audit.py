@@ -93,6 +93,55 @@ def _content(node: dict[str, Any]) -> dict[str, Any]:
     return content if isinstance(content, dict) else {}
 
 
+def _without_ids(node: Any) -> str:
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("__id__", "file")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return json.dumps(strip(node), sort_keys=True)
+
+
+def _key(node_id: Any) -> str:
+    return json.dumps(node_id, sort_keys=True)
+
+
+# numpy's SeedSequence(entropy, spawn_key, pool_size, n_children_spawned) is called with
+# these at load: a pool of 2**62 words would take the process's memory and time
+_SEED_LIMITS = {"pool_size": (4, 64), "n_children_spawned": (0, 2**32)}
+
+
+def _check_seed_sequence(node: dict[str, Any], at: str) -> None:
+    seed = _content(node).get("seed_seq")
+    fields = _content(seed) if isinstance(seed, dict) else {}
+    for key, (low, high) in _SEED_LIMITS.items():
+        field = fields.get(key)
+        value = _json_value(field) if isinstance(field, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise UnsafeArtifactError(
+                f"random generator seed: {key} must be an integer in [{low}, {high}]",
+                where=f"{at}.content.seed_seq.{key}",
+            )
+    spawn = fields.get("spawn_key")
+    items = spawn.get("content") if isinstance(spawn, dict) else None
+    if not isinstance(items, list) or len(items) > 64:
+        raise UnsafeArtifactError(
+            "random generator seed: spawn_key must be a short tuple",
+            where=f"{at}.content.seed_seq.spawn_key",
+        )
+
+
+def _json_value(node: dict[str, Any]) -> Any:
+    if node.get("__loader__") != "JsonNode" or not isinstance(node.get("content"), str):
+        return None
+    try:
+        return json.loads(node["content"])
+    except ValueError:
+        return None
+
+
 def read_schema(data: bytes) -> Any:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return json.loads(archive.read("schema.json"))
@@ -124,8 +173,19 @@ def judge(schema: Any, declared: Collection[str] = (), where: str = "schema.json
                 "skops node without a string loader, module and class", where=at
             )
         name = f"{module}.{cls}"
-        if "__id__" in node and loader != "CachedNode" and isinstance(node["__id__"], int):
-            nodes.setdefault(node["__id__"], []).append(node)
+        if "__id__" in node and loader != "CachedNode":
+            same = nodes.setdefault(_key(node["__id__"]), [])
+            if same and _without_ids(same[0]) != _without_ids(node):
+                # skops builds the first node with an id and reuses it for every later
+                # one (the same object written twice; only the ids and array file names
+                # of the temporaries inside differ): a value judged in one place must not
+                # be built from another (arrays are checked once built, not here)
+                raise UnsafeArtifactError(
+                    f"skops node id {node['__id__']!r} names two different objects", where=at
+                )
+            same.append(node)
+        if loader == "RandomGeneratorNode":
+            _check_seed_sequence(node, at)
         if loader in _NAMELESS:
             continue
         if loader in _DECLARED_ONLY:
@@ -155,7 +215,7 @@ def judge(schema: Any, declared: Collection[str] = (), where: str = "schema.json
         targets: list[Any] = [func]
         if isinstance(func, dict) and func.get("__loader__") == "CachedNode":
             # whichever node skops met first under that id is the one it reuses: all must do
-            targets = list(nodes.get(func.get("__id__"), [])) or [None]
+            targets = list(nodes.get(_key(func.get("__id__")), [])) or [None]
         for target in targets:
             ok = isinstance(target, dict) and target.get("__loader__") == "FunctionNode"
             name = f"{target['__module__']}.{target['__class__']}" if ok else "something else"  # type: ignore[index]

@@ -63,7 +63,7 @@ from typing import Any
 
 from ..errors import UnsafeArtifactError
 from . import native_trees, numpy_guard
-from .trusted_types import TYPES
+from .trusted_types import CONSTRUCTORS, FUNCTIONS, PICKLE_CONSTRUCTORS, TYPES
 
 SAFE_GLOBALS = frozenset({
     "builtins.set", "builtins.frozenset", "builtins.dict", "builtins.list", "builtins.tuple",
@@ -139,6 +139,7 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
         self.trusted = frozenset(trusted)
         self._globals: dict[int, str] = {}  # id -> name of every object find_class returned
         self._built: set[int] = set()  # ids of the dtypes BUILD has set
+        self._held_only: dict[int, str] = {}  # functions a model may hold but not call here
 
     def load_build(self) -> None:
         target = self.stack[-2] if len(self.stack) >= 2 else None
@@ -167,8 +168,17 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
     dispatch[pickle.BUILD[0]] = load_build
 
     # every way a pickle calls something: REDUCE, NEWOBJ, NEWOBJ_EX, and OBJ/INST
+    def _check_held_only(self, func: Any) -> None:
+        name = self._held_only.get(id(func))
+        if name is not None:
+            raise UnsafeArtifactError(
+                f"pickle calls {name} while loading; a model may hold it, never call it here",
+                fix="do not load it",
+            )
+
     def load_reduce(self) -> None:
         func, args = self.stack[-2], self.stack[-1]
+        self._check_held_only(func)
         numpy_guard.check_call(func, args)
         if func is copyreg.__newobj__ and isinstance(args, tuple) and args:  # type: ignore[attr-defined]
             func, args = args[0], args[1:]
@@ -192,6 +202,7 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
     dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
 
     def _instantiate(self, klass: Any, args: Any) -> None:
+        self._check_held_only(klass)
         numpy_guard.check_call(klass, args)
         _check_tree_args(klass, args)
         super()._instantiate(klass, args)
@@ -201,6 +212,8 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
         full = f"{module}.{name}"
         if full in SAFE_GLOBALS or full in self.trusted or full in _PYX_HELPERS:
             return True
+        if full in CONSTRUCTORS or full in PICKLE_CONSTRUCTORS or full in FUNCTIONS:
+            return True  # a function from FUNCTIONS is held, never called (see _check_call)
         if full in TYPES:
             # judged by name; then it must really be that class, defined where it is named
             obj = _resolve(module, name)
@@ -233,6 +246,8 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
                 f"pickle refers to {module}.{name}, which does not exist here", fix=_FIX
             )
         self._globals[id(obj)] = f"{module}.{name}"
+        if f"{module}.{name}" in FUNCTIONS and f"{module}.{name}" not in self.trusted:
+            self._held_only[id(obj)] = f"{module}.{name}"
         return obj
 
     def persistent_load(self, pid: Any) -> Any:

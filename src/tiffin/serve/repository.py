@@ -46,7 +46,7 @@ class Repository:
 
 
 def from_paths(paths: list[Path], *, allow_pickle: bool = False, **trust: Any) -> Repository:
-    """Load each package; ``trust`` is passed to load (``trusted_keys``, ``require_signature``)."""
+    """Load each package; ``trust`` is passed to load (``trusted_keys``, ``require_signed``)."""
     repo = Repository()
     for path in paths:
         repo.add(load(path, allow_pickle=allow_pickle, **trust))

@@ -55,7 +55,7 @@ def build_repository(
 ) -> Repository:
     """The packages named on the command line and every package in ``folder``.
 
-    ``trust`` (``trusted_keys``, ``require_signature``) goes to every load.
+    ``trust`` (``trusted_keys``, ``require_signed``) goes to every load.
     """
     repo = from_folder(Path(folder), allow_pickle=allow_pickle, **trust) if folder else Repository()
     for predictor in from_paths([Path(p) for p in packages], allow_pickle=allow_pickle, **trust):
@@ -183,7 +183,7 @@ def run_worker(
     repo = build_repository(
         spec["packages"], spec["repository"], spec["allow_pickle"],
         trusted_keys=spec.get("trusted_keys") or None,
-        require_signature=spec.get("require_signature"),
+        require_signed=spec.get("require_signed"),
     )  # fmt: skip
     limit_compute_threads(int(os.environ.get("OMP_NUM_THREADS", budget)))
     app = create_app(repo, config)
@@ -210,7 +210,7 @@ def serve(
     config: ServeConfig,
     allow_pickle: bool = False,
     trusted_keys: list[str] | None = None,
-    require_signature: bool | None = None,
+    require_signed: bool | None = None,
     log_level: str = "warning",
     announce: Any = None,
 ) -> int:
@@ -220,7 +220,7 @@ def serve(
         "repository": repository,
         "allow_pickle": allow_pickle,
         "trusted_keys": [str(k) for k in trusted_keys or ()],
-        "require_signature": require_signature,
+        "require_signed": require_signed,
         "config": asdict(config),
         "log_level": log_level,
     }
