@@ -13,8 +13,8 @@ import numpy as np
 from . import flavors, layout
 from .errors import FlavorError, ManifestError, SignatureError, TiffinError
 from .flavors._code import own_names
-from .integrity import verify_tree
 from .manifest import Manifest
+from .package.open import open_package
 from .security.sniff import check_artifacts
 from .signature import Signature
 
@@ -107,34 +107,12 @@ def load(
         model = tiffin.load("out/iris-1.0.0")
         model.predict([[5.1, 3.5, 1.4, 0.2]])
     """
-    root = Path(path)
-    if root.is_file():
-        from .archive import open_archive
-
-        extracted = open_archive(root)
-        try:
-            return _load_folder(extracted, allow_pickle, trusted_keys, require_signed)
-        except TiffinError as exc:
-            raise _in_archive(exc, extracted, root) from None
-    return _load_folder(root, allow_pickle, trusted_keys, require_signed)
+    opened = open_package(path, trusted_keys=trusted_keys, require_signed=require_signed)
+    with opened.errors_named_by_source():
+        return _load_opened(opened.root, opened.manifest, allow_pickle)
 
 
-def _in_archive(exc: TiffinError, extracted: Path, archive: Path) -> TiffinError:
-    """Name the archive the user gave, not the private folder it was extracted to."""
-    if exc.where and exc.where.startswith(str(extracted)):
-        exc.where = f"archive {archive}" + exc.where[len(str(extracted)) :].replace("/", ": ", 1)
-        exc.args = (exc.format(),)
-    return exc
-
-
-def _load_folder(
-    root: Path,
-    allow_pickle: bool,
-    trusted_keys: Sequence[Any] | None,
-    require_signed: bool | None,
-) -> Predictor:
-    manifest = verify_tree(root)
-    _check_trust(root, manifest, trusted_keys, require_signed)
+def _load_opened(root: Path, manifest: Manifest, allow_pickle: bool) -> Predictor:
     check_artifacts(root, allow_pickle=allow_pickle, formats=flavors.byte_formats())
     signature = read_signature(root)
     options = manifest.runtime.get("options", {})
@@ -149,12 +127,3 @@ def _load_folder(
     with own_names(code_dir):
         model = flavor.load(ctx)
     return Predictor(root, manifest, signature, model)
-
-
-def _check_trust(
-    root: Path, manifest: Manifest, trusted_keys: Sequence[Any] | None, require: bool | None
-) -> None:
-    """Signature policy: checked when keys are given or the policy demands a signature."""
-    from .security.signing import enforce_policy
-
-    enforce_policy(root, manifest, trusted_keys, require)

@@ -28,12 +28,17 @@ from .atomic import (
     make_temp_dir,
     publish,
 )
+from .env import capture
 from .errors import ConflictError, FlavorError, TiffinError, UnsafeArtifactError, UsageError
+from .flavors._code import forget
+from .flavors.custom import copy_code
 from .integrity import index_files
+from .lint import lint_package
+from .load import load
 from .manifest import Manifest, pretty_json, validate_name, validate_version
 from .modelcard import render
 from .security.sniff import check_artifacts
-from .signature import Signature
+from .signature import Signature, named_arrays
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,6 @@ class Package:
         return self.manifest.version
 
     def load(self, **kwargs: Any) -> Any:
-        from .load import load
-
         return load(self.path, **kwargs)
 
     def __repr__(self) -> str:
@@ -226,8 +229,6 @@ def _write(
     runtime_options = flavor.save(model, ctx)
     check_artifacts(root, allow_pickle=allow_pickle, formats=flavors.byte_formats())
     if code:
-        from .flavors.custom import copy_code
-
         runtime_options["code"] = copy_code([Path(p) for p in code], ctx.code)
     runtime: dict[str, Any] = {"flavor": flavor.NAME, "options": runtime_options}
     if batching:
@@ -300,8 +301,6 @@ def _write(
         (root / layout.EXAMPLE_INPUT).write_bytes(example_codec.dumps(example))
         (root / layout.EXAMPLE_OUTPUT).write_bytes(example_codec.dumps(output))
 
-    from .env import capture
-
     environment = capture.capture(
         root, flavor=flavor.NAME, frameworks=tuple(flavor.FRAMEWORKS), requirements=requirements,
         python=python, platform=platform, options=runtime_options, allow_pickle=allow_pickle,
@@ -337,8 +336,6 @@ def _isolated_imports(root: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        from .flavors._code import forget
-
         sys.path[:] = path_before
         prefix = str(root)
         forget(prefix)
@@ -352,10 +349,6 @@ def _isolated_imports(root: Path) -> Iterator[None]:
 
 def _lint(root: Path, strict: bool) -> None:
     """Run the anti-pattern checks: warnings by default, errors under ``strict``."""
-    try:
-        from .lint import lint_package
-    except ImportError:  # lint lands separately; packing must not depend on it
-        return
     lint_package(root, strict=strict, report=True)
 
 
@@ -394,8 +387,6 @@ def _original_output(
 
 def _tolerance(expected: Any) -> dict[str, float]:
     """Half-precision outputs agree to their own precision, not to float64's."""
-    from .signature import named_arrays
-
     kinds = {np.asarray(v).dtype for v in named_arrays(expected).values()}
     if np.dtype(np.float16) in kinds:
         return {"rtol": 1e-2, "atol": 1e-2}
