@@ -112,6 +112,9 @@ def lightgbm_mutants(text: str, seed: int) -> list[bytes]:
                 a, b = rng.sample(trees, 2)
                 lines[a], lines[b] = lines[b], lines[a]
                 mutant = "\n".join(lines)
+            elif op < 0.85:
+                tail = rng.choice(['[', '[[1,1]]', '{}', '[["a"],[1,', '[[]]', '"x"', '[[true]]', "[[1e999]]"])  # fmt: skip
+                mutant = text[: text.rindex("pandas_categorical:")] + "pandas_categorical:" + tail + "\n"  # fmt: skip
             else:
                 at = rng.randrange(len(text))
                 mutant = text[:at] + rng.choice(["\r", "\r\n", "\x00", "\n", "\n\n", "=", " "]) + text[at:]  # fmt: skip
