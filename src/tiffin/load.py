@@ -12,7 +12,7 @@ import numpy as np
 
 from . import flavors, layout
 from .errors import FlavorError, ManifestError, SignatureError, TiffinError
-from .flavors._code import own_names
+from .logic.namespace import own_names
 from .manifest import Manifest
 from .package.open import open_package
 from .security.sniff import check_artifacts

@@ -10,8 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +29,11 @@ from .atomic import (
 )
 from .env import capture
 from .errors import ConflictError, FlavorError, TiffinError, UnsafeArtifactError, UsageError
-from .flavors._code import forget
-from .flavors.custom import copy_code
 from .integrity import index_files
 from .lint import lint_package
 from .load import load
+from .logic.namespace import forgetting_imports_from
+from .logic.sources import copy_code
 from .manifest import Manifest, pretty_json, validate_name, validate_version
 from .modelcard import render
 from .security.sniff import check_artifacts
@@ -246,7 +245,7 @@ def _write(
     )
 
     # Reload what was written and run it: a package that cannot load never ships.
-    with _isolated_imports(root):
+    with forgetting_imports_from(root):
         loaded = flavor.load(
             flavors.LoadContext(path=root, options=runtime_options, allow_pickle=allow_pickle)
         )
@@ -322,29 +321,6 @@ def _write(
     (root / layout.MANIFEST).write_bytes(manifest.to_bytes())
     _lint(root, strict)
     return manifest
-
-
-@contextlib.contextmanager
-def _isolated_imports(root: Path) -> Iterator[None]:
-    """Forget modules imported from the temporary package once the reload check is done.
-
-    The temporary folder is renamed away after packing; a module left in sys.modules
-    pointing into it would shadow the user's own module of the same name.
-    """
-    path_before = list(sys.path)
-    modules_before = dict(sys.modules)
-    try:
-        yield
-    finally:
-        sys.path[:] = path_before
-        prefix = str(root)
-        forget(prefix)
-        for name, module in list(sys.modules.items()):
-            if str(getattr(module, "__file__", "") or "").startswith(prefix):
-                if name in modules_before:
-                    sys.modules[name] = modules_before[name]
-                else:
-                    del sys.modules[name]
 
 
 def _lint(root: Path, strict: bool) -> None:

@@ -94,7 +94,7 @@ _TRACER = textwrap.dedent(
     def caller_globals():
         # Who called __import__, past the code/ namespace's own forwarding __import__.
         frame = sys._getframe(2)
-        while frame is not None and frame.f_globals.get("__name__") == "tiffin.flavors._code":
+        while frame is not None and frame.f_globals.get("__name__") == "tiffin.logic.namespace":
             frame = frame.f_back
         return frame.f_globals if frame is not None else {}
 

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FlavorError, UnsafeArtifactError
+from ..logic import namespace
+from ..logic.sources import copy_code, local_modules
 from ..security.unpickler import code_modules_of, safe_loads
-from . import LoadContext, SaveContext, _code, method_caller
+from . import LoadContext, SaveContext, method_caller
 
 NAME = "pickle"
 FRAMEWORKS: tuple[str, ...] = ("numpy",)
@@ -68,8 +70,6 @@ def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
     method_caller(model, ctx.method)
     source = user_source(type(model))
     if source is not None:
-        from .custom import copy_code, local_modules
-
         siblings = local_modules(source) if source.is_file() else []
         copy_code([source, *siblings], ctx.code)
     try:
@@ -98,7 +98,7 @@ def load(ctx: LoadContext) -> Any:
         ctx.read_verified(),  # the verified bytes, not whatever the path holds by now
         code_modules=code_modules_of(ctx.path / "code"),
         trusted=ctx.options.get("trusted_types") or (),
-        code_prefix=_code.PREFIX,
+        code_prefix=namespace.PREFIX,
     )
     return _Method(model, str(ctx.options.get("method", "predict")))
 

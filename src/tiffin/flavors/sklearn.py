@@ -145,7 +145,7 @@ def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
     names = _judge(data, ctx.trusted_types, "skops model")
     # A declared type from the user's own module (a FunctionTransformer's function, a
     # custom estimator) is rebuilt by importing that module at load: ship it in code/.
-    from .custom import copy_code, module_sources
+    from ..logic.sources import copy_code, module_sources
 
     declared = [t for t in names if t in ctx.trusted_types]
     sources = module_sources(declared)

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import FlavorError
+from ..logic.namespace import import_from_package
+from ..logic.sources import class_file, copy_code, local_modules
 from . import LoadContext, SaveContext, mro_modules
 
 NAME = "torch"
@@ -119,11 +121,9 @@ def _init_kwargs(cls: type, model: Any, given: Any) -> dict[str, Any]:
 def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
     from safetensors.torch import save_file
 
-    from .custom import _class_file, copy_code, local_modules
-
     device = _check_device(ctx.options.get("device", "cpu"))
     cls = _user_class(model)
-    source = _class_file(cls)
+    source = class_file(cls)
     kwargs = _init_kwargs(cls, model, ctx.options.get("init_kwargs"))
     # Tied or shared tensors cannot be stored twice in safetensors: store copies.
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
@@ -311,8 +311,6 @@ def load(ctx: LoadContext) -> Any:
         raise FlavorError(
             "torch and safetensors are needed", fix="pip install torch safetensors"
         ) from None
-    from .custom import import_from_package
-
     module = import_from_package(ctx.path / "code", str(ctx.options["module"]))
     cls = getattr(module, str(ctx.options["class"]), None)
     if cls is None:

@@ -32,6 +32,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..errors import FlavorError, IntegrityError
+
 PREFIX = "_tiffin_code_"
 
 
@@ -214,3 +216,63 @@ def own_names(code_dir: Path) -> Iterator[None]:
             for name in [n for n in sys.modules if n.split(".")[0] in own]:
                 del sys.modules[name]
             sys.modules.update(saved)
+
+
+def import_from_package(code_dir: Path, module: str) -> ModuleType:
+    """Import ``module`` from the package's ``code/`` folder, whatever else is loaded.
+
+    The folder is imported as a namespace of its own (see :func:`namespace`): the module's
+    imports of its siblings resolve inside this package, never to a same-named module
+    of the packer's working copy or of another package loaded in the same process.
+    """
+    if not module or not all(part.isidentifier() for part in module.split(".")):
+        # a re-sealed manifest naming "../x" would run a file outside code/
+        raise IntegrityError(
+            f"runtime option 'module' is {module!r}, not a module name inside code/",
+            where="tiffin.json: runtime.options.module",
+        )
+    file = code_dir / f"{module}.py"
+    if not file.is_file():
+        file = code_dir / module / "__init__.py"
+    if not file.is_file():
+        raise FlavorError(f"code/{module}.py is missing from the package", where=str(code_dir))
+    try:
+        return import_module(code_dir, module)
+    except Exception as exc:
+        fix = None
+        if isinstance(exc, ModuleNotFoundError):
+            missing = str(exc.name or "")
+            if missing.startswith(PREFIX):
+                missing = missing.partition(".")[2]  # the name as the code wrote it
+            fix = (
+                f"if {missing!r} is your own module, pack it with code=['path/to/{missing}.py'] "
+                "(modules beside the class file are found by themselves); if it is a "
+                "distribution, install it"
+            )
+        raise FlavorError(
+            f"importing code/{file.name} failed: {exc!r}", where=str(file), fix=fix
+        ) from exc
+
+
+@contextlib.contextmanager
+def forgetting_imports_from(root: Path) -> Iterator[None]:
+    """Forget, on leaving, every module imported from files under ``root``.
+
+    Pack reloads the package from its temporary folder, which is then renamed away; a
+    module left in sys.modules pointing into it would shadow the user's own module of
+    the same name.
+    """
+    path_before = list(sys.path)
+    modules_before = dict(sys.modules)
+    try:
+        yield
+    finally:
+        sys.path[:] = path_before
+        prefix = str(root)
+        forget(prefix)
+        for name, module in list(sys.modules.items()):
+            if str(getattr(module, "__file__", "") or "").startswith(prefix):
+                if name in modules_before:
+                    sys.modules[name] = modules_before[name]
+                else:
+                    del sys.modules[name]
