@@ -72,6 +72,47 @@ def mlflow_saves(
     return times[1:]
 
 
+def boosted_models(work: Path) -> dict[str, tuple[Any, np.ndarray, str]]:
+    """XGBoost, LightGBM and CatBoost classifiers on one data set, each with its floor:
+    a fresh process loading the framework's own model file and predicting."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=500, n_features=20, random_state=0)
+    np.save(work / "gb-example.npy", X[:5])
+    x = f"np.load({str(work / 'gb-example.npy')!r})"
+    found: dict[str, tuple[Any, np.ndarray, str]] = {}
+    try:
+        import xgboost
+
+        xgb = xgboost.XGBClassifier(n_estimators=50, max_depth=4).fit(X, y)
+        xgb.save_model(work / "xgb.ubj")
+        found["XGBoost classifier"] = (xgb, X[:5], f"import numpy as np, xgboost; m = xgboost.XGBClassifier(); "
+                                       f"m.load_model({str(work / 'xgb.ubj')!r}); m.predict({x})")  # fmt: skip
+    except ImportError:
+        pass
+    try:
+        import lightgbm
+
+        lgb = lightgbm.LGBMClassifier(n_estimators=50, verbose=-1).fit(X, y)
+        lgb.booster_.save_model(str(work / "lgb.txt"))
+        found["LightGBM classifier"] = (lgb, X[:5], f"import numpy as np, lightgbm; "
+                                        f"lightgbm.Booster(model_file={str(work / 'lgb.txt')!r}).predict({x})")  # fmt: skip
+    except ImportError:
+        pass
+    try:
+        import catboost
+
+        cb = catboost.CatBoostClassifier(iterations=50, verbose=0, allow_writing_files=False).fit(
+            X, y
+        )
+        cb.save_model(str(work / "cb.json"), format="json")
+        found["CatBoost classifier"] = (cb, X[:5], f"import numpy as np, catboost; m = catboost.CatBoostClassifier(); "
+                                        f"m.load_model({str(work / 'cb.json')!r}, format='json'); m.predict({x})")  # fmt: skip
+    except ImportError:
+        pass
+    return found
+
+
 def main() -> None:
     import sklearn
     import torch
@@ -129,6 +170,16 @@ def main() -> None:
             mlflow, "pytorch", f"import torch; model = torch.load({str(work / 'mlp.pt')!r}, weights_only=False)",
             work, work / "mlp-example.npy"), floor)  # fmt: skip
         results[case]["tiffin / mlflow"] = tiffin_t / mlf
+
+    for case, (model, example, floor_code) in boosted_models(work).items():
+        floor = record(case, "floor: fresh process, import + load + predict", time_process(
+            [sys.executable, "-c", floor_code], RUNS), None)  # fmt: skip
+        record(
+            case,
+            "tiffin.pack (capture + lock)",
+            timed_packs(model, example, work, case.split()[0].lower()),
+            floor,
+        )
 
     print(table(["case", "what", "median", "vs floor"], rows))
     path = write_json("pack", {"runs": RUNS, "median_seconds": results})
