@@ -1,6 +1,6 @@
 """The direct lane against uvicorn's ASGI path: Python CPU per one-row infer request.
 
-``tiffin serve`` answers inference POSTs without ASGI (``serve/protocol.py``). This
+``tiffin serve`` answers inference POSTs without ASGI (``serve/http.py``). This
 drives tiffin's real protocol class and app in one process, with in-memory transports
 (no sockets, no load generator: what is left is the Python work of a request, from the
 bytes of its head to the bytes of its answer), C connections each sending one-row
@@ -107,7 +107,7 @@ def main() -> None:
     import uvloop
 
     from tiffin.serve.app import create_app
-    from tiffin.serve.protocol import bounded_protocol
+    from tiffin.serve.http import bounded_protocol
     from tiffin.serve.repository import Repository, from_paths
 
     torch.set_num_threads(1)  # as each server worker runs it

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import tiffin
 from tiffin import examples
 from tiffin.manifest import Manifest
-from tiffin.serve import codec
+from tiffin.serve.protocols import v2 as codec
 from tiffin.signature import Signature
 
 json_values = st.recursive(

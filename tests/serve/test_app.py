@@ -191,9 +191,9 @@ def test_large_bodies_are_decoded_off_the_event_loop(
     import asyncio
 
     import tiffin
-    from tiffin.serve import app as app_module
     from tiffin.serve.app import OFFLOAD_BYTES, Server
     from tiffin.serve.config import ServeConfig
+    from tiffin.serve.protocols import v2
     from tiffin.serve.repository import Repository
 
     repo = Repository()
@@ -201,13 +201,13 @@ def test_large_bodies_are_decoded_off_the_event_loop(
     server = Server(repo, ServeConfig())
     threads: list[tuple[str, str]] = []
     for step in ("decode_request", "encode_response"):
-        real = getattr(app_module.codec, step)
+        real = getattr(v2, step)
 
         def recorded(*args: object, _real: Any = real, _step: str = step) -> object:
             threads.append((_step, threading.current_thread().name))
             return _real(*args)
 
-        monkeypatch.setattr(app_module.codec, step, recorded)
+        monkeypatch.setattr(v2, step, recorded)
 
     async def infer(rows: int) -> int:
         body = json.dumps({"inputs": [{"name": "input", "datatype": "FP64", "shape": [rows, 4], "data": ROW * rows}]}).encode()  # fmt: skip
@@ -215,7 +215,7 @@ def test_large_bodies_are_decoded_off_the_event_loop(
         async def receive() -> dict[str, object]:  # the whole body in one message
             return {"type": "http.request", "body": body, "more_body": False}
 
-        status, _, _ = await server.answer_infer({}, receive, "iris", None)
+        status, _, _ = await server.answer(v2.V2(), ("iris", None), {}, receive)
         assert status == 200
         return len(body)
 

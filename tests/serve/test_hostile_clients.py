@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.serve.conftest import Served, start, stop
-from tests.serve.test_protocol import body_of, exchange, request, status_of
+from tests.serve.test_http import body_of, exchange, request, status_of
 
 IRIS = json.dumps(
     {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]}

@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from tests.serve.conftest import Served, start, stop
-from tests.serve.test_protocol import body_of, read_answer, status_of
+from tests.serve.test_http import body_of, read_answer, status_of
 from tiffin.errors import UsageError
 from tiffin.serve import limits
 from tiffin.serve.app import create_app
@@ -35,6 +35,7 @@ from tiffin.serve.budget import REPORT_EVERY, Budget
 from tiffin.serve.config import ServeConfig
 from tiffin.serve.errors import HTTPError
 from tiffin.serve.limits import INFLATER_BYTES, STEP
+from tiffin.serve.protocols.v2 import V2
 from tiffin.serve.runner import build_repository
 
 IRIS = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]}  # fmt: skip
@@ -209,7 +210,7 @@ def test_endpoints_give_back_slots_and_bytes_on_every_path(packages: dict[str, P
     good = json.dumps(IRIS).encode()
 
     async def infer(receive: Any, headers: dict[bytes, bytes] | None = None) -> int:
-        answer = await server.answer_infer(headers or {}, receive, "iris", None)
+        answer = await server.answer(V2(), ("iris", None), headers or {}, receive)
         return answer[0]
 
     async def main() -> list[int]:
@@ -237,10 +238,10 @@ def test_a_body_still_arriving_holds_a_queue_slot(packages: dict[str, Path]) -> 
     good = json.dumps(IRIS).encode()
 
     async def main() -> tuple[int, int, bytes]:
-        slow = asyncio.create_task(server.answer_infer({}, channel(good[:10], stall=True), "iris", None))  # fmt: skip
+        slow = asyncio.create_task(server.answer(V2(), ("iris", None), {}, channel(good[:10], stall=True)))  # fmt: skip
         await asyncio.sleep(0.01)
         assert server.latest["iris"].in_flight == 1
-        status, headers, payload = await server.answer_infer({}, channel(good), "iris", None)
+        status, headers, payload = await server.answer(V2(), ("iris", None), {}, channel(good))
         slow.cancel()
         await asyncio.gather(slow, return_exceptions=True)
         return status, dict(headers).get(b"retry-after", b"") == b"1", payload

@@ -8,7 +8,9 @@ import jsonschema
 import pytest
 
 import tiffin
-from tiffin.serve.openapi import openapi_document, request_schema
+from tiffin.serve.openapi import openapi_document
+from tiffin.serve.protocols import PROTOCOLS
+from tiffin.serve.protocols.v2 import request_schema
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +19,7 @@ def models(packages: dict[str, Path]) -> list[tiffin.Predictor]:
 
 
 def test_paths_for_every_model_version(models: list[tiffin.Predictor]) -> None:
-    doc = openapi_document(models)
+    doc = openapi_document(models, PROTOCOLS)
     assert doc["openapi"] == "3.1.0"
     for path in ("/v2/models/iris/infer", "/v2/models/iris/versions/1/infer",
                  "/v2/models/iris/versions/2/ready", "/v2/models/multi", "/v2/health/ready"):  # fmt: skip
@@ -26,11 +28,11 @@ def test_paths_for_every_model_version(models: list[tiffin.Predictor]) -> None:
     assert "security" not in doc
     infer = doc["paths"]["/v2/models/multi/infer"]["post"]
     assert {"400", "404", "413", "415", "503", "504"} <= set(infer["responses"])
-    single = openapi_document(models[:1], auth=True)
+    single = openapi_document(models[:1], PROTOCOLS, auth=True)
     assert "/invocations" in single["paths"] and single["security"] == [{"bearer": []}]
     assert single["paths"]["/v2/health/live"]["get"]["security"] == []  # probes stay open
     assert "security" not in single["paths"]["/metrics"]["get"]  # its labels name the models
-    public = openapi_document(models[:1], auth=True, metrics_public=True)
+    public = openapi_document(models[:1], PROTOCOLS, auth=True, metrics_public=True)
     assert public["paths"]["/metrics"]["get"]["security"] == []
 
 
@@ -62,7 +64,10 @@ def test_the_document_is_valid_openapi_3_1(models: list[tiffin.Predictor]) -> No
     (which OpenAPI 3.1 does not allow) once made every served document invalid."""
     from openapi_spec_validator import validate
 
-    for doc in (openapi_document(models), openapi_document(models[:1], auth=True)):
+    for doc in (
+        openapi_document(models, PROTOCOLS),
+        openapi_document(models[:1], PROTOCOLS, auth=True),
+    ):
         validate(doc)  # type: ignore[arg-type]
 
 
@@ -71,7 +76,7 @@ def test_unversioned_paths_describe_the_version_that_answers(
 ) -> None:
     iris1, iris2 = models[0], models[1]  # iris 2 answers /v2/models/iris (predict_proba)
     for order in ([iris1, iris2], [iris2, iris1]):
-        doc = openapi_document(order)
+        doc = openapi_document(order, PROTOCOLS)
         infer = doc["paths"]["/v2/models/iris/infer"]["post"]
         assert infer["summary"].startswith("run iris 2 ")
         assert doc["paths"]["/v2/models/iris/versions/1/infer"]["post"]["summary"].startswith(

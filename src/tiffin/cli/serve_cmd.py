@@ -9,6 +9,7 @@ import click
 
 from ..errors import UsageError
 from ..serve.budget import DEFAULT_BUDGET
+from ..serve.config import ServeConfig
 from .trust_options import trust_options
 
 
@@ -53,7 +54,8 @@ def serve(
     request (504) and per request head (408), --min-body-rate after --body-grace (408).
     With --token, /metrics needs the token too unless --metrics-public.
     """
-    from ..serve.config import ServeConfig
+    # the server's libraries (uvicorn, starlette) come with the serve extra: imported
+    # only when a server starts, so the rest of the CLI works without them
     from ..serve.runner import serve as run
 
     if not packages and not repository:
@@ -82,7 +84,7 @@ def serve(
 
 def _workers(value: str) -> int:
     if value == "auto":
-        from ..serve.runner import usable_cpus
+        from ..serve.runner import usable_cpus  # the serve extra, as above
 
         return usable_cpus()
     if not (value.isascii() and value.isdigit()) or int(value) < 1:  # '²'.isdigit() is True

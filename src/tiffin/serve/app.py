@@ -1,11 +1,11 @@
-"""The HTTP application: V2 REST endpoints, MLflow's ``/invocations``, metrics, OpenAPI.
+"""The HTTP application: every wire protocol's endpoints (``protocols``), metrics, OpenAPI.
 
-The two inference endpoints are the hot path, so a small ASGI front answers them from
-the raw scope (one regular expression, no request objects): at one row per request,
-Starlette's routing, middleware and request wrappers cost more than the codec and the
-model together. Every other endpoint is an ordinary Starlette route. Every answer is
-JSON; every error is ``{"error": "..."}`` with its status; no bad request can take the
-worker down (an unexpected exception is a 500 with its type and message).
+The inference endpoints are the hot path, so a small ASGI front answers a POST to one of
+them from the raw scope (each protocol's ``match``, no request objects): at one row per
+request, Starlette's routing, middleware and request wrappers cost more than the codec
+and the model together. Every other endpoint is an ordinary Starlette route. Every
+answer is JSON; every error is ``{"error": "..."}`` with its status; no bad request can
+take the worker down (an unexpected exception is a 500 with its type and message).
 
 Auth (``--token``): model metadata and config, inference, ``/invocations``, the OpenAPI
 document and ``/metrics`` (its labels name every model and version) need
@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -35,18 +35,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .._version import __version__
 from ..errors import SignatureError, TiffinError
-from . import auth, codec, limits
+from . import auth, limits
 from .batching import Overloaded
 from .budget import Budget
 from .config import ServeConfig
 from .deadlines import Deadlines
-from .errors import HTTPError
+from .errors import BadRequest, HTTPError
+from .http import Answer, Handler
 from .metrics import CONTENT_TYPE, Metrics
 from .model import Model
 from .openapi import openapi_document
-from .protocol import Answer, Handler
+from .protocols import PROTOCOLS, WireProtocol
+from .protocols.base import JSON_HEADERS, Target, json_response
 from .repository import Repository
 
 Scope = MutableMapping[str, Any]
@@ -54,16 +55,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-_INFER = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
-_JSON = [(b"content-type", b"application/json")]
 _T = TypeVar("_T")
 OFFLOAD_BYTES = 1 << 20  # bodies and outputs this large are decoded off the event loop
-
-
-def json_response(
-    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> Response:
-    return Response(orjson.dumps(data), status, headers, media_type="application/json")
 
 
 def _nbytes(outputs: Mapping[str, Any]) -> int:
@@ -73,14 +66,19 @@ def _nbytes(outputs: Mapping[str, Any]) -> int:
     return size
 
 
+def _signature_message(exc: SignatureError) -> str:
+    """The signature's own message, with its fix, for a 400 answer."""
+    return exc.message + (f" ({exc.fix})" if exc.fix else "")
+
+
 def _error_status(exc: BaseException, timeout: float) -> HTTPError:
     """The HTTP answer for an exception raised while serving a request."""
     if isinstance(exc, HTTPError):
         return exc
-    if isinstance(exc, codec.BadRequest):
+    if isinstance(exc, BadRequest):
         return HTTPError(400, str(exc))
     if isinstance(exc, SignatureError):
-        return HTTPError(400, codec.signature_message(exc))
+        return HTTPError(400, _signature_message(exc))
     if isinstance(exc, Overloaded):
         return HTTPError(503, f"overloaded: {exc}", {"Retry-After": "1"})
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
@@ -93,15 +91,16 @@ def _error_status(exc: BaseException, timeout: float) -> HTTPError:
 def _error_answer(exc: BaseException, timeout: float) -> Answer:
     """Status, headers and ``{"error": ...}`` body for a request that failed with ``exc``."""
     error = _error_status(exc, timeout)
-    extra = _JSON + [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    extra = JSON_HEADERS + [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     return error.status, extra, orjson.dumps({"error": error.message})
 
 
 class Server:
     """The served models and the endpoints; ``create_app`` wraps it in ASGI."""
 
-    def __init__(self, repository: Repository, config: ServeConfig) -> None:
+    def __init__(self, repository: Repository, config: ServeConfig, protocols: Sequence[WireProtocol] = PROTOCOLS) -> None:  # fmt: skip
         self.config = config
+        self.protocols = tuple(protocols)
         self.metrics = Metrics()
         self.budget = Budget(config.max_buffered_bytes)
         self.budget.report = self.metrics.buffered_bytes(lambda: self.budget.used)
@@ -119,7 +118,10 @@ class Server:
         self.ready = True  # what readiness probes are told; false from SIGTERM on
         self.accepting = True  # whether inference is taken; false once the drain begins
         self.openapi = openapi_document(
-            repository, auth=bool(config.token), metrics_public=config.metrics_public
+            repository,
+            self.protocols,
+            auth=bool(config.token),
+            metrics_public=config.metrics_public,
         )
 
     def model(self, name: str, version: str | None) -> Model:
@@ -134,49 +136,54 @@ class Server:
             raise HTTPError(404, f"{what} is not served here (served: {served})")
         return found
 
+    def only_model(self, protocol: WireProtocol) -> Model:
+        """The one model served, for a protocol whose paths name none (``/invocations``)."""
+        if len(self.latest) != 1:
+            where = " or ".join(protocol.inference_paths)
+            raise HTTPError(400, f"{len(self.latest)} models are served; {where} needs exactly one (use /v2/models/<name>/infer)")  # fmt: skip
+        return next(iter(self.latest.values()))
+
+    def authorize(self, headers: Mapping[bytes, bytes]) -> None:
+        """401 unless the request carries the bearer token (when the server has one)."""
+        auth.check_token(headers, self.config.token)
+
     # -- the hot path ----------------------------------------------------------------
-    # Each inference endpoint is one coroutine from the request's headers and a body
+    # Each inference request is one coroutine from the request's headers and a body
     # channel to the whole answer (status, headers, payload). The ASGI front sends it;
-    # tiffin's HTTP protocol (``protocol.py``) calls it directly and writes it, without
-    # the ASGI scope and messages.
-    async def answer_infer(self, headers: dict[bytes, bytes], receive: Receive, name: str, version: str | None) -> Answer:  # fmt: skip
-        """``POST /v2/models/{name}[/versions/{version}]/infer``."""
+    # tiffin's HTTP protocol (``http.py``) calls it directly and writes it, without the
+    # ASGI scope and messages.
+    async def answer(self, protocol: WireProtocol, target: Target, headers: dict[bytes, bytes], receive: Receive) -> Answer:  # fmt: skip
+        """A POST to one of ``protocol``'s inference endpoints, for the model ``target`` names."""
         started = time.perf_counter()
         model: Model | None = None
         try:
             auth.check_token(headers, self.config.token)
-            model = self.model(name, version)
+            name, version = target
+            model = self.only_model(protocol) if name is None else self.model(name, version)
             if not self.accepting:
                 raise HTTPError(503, "the server is shutting down", {"Retry-After": "1"})
-            limits.check_content_type(headers, binary_ok=True)
-            payload, json_len = await self.deadlines.within(self._infer(model, receive, headers))
+            limits.check_content_type(headers, binary_ok=protocol.binary_ok)
             status = 200
-            if json_len is None:
-                extra = _JSON
-            else:
-                extra = [(b"content-type", b"application/octet-stream"),
-                         (b"inference-header-content-length", str(json_len).encode())]  # fmt: skip
+            payload, extra = await self.deadlines.within(self._infer(protocol, model, receive, headers))  # fmt: skip
         except Exception as exc:  # every failure is an answer, never a dead worker
             status, extra, payload = _error_answer(exc, self.config.timeout)
-        (model.metrics if model else self.unknown).answered("infer", status, time.perf_counter() - started)  # fmt: skip
+        (model.metrics if model else self.unknown).answered(protocol.endpoint, status, time.perf_counter() - started)  # fmt: skip
         return status, [*extra, (b"content-length", str(len(payload)).encode())], payload
 
-    async def _infer(self, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> tuple[bytes, int | None]:  # fmt: skip
+    async def _infer(self, protocol: WireProtocol, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> tuple[bytes, list[tuple[bytes, bytes]]]:  # fmt: skip
         model.admit()  # counted against the queue while the body arrives, not only after
         body = b""
         try:
             body = await limits.read_body(receive, headers, self.config.max_body, self.budget)
-            length = limits.header(headers, b"inference-header-content-length")
-            json_len = None if length is None else limits.decimal(length, "Inference-Header-Content-Length")  # fmt: skip
             # each codec step here, or on the codec thread when its data is large (_offload)
             if len(body) < OFFLOAD_BYTES:
-                arrays, request = codec.decode_request(body, json_len)
+                arrays, request = protocol.decode(body, headers, model)
             else:
-                arrays, request = await self._offload(codec.decode_request, body, json_len)
+                arrays, request = await self._offload(protocol.decode, body, headers, model)
             outputs = await model.infer(arrays)
             if _nbytes(outputs) < OFFLOAD_BYTES:
-                return codec.encode_response(outputs, request, model.name, model.version)
-            return await self._offload(codec.encode_response, outputs, request, model.name, model.version)  # fmt: skip
+                return protocol.encode(outputs, request, model)
+            return await self._offload(protocol.encode, outputs, request, model)
         finally:
             self.budget.give(len(body))  # read_body keeps the body's bytes taken; held to here
             model.leave()
@@ -184,81 +191,17 @@ class Server:
     async def _offload(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run a codec step on the codec thread: its data is large.
 
-        Measured here: a 57 MB JSON body took 8 s to decode (and 2 GB at its peak); on the
-        event loop that is 8 s in which no other request, not even a health probe, is
-        answered, and --timeout cannot fire. One codec thread also means at most one
-        such peak at a time per worker. Small data stays on the loop: the hop costs more
-        than the step.
+        Decoding a large JSON body takes seconds (about 8 s and 2 GB at its peak for
+        57 MB); on the event loop no other request, not even a health probe, would be
+        answered meanwhile, and --timeout could not fire. One codec thread also means at
+        most one such peak at a time per worker. Small data stays on the loop: the hop
+        costs more than the step.
         """
         return await asyncio.get_running_loop().run_in_executor(self.codec_pool, fn, *args)
 
-    async def answer_invocations(self, headers: dict[bytes, bytes], receive: Receive) -> Answer:
-        """``POST /invocations``: MLflow's scoring protocol, so MLflow clients switch unchanged."""
-        started = time.perf_counter()
-        model: Model | None = None
-        try:
-            auth.check_token(headers, self.config.token)
-            if len(self.latest) != 1:
-                raise HTTPError(400, f"{len(self.latest)} models are served; /invocations needs exactly one (use /v2/models/<name>/infer)")  # fmt: skip
-            model = next(iter(self.latest.values()))
-            if not self.accepting:
-                raise HTTPError(503, "the server is shutting down", {"Retry-After": "1"})
-            limits.check_content_type(headers, binary_ok=False)
-            payload = await self.deadlines.within(self._invoke(model, receive, headers))
-            status, extra = 200, _JSON
-        except Exception as exc:
-            status, extra, payload = _error_answer(exc, self.config.timeout)
-        (model.metrics if model else self.unknown).answered("invocations", status, time.perf_counter() - started)  # fmt: skip
-        return status, [*extra, (b"content-length", str(len(payload)).encode())], payload
-
-    async def _invoke(self, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
-        from .mlflow_format import decode_invocation, encode_predictions
-
-        model.admit()
-        body = b""
-        try:
-            body = await limits.read_body(receive, headers, self.config.max_body, self.budget)
-            if len(body) < OFFLOAD_BYTES:
-                arrays = decode_invocation(body, model.signature)
-            else:
-                arrays = await self._offload(decode_invocation, body, model.signature)
-            outputs = await model.infer(arrays)
-            if _nbytes(outputs) < OFFLOAD_BYTES:
-                return encode_predictions(outputs, model.signature)
-            return await self._offload(encode_predictions, outputs, model.signature)
-        finally:
-            self.budget.give(len(body))
-            model.leave()
-
     # -- everything else (Starlette) -------------------------------------------------
-    async def live(self, request: Request) -> Response:
-        return json_response({"live": True})
-
-    async def server_ready(self, request: Request) -> Response:
-        return json_response({"ready": self.ready}, 200 if self.ready else 503)
-
-    async def server_metadata(self, request: Request) -> Response:
-        return json_response(
-            {"name": "tiffin", "version": __version__, "extensions": ["binary_tensor_data"]}
-        )
-
     def _auth(self, request: Request) -> None:
-        auth.check_token(dict(request.scope["headers"]), self.config.token)
-
-    async def model_metadata(self, request: Request) -> Response:
-        self._auth(request)
-        model = self.model(request.path_params["name"], request.path_params.get("version"))
-        return json_response(model.metadata)
-
-    async def model_config(self, request: Request) -> Response:
-        self._auth(request)
-        model = self.model(request.path_params["name"], request.path_params.get("version"))
-        return json_response(model.config)
-
-    async def model_ready(self, request: Request) -> Response:
-        model = self.model(request.path_params["name"], request.path_params.get("version"))
-        body = {"name": model.name, "version": model.version, "ready": self.ready}
-        return json_response(body, 200 if self.ready else 503)
+        self.authorize(dict(request.scope["headers"]))
 
     async def metrics_endpoint(self, request: Request) -> Response:
         if not self.config.metrics_public:
@@ -301,24 +244,13 @@ class App:
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        model, versioned = "/v2/models/{name:str}", "/v2/models/{name:str}/versions/{version:str}"
-        s = server
-        routes = [
-            Route("/v2/health/live", s.live),
-            Route("/v2/health/ready", s.server_ready),
-            Route("/v2", s.server_metadata),
-            Route(model, s.model_metadata),
-            Route(versioned, s.model_metadata),
-            Route(model + "/config", s.model_config),
-            Route(versioned + "/config", s.model_config),
-            Route(model + "/ready", s.model_ready),
-            Route(versioned + "/ready", s.model_ready),
-            Route(model + "/infer", _post_only, methods=["POST"]),
-            Route(versioned + "/infer", _post_only, methods=["POST"]),
-            Route("/invocations", _post_only, methods=["POST"]),
-            Route("/metrics", s.metrics_endpoint),
-            Route("/v2/openapi.json", s.openapi_endpoint),
-            Route("/openapi.json", s.openapi_endpoint),
+        self.protocols = server.protocols
+        routes = [route for protocol in server.protocols for route in protocol.routes(server)]
+        routes += [Route(path, _post_only, methods=["POST"]) for protocol in server.protocols for path in protocol.inference_paths]  # fmt: skip
+        routes += [
+            Route("/metrics", server.metrics_endpoint),
+            Route("/v2/openapi.json", server.openapi_endpoint),
+            Route("/openapi.json", server.openapi_endpoint),
         ]
         handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
             HTTPError: _http_error,
@@ -337,13 +269,10 @@ class App:
         """The inference endpoint a POST to ``path`` (decoded, no query) goes to, if any."""
         if len(path) > 1 and path.endswith("/"):  # served as if absent (see __init__)
             path = path.rstrip("/") or "/"
-        if path.endswith("/infer"):
-            found = _INFER.fullmatch(path)
-            if found:
-                name, version, server = found["name"], found["version"], self.server
-                return lambda headers, receive: server.answer_infer(headers, receive, name, version)
-        elif path == "/invocations":
-            return self.server.answer_invocations
+        for protocol in self.protocols:
+            target = protocol.match(path)
+            if target is not None:
+                return partial(self.server.answer, protocol, target)
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,34 +1,18 @@
 """Adaptive batching: concurrent requests for one model merged into one predict call.
 
-How the peers decide when to dispatch:
-
-- Triton's dynamic batcher forms the largest batch it can (up to ``max_batch_size``,
-  preferring ``preferred_batch_size``) when a model instance is free, and may hold
-  requests up to ``max_queue_delay_microseconds`` to let a batch fill; a queue policy
-  can reject requests that waited too long.
-- Ray Serve's ``@serve.batch`` runs when ``max_batch_size`` requests are queued or
-  ``batch_wait_timeout_s`` (10 ms by default) has passed since the first one, so a lone
-  request at low load always pays the whole wait.
-- BentoML's adaptive (CORK) dispatcher fits a regression of batch time on batch size
-  and holds requests while it predicts that waiting pays, releasing them when the wait
-  plus the predicted time would pass ``max_latency_ms``; past that, requests get 503.
-
-tiffin never waits on a timer, and never guesses when to release:
+It never waits on a timer and never guesses when to release (``docs/serving.md`` sets
+this beside Triton's, Ray Serve's and BentoML's batchers, with the figures):
 
 1. **Idle model: run after one look at the door.** A request that finds the model idle
    is dispatched once the event loop has polled its sockets one more time, so requests
    whose bytes already sit in the kernel's buffers join it; while each turn of the loop
    brings more, it keeps gathering, for no longer than one batch takes (the wait of a
-   request that arrives while a batch runs) and up to ``max_batch_size`` rows. When
-   nothing waits, that look is one empty poll (measured in process at one connection:
-   about 6 of the 60 µs that a lone request pays for going through a batch). It matters because a cheap model runs on the event loop itself
-   (``placement``), so the loop reads nothing while it computes, and without the look
-   each batch held only the requests read in one poll: measured here with 2 workers,
-   a one-row PyTorch MLP formed batches of 6 rows at 64 clients, and a forward on a
-   worker busy with HTTP and JSON costs 3 to 4 times its cost in a tight loop (its code
-   and weights no longer in the caches), so fewer, bigger calls pay twice over. Two runs
-   of 8 and 10 alternated pairs: 1.20x and 1.15x the requests/s at 64 clients, 1.38x
-   and 1.50x at 8, the same at 1; p99 lower at 8 and 64.
+   request that arrives while a batch runs), at most ``MAX_GATHER_TURNS`` turns and up to
+   ``max_batch_size`` rows. When nothing waits, that look is one empty poll. It matters
+   because a cheap model runs on the event loop itself (``placement``), which reads
+   nothing while it computes: without the look each batch would hold only the requests
+   read in one poll, and a forward on a worker busy with HTTP and JSON costs several
+   times its cost in a tight loop, so fewer, bigger calls pay twice over.
 2. **Busy model: accumulate.** Requests that arrive while a batch runs queue up; the
    moment the call returns, everything queued (first come, first served, up to
    ``max_batch_size`` rows) is concatenated along the batch axis and run as one call.
@@ -45,7 +29,7 @@ tiffin never waits on a timer, and never guesses when to release:
 
 Requests merge only when every input agrees in dtype and trailing shape; a request of
 more rows than ``max_batch_size`` runs on its own. Inputs are checked against the
-signature before they queue (in the app), so one bad request never fails a batch; if a
+signature before they queue (``model``), so one bad request never fails a batch; if a
 merged call fails anyway, its requests are re-run one by one so each gets its own
 answer. One batch runs at a time per model, on the predict thread, or on the event loop
 itself when the model's calls are cheaper than the hop to a thread (``placement``).

@@ -1,5 +1,8 @@
-"""``HTTPError``: an answer other than 200, raised anywhere in the server and answered as
-``{"error": message}`` with its status and headers."""
+"""The errors a request can be answered with, as ``{"error": message}``.
+
+``HTTPError`` carries its own status and headers and may be raised anywhere in the server;
+``BadRequest`` is a wire protocol's word for a body it cannot take (a 400).
+"""
 
 from __future__ import annotations
 
@@ -14,3 +17,7 @@ class HTTPError(Exception):
         self.status = status
         self.message = message
         self.headers = dict(headers or {})
+
+
+class BadRequest(Exception):
+    """A malformed request (its body, or inputs that no model could take): a 400 with this message."""

@@ -50,7 +50,7 @@ def check_content_type(headers: Mapping[bytes, bytes], *, binary_ok: bool) -> No
     if not ctype or ctype in JSON_TYPES or (binary_ok and ctype in BINARY_TYPES):
         return
     allowed = "application/json" + (" or application/octet-stream" if binary_ok else "")
-    if ctype == "text/csv":  # MLflow's server takes CSV; its types are guesses (mlflow_format)
+    if ctype == "text/csv":  # MLflow's server takes CSV; its types are guesses (protocols.mlflow)
         allowed += ', e.g. {"dataframe_split": {"columns": [...], "data": [[...]]}}'
     raise HTTPError(415, f"unsupported Content-Type {ctype!r:.60}; send {allowed}")
 

@@ -8,7 +8,8 @@ batching, latency budget).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,10 +17,10 @@ import numpy as np
 from ..errors import FlavorError
 from ..flavors import cost_follows_input_size
 from ..load import Predictor
-from . import codec
+from ..tensorspec import TensorSpec
 from .batching import DEFAULT_MAX_BATCH_SIZE, Batcher, Overloaded, request_shape
 from .config import ServeConfig
-from .errors import HTTPError
+from .errors import BadRequest, HTTPError
 from .metrics import Metrics, ModelMetrics
 from .model_config import triton_config
 from .placement import INLINE_SECONDS, Placement
@@ -91,7 +92,7 @@ class Model:
         ``leave`` frees it. Taken before the body is read: a full model refuses without
         reading and decoding a body (megabytes, seconds of CPU), and bodies still
         arriving count, so a model never has more than ``--queue-size`` bodies in memory
-        (a body too slow to arrive is cut by the rate floor, ``protocol``).
+        (a body too slow to arrive is cut by the rate floor, ``http``).
 
         Two calls rather than a context manager: this runs once per request, and a
         generator-based ``with`` costs more than the slot bookkeeping itself.
@@ -107,7 +108,7 @@ class Model:
     async def infer(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Check against the signature, then batch (or run alone); call it while admitted."""
         if self.has_datetimes:
-            arrays = codec.parse_datetimes(dict(arrays), self.signature.inputs)
+            arrays = parse_datetimes(dict(arrays), self.signature.inputs)
         if self.signature.input_kind == "dataframe":
             _check_columns(arrays, self.signature.input_names())
         # Checked before queueing, so one bad request never joins (and fails) a batch.
@@ -132,7 +133,7 @@ class Model:
         The check costs 2.5 µs of a one-row request, and for numeric inputs of a
         batchable tensor or dict signature it decides from the names, dtypes and
         trailing shapes alone (the batch axis is free; a cast is safe or not by dtype;
-        values never matter, as the codec's inputs are arrays, never Python lists), which
+        values never matter, as decoded inputs are arrays, never Python lists), which
         is exactly a request's kind. So a kind that passed once passes always. Bounded:
         a signature with free trailing axes has a kind per length, and past the bound
         they are simply checked.
@@ -170,7 +171,29 @@ def _check_columns(arrays: Mapping[str, np.ndarray], columns: list[str]) -> None
         arr = arrays.get(name)
         if arr is None or arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1):
             continue
-        raise codec.BadRequest(
+        raise BadRequest(
             f"input {name!r} is a column of the model's table: send a list of values, "
             f"one per row (shape [n] or [n, 1]); got shape {list(arr.shape)}"
         )
+
+
+def parse_datetimes(arrays: dict[str, np.ndarray], specs: Iterable[TensorSpec]) -> dict[str, np.ndarray]:  # fmt: skip
+    """Text inputs that the signature types as datetimes, parsed from ISO 8601.
+
+    Neither wire protocol has a datetime type (V2's metadata says BYTES), so a client can
+    only send text; without this, no request could ever satisfy a datetime input.
+    """
+    for spec in specs:
+        arr = arrays.get(spec.name)
+        if arr is None or not spec.dtype.startswith("datetime") or arr.dtype.kind not in "OUS":
+            continue
+        values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in arr.ravel().tolist()]  # fmt: skip
+        try:
+            with warnings.catch_warnings():  # numpy warns on (and drops) offsets: refuse
+                warnings.simplefilter("error")
+                arrays[spec.name] = np.array(values, dtype=spec.dtype).reshape(arr.shape)
+        except Warning:
+            raise BadRequest(f"input {spec.name!r}: send datetimes in UTC without an offset (no 'Z' or '+01:00')") from None  # fmt: skip
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(f"input {spec.name!r} expects ISO 8601 datetimes: {exc}") from None
+    return arrays

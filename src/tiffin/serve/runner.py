@@ -41,8 +41,8 @@ from typing import Any
 from ..errors import TiffinError, UsageError
 from .app import create_app
 from .config import ServeConfig
+from .http import bounded_protocol
 from .metrics import MULTIPROC_ENV
-from .protocol import bounded_protocol
 from .repository import Repository, from_folder, from_paths
 
 SPEC_ENV = "TIFFIN_SERVE_SPEC"

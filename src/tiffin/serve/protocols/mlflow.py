@@ -1,13 +1,14 @@
-"""MLflow's scoring formats on ``POST /invocations``.
+"""MLflow's scoring protocol: ``POST /invocations``, so MLflow clients switch unchanged.
 
 In: one of ``dataframe_split`` (``{"columns": [...], "data": [[...]]}``),
 ``dataframe_records`` (``[{column: value}, ...]``), ``instances`` or ``inputs`` (a list,
 or an object of named lists). Out: ``{"predictions": ...}`` as MLflow's scoring server
 answers: a list for one output, an object of lists for several, records for a
 DataFrame output. Each input's JSON values become an array of the signature's dtype by
-the same rules as V2 JSON tensors (``codec.json_tensor``: a number is rounded to a
+the same rules as V2 JSON tensors (``v2.json_tensor``: a number is rounded to a
 float32 input, never cast from a boolean or a fraction to an integer), then the request
 goes through the same signature check, admission and batching as a V2 request.
+It answers only while one model is served: the path names none.
 
 Only JSON: MLflow's scoring server also takes ``text/csv``, but CSV carries no types
 (is ``1`` an integer, a float or the string "1"?), so tiffin answers 415 and asks for
@@ -17,14 +18,27 @@ Only JSON: MLflow's scoring server also takes ``text/csv``, but CSV carries no t
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import orjson
 
-from ..signature import Signature
-from ..tensorspec import V2_DATATYPES, TensorSpec
-from .codec import BadRequest, json_tensor
+from ...load import Predictor
+from ...signature import Signature
+from ...tensorspec import V2_DATATYPES, TensorSpec
+from ..errors import BadRequest
+from .base import (
+    INFER_ERRORS,
+    JSON_HEADERS,
+    Arrays,
+    Headers,
+    Served,
+    Target,
+    WireProtocol,
+    operation,
+)
+from .v2 import json_tensor
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
@@ -136,7 +150,7 @@ def _typed(spec: TensorSpec, values: Any) -> np.ndarray:
         bad = next((v for v in flat if not isinstance(v, str) and v is not None), None)
         if bad is not None:
             raise BadRequest(f"input {spec.name!r} expects strings, got {bad!r:.40}")
-        return grid  # datetimes are parsed as for V2 (codec.parse_datetimes), in the app
+        return grid  # datetimes are parsed as for V2, by the model (``model.parse_datetimes``)
     datatype = V2_DATATYPES[spec.dtype]
     if None in flat:
         if spec.dtype.startswith("float"):
@@ -164,7 +178,7 @@ def _text(v: Any) -> Any:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
 
 
-def encode_predictions(outputs: dict[str, np.ndarray], signature: Signature) -> bytes:
+def encode_predictions(outputs: Mapping[str, np.ndarray], signature: Signature) -> bytes:
     """``{"predictions": ...}`` shaped as MLflow's scoring server shapes it."""
     plain = {k: _plain(np.asarray(v)) for k, v in outputs.items()}
     if signature.output_kind == "dataframe":
@@ -174,3 +188,45 @@ def encode_predictions(outputs: dict[str, np.ndarray], signature: Signature) -> 
     if len(plain) == 1:
         return orjson.dumps({"predictions": next(iter(plain.values()))})
     return orjson.dumps({"predictions": plain})
+
+
+class MLflow(WireProtocol):
+    """``POST /invocations``: MLflow's four JSON formats in, ``{"predictions": ...}`` out."""
+
+    endpoint = "invocations"
+    inference_paths = ("/invocations",)
+
+    def match(self, path: str) -> Target | None:
+        return (None, None) if path == "/invocations" else None
+
+    def decode(self, body: bytes, headers: Mapping[bytes, bytes], model: Served) -> tuple[Arrays, Any]:  # fmt: skip
+        return decode_invocation(body, model.signature), None
+
+    def encode(self, outputs: Mapping[str, np.ndarray], request: Any, model: Served) -> tuple[bytes, Headers]:  # fmt: skip
+        return encode_predictions(outputs, model.signature), JSON_HEADERS
+
+    def openapi_paths(self, models: Sequence[Predictor], latest: Mapping[str, Predictor]) -> dict[str, Any]:  # fmt: skip
+        if len(latest) != 1:
+            return {}
+        schema = {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "properties": {
+                "dataframe_split": {"type": "object"},
+                "dataframe_records": {"type": "array"},
+                "instances": {},
+                "inputs": {},
+            },
+        }
+        return {
+            "/invocations": {
+                "post": {
+                    **operation("MLflow scoring protocol", *INFER_ERRORS, secured=True),
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": schema}},
+                    },
+                }
+            }
+        }

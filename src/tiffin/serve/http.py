@@ -1,10 +1,10 @@
-"""HTTP/1.1 connection limits uvicorn's httptools protocol does not have.
+"""The HTTP/1.1 connection handler: uvicorn's httptools protocol, with limits and a direct lane.
 
 uvicorn's httptools protocol buffers a request head (request line and headers) without
-bound and without a deadline: measured here, one connection sent a 161 MB header and
-the server held it all in memory, and a client that sends one header byte every few
-seconds holds its connection open forever (the keep-alive timer only runs between
-requests). ``--max-body`` cannot help: the head is not the body. This protocol adds:
+bound and without a deadline, and its keep-alive timer only runs between requests, so
+one client could hold a huge head in memory, or a connection open forever by sending a
+header byte every few seconds; ``--max-body`` cannot help, as the head is not the body.
+This protocol adds:
 
 - a head size cap (``MAX_HEAD``, 64 KiB, four times nginx's default buffers for one
   header line): past it, 431 and the connection is closed. Counted twice over: the raw
@@ -26,24 +26,22 @@ These answers, and the 400 for a request httptools cannot parse (uvicorn's is pl
 text), are JSON ``{"error": ...}`` like every other. Without httptools, uvicorn
 falls back to h11, which caps the head itself (16 KiB) but has no deadline.
 
-Inference requests skip ASGI. uvicorn spends more CPU on the ASGI side of a request than
-on parsing it (measured here: uvicorn answering a constant used 38 µs of server CPU per
-request, a bare httptools protocol 11 µs): a scope dict, a cycle object, an
-``asyncio.Event``, the ``receive`` and ``send`` messages and the checks on every header
-sent, none of which batching can share. So a POST to an inference endpoint
-(``App.post_handler``) runs as a ``_DirectCycle``: the endpoint's own coroutine gets the
-headers and a body channel, returns its answer, and the answer goes out in one write
-(``benchmarks/protocol.py``: 8 to 19% less Python work for a one-row request).
-Everything that is not the plain case (a query string or percent-escapes in the path,
-``Expect: 100-continue``, a request pipelined behind one still running, the access log
-on) takes uvicorn's path, and so does every other endpoint. The direct cycle keeps the
-fields uvicorn's protocol reads from a cycle, so body delivery, pipelining, keep-alive
-and graceful shutdown are uvicorn's own code.
+Inference requests skip ASGI, whose per-request objects (a scope dict, a cycle, an
+``asyncio.Event``, the ``receive`` and ``send`` messages, the checks on every header
+sent) cost more CPU than parsing the request, and batching cannot share them. A POST to
+an inference endpoint (``App.post_handler``, which asks each wire protocol's ``match``)
+runs as a ``_DirectCycle``: the endpoint's coroutine gets the headers and a body channel,
+returns its answer, and the answer goes out in one write. Everything that is not the
+plain case (a query string or percent-escapes in the path, ``Expect: 100-continue``, a
+request pipelined behind one still running, the access log on) takes uvicorn's path, and
+so does every other endpoint. The direct cycle keeps the fields uvicorn's protocol reads
+from a cycle, so body delivery, pipelining, keep-alive and graceful shutdown are
+uvicorn's own code. ``docs/serving.md`` has the figures (``benchmarks/protocol.py``).
 
 It also writes each response in one piece: uvicorn writes the head and the body
 separately, two system calls and two TCP segments for every small answer (the client
 wakes twice to read it). The head is held until the body's first bytes and the two go
-out together; measured here, 5% less server CPU for a one-row infer request.
+out together.
 """
 
 from __future__ import annotations
@@ -59,7 +57,7 @@ MAX_HEAD = 64 << 10
 # an answer: the status, the headers (Content-Length among them) and the payload
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 # an inference endpoint: from the request's headers and its ASGI-style ``receive`` to
-# the answer (``Server.answer_infer``, ``Server.answer_invocations``)
+# the answer (``Server.answer`` for one wire protocol and target)
 Handler = Callable[[dict[bytes, bytes], Callable[[], Awaitable[MutableMapping[str, Any]]]], Awaitable[Answer]]  # fmt: skip
 # the endpoint for a POST to a path, or None: that request goes to the ASGI app
 Router = Callable[[str], Handler | None]

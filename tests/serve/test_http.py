@@ -241,7 +241,7 @@ class _Recording:
 
 
 def test_a_response_is_one_write_and_100_continue_is_not_held() -> None:
-    from tiffin.serve.protocol import OneWriteResponses
+    from tiffin.serve.http import OneWriteResponses
 
     real = _Recording()
     out = OneWriteResponses(real)
@@ -281,7 +281,7 @@ def test_the_served_protocol_writes_each_response_once() -> None:
     import uvicorn
     from uvicorn.server import ServerState
 
-    from tiffin.serve.protocol import bounded_protocol
+    from tiffin.serve.http import bounded_protocol
 
     async def app(scope: dict, receive: object, send: Any) -> None:  # type: ignore[type-arg]
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})  # fmt: skip
@@ -312,7 +312,7 @@ def test_a_big_head_parsed_in_one_read_is_still_431() -> None:
     import uvicorn
     from uvicorn.server import ServerState
 
-    from tiffin.serve.protocol import bounded_protocol
+    from tiffin.serve.http import bounded_protocol
 
     called = []
 
@@ -370,7 +370,7 @@ class _DirectHarness:
         from uvicorn.server import ServerState
 
         from tiffin.serve import limits
-        from tiffin.serve.protocol import bounded_protocol
+        from tiffin.serve.http import bounded_protocol
 
         self.asgi_paths: list[str] = []
         self.direct_calls: list[dict[bytes, bytes]] = []
@@ -623,7 +623,7 @@ def test_the_direct_lane_answers_byte_for_byte_as_the_asgi_path(
     from uvicorn.server import ServerState
 
     from tiffin.serve.app import create_app
-    from tiffin.serve.protocol import bounded_protocol
+    from tiffin.serve.http import bounded_protocol
     from tiffin.serve.repository import Repository, from_paths
 
     repo = Repository()

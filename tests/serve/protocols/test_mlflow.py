@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tiffin.serve.codec import BadRequest
-from tiffin.serve.mlflow_format import decode_invocation, encode_predictions
+from tiffin.serve.errors import BadRequest
+from tiffin.serve.protocols.mlflow import decode_invocation, encode_predictions
 from tiffin.signature import Signature
 
 TENSOR = Signature.infer(np.zeros((2, 3)), np.zeros(2, np.int64))
@@ -208,7 +208,7 @@ def test_any_json_is_arrays_or_a_bad_request(key: str, value: Any) -> None:
 
 
 def test_datetime_columns_from_text() -> None:
-    from tiffin.serve.codec import parse_datetimes
+    from tiffin.serve.model import parse_datetimes
 
     pd = pytest.importorskip("pandas")
     sig = Signature.infer(
