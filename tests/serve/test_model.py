@@ -12,8 +12,10 @@ import pytest
 
 import tiffin
 from tiffin.serve.config import ServeConfig
+from tiffin.serve.errors import BadRequest
 from tiffin.serve.metrics import Metrics
-from tiffin.serve.model import Model
+from tiffin.serve.model import Model, parse_datetimes
+from tiffin.tensorspec import TensorSpec
 
 SOURCE = textwrap.dedent(
     """
@@ -64,3 +66,18 @@ def test_a_wrong_dtype_is_refused_before_queueing(served: Model) -> None:
 def test_config_refuses_a_budget_below_the_body_limit() -> None:
     with pytest.raises(tiffin.UsageError, match="max-buffered-bytes"):
         ServeConfig(max_body=10 << 20, max_buffered_bytes=1 << 20)
+
+
+def test_datetime_inputs_are_parsed_from_text_and_offsets_refused() -> None:
+    """Neither wire protocol has a datetime type: the model parses the text both send."""
+    specs = (TensorSpec("when", "datetime64[ns]", (-1,)), TensorSpec("n", "int64", (-1,)))
+    text = np.array([b"2024-02-29T12:00:00", "2024-03-01"], dtype=object)
+    n = np.array([1, 2])
+    parsed = parse_datetimes({"when": text, "n": n}, specs)
+    assert parsed["when"].dtype == np.dtype("datetime64[ns]")
+    assert parsed["when"][1] == np.datetime64("2024-03-01T00:00:00")
+    assert parsed["n"] is n  # other inputs untouched
+    with pytest.raises(BadRequest, match="without an offset"):
+        parse_datetimes({"when": np.array(["2024-03-01T00:00:00Z"], dtype=object)}, specs)
+    with pytest.raises(BadRequest, match="expects ISO 8601"):
+        parse_datetimes({"when": np.array(["soon"], dtype=object)}, specs)

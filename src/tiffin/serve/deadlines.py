@@ -1,7 +1,7 @@
 """The per-request timeout (``--timeout``) from one periodic sweep, not a timer per request.
 
-``asyncio.wait_for`` wraps each request in a second task with its own timer: measured
-here, 15 µs a request, 5% of the server's work for a one-row infer. Every request gets
+``asyncio.wait_for`` wraps each request in a second task with its own timer: about
+15 µs a request, 5% of the server's work for a one-row infer. Every request gets
 the same timeout, so deadlines fall due in the order the requests arrived: one sweep
 every ``period`` seconds cancels the overdue requests' tasks from the front of an
 insertion-ordered dict and stops at the first that still has time. A request is

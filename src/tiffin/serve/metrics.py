@@ -16,7 +16,7 @@ looked up once per model and cached: the registry's own lookup takes a lock per 
 
 With several workers every value written is a locked write to a memory-mapped file with
 a ``getpid()`` check, and a histogram observation is two of them plus a Python walk of
-its buckets: measured here, 3.9 µs for the counter and latency of one answer and 7 µs
+its buckets: 3.9 µs for the counter and latency of one answer and 7 µs
 for the three histograms of one batch, on a request whose whole Python work is about
 50 µs. So answers and batches are tallied in plain Python (a count per label set, the
 observations in a list) and written once per turn of the event loop (``call_soon``):
@@ -98,7 +98,7 @@ class Metrics:
         """Show ``read()`` as the buffered-bytes gauge; what to call when it changes, if any.
 
         One process alone: the gauge calls ``read`` at each scrape, and nothing is
-        written per request (0.45 µs a request, measured here). Several workers: each
+        written per request (0.45 µs a request). Several workers: each
         writes its own value to the shared files, so the caller reports changes.
         """
         if os.environ.get(MULTIPROC_ENV):

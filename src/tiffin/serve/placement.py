@@ -2,7 +2,7 @@
 
 A predict call on the thread pool keeps the event loop answering (HTTP, JSON, probes)
 while the model computes, but the hop costs: hand the call to a worker thread, wake
-it, wake the event loop with the result. Measured here, that is 30-180 µs, as much as
+it, wake the event loop with the result: 30-180 µs, as much as
 the call itself for a small model (a one-row predict of a 20-256-256-2 PyTorch MLP
 takes 70 µs), and with one worker process per CPU the thread only takes its core
 from the other worker. So a call expected to finish within ``INLINE_SECONDS`` runs
@@ -23,7 +23,7 @@ third of all batches, half the rows, went to the thread though a 64-row batch ta
 
 A call timed on the thread cannot set the expectation: there the call also waits for
 the GIL, which the event loop holds between the model's releases, and for a core; on
-this 2-CPU machine a batch that takes 250 µs inline measured 1 ms on the thread (by the
+2 CPUs a batch that takes 250 µs inline measured 1 ms on the thread (by the
 clock, and even by the thread's own CPU time), so a model once on the thread stayed
 there for good, paying the hop and the GIL fight it was measured under. So the thread's timing only says
 whether the loop is worth a try: while it is under ``PROBE_FACTOR`` times
@@ -94,7 +94,7 @@ class Placement:
 
         A call counts for at most ``OUTLIER`` times its class's average: by the clock,
         a call during which the OS ran another process (the other worker, the client)
-        took 10x its time here, and one such call must not send its class to the thread,
+        can take 10x its time, and one such call must not send its class to the thread,
         where only a try once in ``PROBE_EVERY`` calls could bring it back.
         """
         cls = size.bit_length()

@@ -154,7 +154,7 @@ def compute_threads(workers: int) -> int:
     """Threads one predict call may use: the CPUs left after the event loops, shared.
 
     A parallel region that waits for a thread the OS has handed to another worker (or to
-    an event loop) is slower than one thread: measured here, a 64-row MLP forward took
+    an event loop) is slower than one thread: a 64-row MLP forward took
     5.6 ms with PyTorch's default two threads on a busy 2-core machine, 0.17 ms with one.
     """
     cpus = usable_cpus()
