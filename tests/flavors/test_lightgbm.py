@@ -193,6 +193,10 @@ def test_malformed_model_text_is_refused_before_lightgbm_reads_it(
             good.replace("num_tree_per_iteration=1", "num_tree_per_iteration=2", 1),
             "disagree",
         ),
+        "broken pandas_categorical": (
+            good.replace("pandas_categorical:null", 'pandas_categorical:[["a"', 1),
+            "pandas_categorical line is not JSON",
+        ),
         "empty objective": (
             good.replace("objective=binary sigmoid:1", "objective=", 1),
             "objective line is empty",
