@@ -367,3 +367,21 @@ def test_partial_trusted_only_around_check_array(tmp_path: Path) -> None:
         tiffin.pack(model, tmp_path / "p", name="f", version="1", example=np.zeros((1, 2)),
                     method="transform")  # fmt: skip
     assert not (tmp_path / "written.txt").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize("kind", ["spline", "birch"])
+def test_spline_transformer_and_birch_pack_and_reload_by_default(tmp_path: Path, kind: str) -> None:
+    """SplineTransformer holds SciPy BSplines (reviewed, checked at load); Birch packs
+    without its training-only CF tree, which skops cannot write."""
+    from sklearn.cluster import Birch
+    from sklearn.datasets import load_iris
+    from sklearn.preprocessing import SplineTransformer
+
+    X = load_iris(return_X_y=True)[0]
+    model = SplineTransformer().fit(X) if kind == "spline" else Birch().fit(X)
+    method = "transform" if kind == "spline" else "predict"
+    pkg = tiffin.pack(model, tmp_path / "p", name=kind, version="1", example=X[:5], method=method)
+    out = tiffin.load(pkg.path).predict(X[:20])
+    got = next(iter(out.values())) if isinstance(out, dict) else out
+    np.testing.assert_allclose(np.asarray(got), getattr(model, method)(X[:20]))
+    assert kind == "spline" or hasattr(model, "root_")  # the caller's model keeps its tree

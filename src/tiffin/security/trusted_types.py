@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -168,8 +168,12 @@ def skops_names(data: bytes) -> set[tuple[str, str]]:
     return found
 
 
-def generate() -> dict[str, Any]:
-    """The lists, computed from the installed scikit-learn (slow: fits every estimator)."""
+def generate(dump: Callable[[Any], bytes] | None = None) -> dict[str, Any]:
+    """The lists, computed from the installed scikit-learn (slow: fits every estimator).
+
+    ``dump`` writes an estimator as skops bytes (``skops.io.dumps`` by default; an
+    estimator it cannot write only adds its own name, which the registry gives anyway).
+    """
     import importlib
     import inspect
 
@@ -177,14 +181,17 @@ def generate() -> dict[str, Any]:
     import sklearn
     from sklearn.utils import all_estimators
 
-    from ..flavors.sklearn import dump_skops
+    if dump is None:
+        import skops.io
+
+        dump = skops.io.dumps
 
     estimators = {_qualname(cls) for _, cls in all_estimators()}
     internal: set[str] = set()
     functions: set[str] = set()
     for _, est in fitted_estimators():
         try:
-            data = dump_skops(est)
+            data = dump(est)
         except Exception:
             continue
         for loader, name in skops_names(data):
