@@ -35,7 +35,7 @@ def predict_in_fresh_process(pkg: Path, inputs_code: str, cwd: Path) -> Any:
     """Load ``pkg`` in a new process, predict on ``inputs_code``, return JSON-decoded output."""
     code = f"""
         import json, numpy as np, tiffin
-        from tiffin.signature import named_arrays
+        from tiffin.schema.signature import named_arrays
         m = tiffin.load({str(pkg)!r})
         x = {inputs_code}
         out = named_arrays(m.predict(x))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tiffin
-from tiffin.build import build
+from tiffin._build import build
 
 
 def _repo(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray], table: str) -> Path:

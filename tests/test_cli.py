@@ -379,7 +379,7 @@ def test_predict_empty_input_answers_as_the_python_api(
     import pyarrow.parquet as pq
 
     from tiffin import load, pack
-    from tiffin.signature import named_arrays
+    from tiffin.schema.signature import named_arrays
 
     pkg = pack(f"{kinds_model}:{cls}", tmp_path / "p", name="kinds", version="1",
                requirements=[f"pandas=={pd.__version__}"],

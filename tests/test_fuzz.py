@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tiffin
-from tiffin import examples
-from tiffin.manifest import Manifest
+from tiffin.package.manifest import Manifest
+from tiffin.schema import typed_json as examples
+from tiffin.schema.signature import Signature
 from tiffin.serve.protocols import v2 as codec
-from tiffin.signature import Signature
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),

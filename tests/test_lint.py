@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import tiffin
-from tiffin.lint import lint
+from tiffin._lint import lint
 
 
 def rules(path: Path) -> set[str]:
@@ -244,7 +244,7 @@ def test_native_model_files_are_not_data(tmp_path: Path, flavor: str) -> None:
 
         model = lightgbm.LGBMClassifier(n_estimators=80, verbose=-1).fit(X, y)
     pkg = tiffin.pack(model, tmp_path / "p", name="m", version="1", example=X[:3])
-    from tiffin.lint import TABLE_TEXT_BYTES
+    from tiffin._lint import TABLE_TEXT_BYTES
 
     sizes = [p.stat().st_size for p in (pkg.path / "artifacts").iterdir()]
     assert max(sizes) > TABLE_TEXT_BYTES  # big enough for the content check to look

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tiffin
-from tiffin.integrity import walk_files
+from tiffin.package.integrity import walk_files
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -170,7 +170,7 @@ def test_missing_parent_folders_are_created(
 
 def _pack_and_replay(model: Any, frame: Any, dest: Path, **kwargs: Any) -> Any:
     """Pack, then predict on the recorded example as verify does: it must give the record."""
-    from tiffin import examples
+    from tiffin.schema import typed_json as examples
 
     pkg = tiffin.pack(model, dest, name="df", version="1", example=frame, **kwargs)
     recorded_in = examples.loads((pkg.path / "examples/input.json").read_bytes())
@@ -267,7 +267,7 @@ def test_explicit_signature(tmp_path: Path, iris_pipeline: tuple[Any, np.ndarray
 
 
 def test_example_recorded(packed_iris: Path, iris_pipeline: tuple[Any, np.ndarray]) -> None:
-    from tiffin import examples
+    from tiffin.schema import typed_json as examples
 
     model, X = iris_pipeline
     inp = examples.loads((packed_iris / "examples/input.json").read_bytes())

@@ -19,9 +19,9 @@ from tests.env.conftest import (  # noqa: F401  (fixtures shared with tests/env)
     scale_installed,
     scale_wheels,
 )
+from tiffin._lint import lint
+from tiffin._verify import verify
 from tiffin.isolated import replay as isolated_replay
-from tiffin.lint import lint
-from tiffin.verify import verify
 
 pytestmark = pytest.mark.slow
 
@@ -126,7 +126,7 @@ def test_no_example_fails_before_building(
     custom_source: Path,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tiffin.signature import Signature
+    from tiffin.schema.signature import Signature
 
     sig = Signature.infer(np.ones((2, 2)), np.ones((2, 2)))
     pkg = tiffin.pack(f"{custom_source}:VersionScaled", tmp_path / "p", name="s", version="1",
@@ -320,9 +320,9 @@ def test_a_single_file_archive_verifies_and_runs_isolated(
     custom_source: Path,  # noqa: F811
 ) -> None:
     """What `tiffin predict` takes, verify, env build, --isolated and lint take too."""
-    from tiffin.archive import archive
     from tiffin.env.build import ensure_environment
     from tiffin.isolated.predict import run_isolated
+    from tiffin.package.archive import archive
 
     pkg = pack_custom(custom_source, tmp_path / "p")
     file = archive(pkg.path, tmp_path / "scaled.tiffin")

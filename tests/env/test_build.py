@@ -207,7 +207,7 @@ def test_a_relative_cache_dir_is_made_absolute(
     packed_env_iris: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The environment's Python runs from scratch folders: a relative cache path broke it."""
-    from tiffin.verify import verify
+    from tiffin._verify import verify
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TIFFIN_CACHE_DIR", "relative-cache")

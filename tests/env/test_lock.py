@@ -13,8 +13,8 @@ import pytest
 
 import tiffin
 from tests.env.conftest import pack_custom
+from tiffin._lint import lint
 from tiffin.env.lock import installed_closure, pip_config, pip_constraint_args, pip_index_args
-from tiffin.lint import lint
 
 pytestmark = pytest.mark.slow
 
@@ -228,7 +228,7 @@ def test_cpu_xgboost_package_leaves_out_nccl_and_verifies(
     """XGBoost declares a 470 MB NCCL wheel it loads only for multi-GPU training."""
     import xgboost
 
-    from tiffin.verify import verify
+    from tiffin._verify import verify
 
     rng = np.random.RandomState(0)
     X = rng.rand(60, 3)

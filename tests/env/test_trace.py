@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import tiffin
-from tiffin import examples
 from tiffin.env import trace as trace_module
 from tiffin.env.trace import MESSAGE_LIMIT, finish_trace, start_trace, trace_imports
+from tiffin.schema import typed_json as examples
 
 # Every failure the child can show is chosen by this variable, which only the traced
 # process sees: the pack that built the package ran the model without it.

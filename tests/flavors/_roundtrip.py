@@ -9,7 +9,7 @@ import numpy as np
 
 import tiffin
 from tests.conftest import run_python
-from tiffin.integrity import walk_files
+from tiffin.package.integrity import walk_files
 
 
 def fresh_predict(pkg: Path, x: np.ndarray, cwd: Path) -> np.ndarray:

@@ -178,7 +178,7 @@ def test_statsmodels_results_are_refused_with_the_reason(tmp_path: Path) -> None
 
 def _reseal_with(pkg: Path, data: bytes) -> None:
     """Swap the model JSON and re-seal the manifest, as an attacker who can write would."""
-    from tiffin.integrity import index_files, read_manifest
+    from tiffin.package.integrity import index_files, read_manifest
 
     (pkg / "artifacts" / "model.json").write_bytes(data)
     resealed = dataclasses.replace(read_manifest(pkg), files=index_files(pkg)).seal()

@@ -134,7 +134,7 @@ def _reseal_with(pkg: Path, text: str) -> None:
     """Swap the model text and re-seal the manifest, as an attacker who can write would."""
     import dataclasses
 
-    from tiffin.integrity import index_files, read_manifest
+    from tiffin.package.integrity import index_files, read_manifest
 
     (pkg / "artifacts" / "model.txt").write_bytes(text.encode("utf-8"))
     resealed = dataclasses.replace(read_manifest(pkg), files=index_files(pkg)).seal()

@@ -188,7 +188,7 @@ def test_hostile_pickles_never_run(tmp_path: Path, thresholder: Any) -> None:
     import pickle
     import sys
 
-    from tiffin.integrity import index_files, read_manifest
+    from tiffin.package.integrity import index_files, read_manifest
 
     trip = tmp_path / "TRIPWIRE"
     (tmp_path / "evilmod").mkdir()

@@ -362,7 +362,7 @@ def test_state_outside_the_state_dict_is_refused(tmp_path: Path, mlp_module: Any
 def test_dtypes_are_kept(tmp_path: Path, mlp_module: Any, dtype: str) -> None:
     import torch
 
-    from tiffin import examples
+    from tiffin.schema import typed_json as examples
 
     torch.manual_seed(0)
     net = mlp_module.Mixed().to(getattr(torch, dtype)).eval()

@@ -158,7 +158,7 @@ def _reseal_with(pkg: Path, data: bytes) -> None:
     """Swap the model file and re-seal the manifest, as an attacker who can write would."""
     import dataclasses
 
-    from tiffin.integrity import index_files, read_manifest
+    from tiffin.package.integrity import index_files, read_manifest
 
     (pkg / "artifacts" / "model.ubj").write_bytes(data)
     resealed = dataclasses.replace(read_manifest(pkg), files=index_files(pkg)).seal()

@@ -20,8 +20,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import tiffin
 from tests.flavors._roundtrip import assert_reproducible, fresh_predict
-from tiffin.integrity import index_files, read_manifest
-from tiffin.lint import lint
+from tiffin._lint import lint
+from tiffin.package.integrity import index_files, read_manifest
 from tiffin.security import onnx_external as ext
 
 W = np.arange(12, dtype=np.float32).reshape(4, 3) / 10

@@ -112,7 +112,7 @@ def _resign_statement(
 def _reseal(pkg: Path) -> None:
     import dataclasses
 
-    from tiffin.integrity import index_files, read_manifest
+    from tiffin.package.integrity import index_files, read_manifest
 
     old = read_manifest(pkg)
     (pkg / "tiffin.json").write_bytes(

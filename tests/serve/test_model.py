@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import tiffin
+from tiffin.schema.tensorspec import TensorSpec
 from tiffin.serve.config import ServeConfig
 from tiffin.serve.errors import BadRequest
 from tiffin.serve.metrics import Metrics
 from tiffin.serve.model import Model, parse_datetimes
-from tiffin.tensorspec import TensorSpec
 
 SOURCE = textwrap.dedent(
     """

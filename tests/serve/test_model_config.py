@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tiffin.schema.signature import Signature
+from tiffin.schema.tensorspec import V2_DATATYPES, TensorSpec
 from tiffin.serve.model_config import triton_config
 from tiffin.serve.protocols.v2 import DTYPES
-from tiffin.signature import Signature
-from tiffin.tensorspec import V2_DATATYPES, TensorSpec
 
 
 def _signature() -> Signature:

@@ -20,7 +20,7 @@ import click
 @click.option("--force", is_flag=True, help="Replace an existing archive file.")
 def archive(package: Path, output: Path, no_compress: bool, force: bool) -> None:
     """Write PACKAGE as one reproducible archive file."""
-    from ..archive import archive as write
+    from ..package.archive import archive as write
 
     out = write(package, output, compression=None if no_compress else "zstd", force=force)
     click.echo(f"wrote {out} ({out.stat().st_size:,} bytes)")
@@ -32,8 +32,8 @@ def archive(package: Path, output: Path, no_compress: bool, force: bool) -> None
 @click.option("--max-bytes", type=int, help="Stop reading past this many decompressed bytes.")
 def unpack(archive_file: Path, dest: Path, max_bytes: int | None) -> None:
     """Unpack ARCHIVE_FILE into DEST (a new or empty folder), verified."""
-    from ..archive import DEFAULT_MAX_BYTES
-    from ..archive import unpack as read
+    from ..package.archive import DEFAULT_MAX_BYTES
+    from ..package.archive import unpack as read
 
     out = read(archive_file, dest, max_bytes=max_bytes or DEFAULT_MAX_BYTES)
     click.echo(f"unpacked {archive_file} -> {out}")

@@ -20,8 +20,8 @@ def _shape(shape: list[int]) -> str:
 @click.option("--files", "show_files", is_flag=True, help="List every file with its sha256.")
 def inspect(package: Path, as_json: bool, why: bool, show_files: bool) -> None:
     """Show the metadata, signature, files and dependencies of PACKAGE."""
-    from ..integrity import verify_tree
-    from ..load import read_signature
+    from .._load import read_signature
+    from ..package.integrity import verify_tree
 
     manifest = verify_tree(package)
     signature = read_signature(package)

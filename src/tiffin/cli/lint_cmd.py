@@ -14,9 +14,9 @@ import click
 @click.option("--strict", is_flag=True, help="Exit non-zero on warnings too.")
 def lint(package: Path, as_json: bool, strict: bool) -> None:
     """Check PACKAGE for the packaging anti-patterns."""
-    from ..lint import as_json as to_json
-    from ..lint import has_errors, summarize
-    from ..lint import lint as run
+    from .._lint import as_json as to_json
+    from .._lint import has_errors, summarize
+    from .._lint import lint as run
 
     findings = run(package)
     if as_json:

@@ -138,8 +138,8 @@ def pack(
     dynamic_axes: tuple[str, ...], strict: bool, force: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Pack MODEL (a model file or path/file.py:Class) into a package folder DEST."""
-    from .. import datafiles
-    from ..pack import pack as do_pack
+    from .._pack import pack as do_pack
+    from ..schema import datafiles
 
     pkg = do_pack(
         model,
@@ -170,6 +170,6 @@ def pack(
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def build(config: Path, force: bool, as_json: bool) -> None:
     """Pack from the [tool.tiffin] table of CONFIG (a folder, pyproject.toml or tiffin.toml)."""
-    from ..build import build as do_build
+    from .._build import build as do_build
 
     _report(do_build(config, force=force), as_json)

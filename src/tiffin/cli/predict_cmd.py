@@ -56,8 +56,8 @@ def predict(
     keys: tuple[Path, ...], require_signed: bool | None,
 ) -> None:  # fmt: skip
     """Run PACKAGE on the rows of an input file."""
-    from .. import datafiles
     from ..errors import UsageError
+    from ..schema import datafiles
 
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1", where="--batch-size")
@@ -69,7 +69,7 @@ def predict(
             require_signed=require_signed,
         )  # fmt: skip
         return
-    from ..load import load
+    from .._load import load
 
     if output_path is not None:
         datafiles.check_output_path(output_path)  # before loading and predicting, not after

@@ -27,7 +27,7 @@ def verify(
 
     Exits 0 when verified, 10 when a step failed (the report names it).
     """
-    from ..verify import verify as run
+    from .._verify import verify as run
 
     report = run(
         package, env=env, trusted_keys=list(keys) or None, require_signed=require_signed,

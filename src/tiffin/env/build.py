@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import layout
 from ..errors import EnvironmentBuildError, PackageNotFoundError
+from ..package import layout
 from ..package.open import open_package
 from .lock import (
     UNHASHED_HEADER,

@@ -46,9 +46,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .. import layout
 from ..errors import UsageError
-from ..provenance import dist_version
+from ..package import layout
+from ..package.provenance import dist_version
 from .lock import LockAhead, check_target, write_lock
 from .pins import accelerator_of, canonical, requirement_name, top_level_owners
 from .probes import FinalEnvironmentTrial, confirm_probes
@@ -266,7 +266,7 @@ def capture(
             raise
         if frames:
             trace.imports.setdefault("pandas", []).append(
-                "flavor:tiffin.signature (DataFrame signature)"
+                "flavor:tiffin.schema.signature (DataFrame signature)"
             )
         found = infer_requirements(trace, frameworks)
         if trial is not None and trial.settles(trace, found):

@@ -33,8 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .. import layout
 from ..errors import EnvironmentBuildError, UsageError
+from ..package import layout
 from .pins import accelerator_of, installed_pins, requirement_name
 
 _PLATFORMS = {
@@ -429,10 +429,10 @@ def relock(
 
     Writes the package again, atomically, at ``dest`` (default: in place) with the new
     lock and a new seal. A detached signature no longer matches and is dropped. Returns
-    the new :class:`~tiffin.manifest.Manifest`.
+    the new :class:`~tiffin.package.manifest.Manifest`.
     """
-    from ..atomic import destination_lock, make_temp_dir, publish
-    from ..integrity import index_files, verify_tree
+    from ..package.atomic import destination_lock, make_temp_dir, publish
+    from ..package.integrity import index_files, verify_tree
 
     check_target(python, platform)  # what was given, at once
     src = Path(package)

@@ -47,7 +47,7 @@ _TRACER = textwrap.dedent(
 
         importlib.util.find_spec = find_spec
     import numpy  # the tiffin runtime's own dependency
-    import tiffin.errors, tiffin.examples, tiffin.flavors
+    import tiffin.errors, tiffin.schema.typed_json, tiffin.flavors
     from tiffin.flavors import LoadContext, get
     flavor = get(flavor_name)
     code_dirs = tuple({os.path.join(root, "code") + os.sep,
@@ -143,12 +143,12 @@ _TRACER = textwrap.dedent(
     output = None
     if os.path.exists(example):
         with open(example, "rb") as fh:
-            inputs = tiffin.examples.loads(fh.read())
+            inputs = tiffin.schema.typed_json.loads(fh.read())
         try:
             answer = model.predict(inputs)
         except Exception as exc:
             fail("predict", exc)
-        output = hashlib.sha256(tiffin.examples.dumps(answer)).hexdigest()
+        output = hashlib.sha256(tiffin.schema.typed_json.dumps(answer)).hexdigest()
     builtins.__import__, importlib.import_module = real_import, real_import_module
     print("TIFFIN-CAPTURE " + json.dumps({"imports": seen, "files": files, "output": output}))
     """

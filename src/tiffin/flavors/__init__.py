@@ -43,8 +43,8 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from ..errors import FlavorError, IntegrityError, UsageError
-from ..layout import MANIFEST
-from ..manifest import is_safe_relpath
+from ..package.layout import MANIFEST
+from ..package.manifest import is_safe_relpath
 from ..security.sniff import ByteFormat
 
 # The registry, one line per flavor, in detection order: the gradient-boosting libraries'

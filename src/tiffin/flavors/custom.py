@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import FlavorError, UsageError
 from ..logic.namespace import import_from_package
 from ..logic.sources import class_file, copy_code, local_modules, resolve_source
-from ..manifest import is_safe_relpath
+from ..package.manifest import is_safe_relpath
 from . import LoadContext, SaveContext, method_caller
 
 NAME = "custom"

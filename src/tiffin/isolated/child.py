@@ -25,8 +25,8 @@ from tiffin.errors import TiffinError  # noqa: E402  (cheap: the standard librar
 
 def replay_examples(path: str, rtol: float = 1e-6, atol: float = 1e-6) -> dict[str, object]:
     """Load the package, predict its recorded input, compare with its recorded output."""
-    from tiffin import examples
-    from tiffin.load import load
+    from tiffin._load import load
+    from tiffin.schema import typed_json as examples
 
     model = load(path)
     loaded = time.perf_counter()
@@ -72,8 +72,8 @@ def _main(argv: list[str]) -> int:
         print("TIFFIN-REPLAY " + json.dumps(replay_examples(argv[1], *tol)), flush=True)
         return 0
     if argv[:1] == ["predict"] and len(argv) == 4:
-        from tiffin import examples
-        from tiffin.load import load
+        from tiffin._load import load
+        from tiffin.schema import typed_json as examples
 
         model = load(argv[1])
         with open(argv[2], "rb") as fh:

@@ -9,11 +9,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .. import datafiles, examples, layout
 from ..env.build import ensure_environment
 from ..errors import EnvironmentBuildError
+from ..package import layout
 from ..package.open import open_package
-from ..signature import Signature
+from ..schema import datafiles
+from ..schema import typed_json as examples
+from ..schema.signature import Signature
 from .run import child_failure, run_child
 
 

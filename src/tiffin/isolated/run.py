@@ -15,8 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .. import errors, layout
+from .. import errors
 from ..errors import TiffinError
+from ..package import layout
 from .child import ERROR_PREFIX
 
 CHILD = "tiffin.isolated.child"

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..archive import open_archive
 from ..errors import TiffinError
-from ..integrity import verify_tree
-from ..manifest import Manifest
 from ..security.signing import enforce_policy
+from .archive import open_archive
+from .integrity import verify_tree
+from .manifest import Manifest
 
 
 @dataclass(frozen=True)

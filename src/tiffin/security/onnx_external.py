@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FlavorError
-from ..manifest import is_safe_relpath
+from ..package.manifest import is_safe_relpath
 
 MAGIC = b"tiffin-onnx-external-data\n"
 HEADER_BYTES = 4096

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .. import layout
 from ..errors import SigningError, UsageError
-from ..integrity import sha256_file, verify_tree
-from ..manifest import Manifest
+from ..package import layout
+from ..package.integrity import sha256_file, verify_tree
+from ..package.manifest import Manifest
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"

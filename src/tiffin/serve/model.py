@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .._load import Predictor
 from ..errors import FlavorError
 from ..flavors import cost_follows_input_size
-from ..load import Predictor
-from ..tensorspec import TensorSpec
+from ..schema.tensorspec import TensorSpec
 from .batching import DEFAULT_MAX_BATCH_SIZE, Batcher, Overloaded, request_shape
 from .config import ServeConfig
 from .errors import BadRequest, HTTPError

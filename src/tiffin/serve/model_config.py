@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..signature import Signature
-from ..tensorspec import TensorSpec
+from ..schema.signature import Signature
+from ..schema.tensorspec import TensorSpec
 
 # Triton's data_type names for the V2 datatypes (BYTES is TYPE_STRING there)
 _TYPES = {"BOOL": "TYPE_BOOL", "BYTES": "TYPE_STRING", **{

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .._load import Predictor
 from .._version import __version__
-from ..load import Predictor
 from .protocols.base import WireProtocol, operation
 from .repository import version_key
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._load import Predictor, load
 from ..errors import UsageError
-from ..load import Predictor, load
 
 
 def version_key(version: str) -> list[Any]:

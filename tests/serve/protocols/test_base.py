@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import tiffin
-from tiffin.load import Predictor
+from tiffin._load import Predictor
 from tiffin.serve.app import App, Server
 from tiffin.serve.config import ServeConfig
 from tiffin.serve.errors import BadRequest

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tiffin.schema.signature import Signature
 from tiffin.serve.errors import BadRequest
 from tiffin.serve.protocols.mlflow import decode_invocation, encode_predictions
-from tiffin.signature import Signature
 
 TENSOR = Signature.infer(np.zeros((2, 3)), np.zeros(2, np.int64))
 NAMED = Signature.infer({"a": np.zeros(2), "b": np.array(["x", "y"], dtype=object)}, np.zeros(2))

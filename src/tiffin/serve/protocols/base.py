@@ -19,8 +19,8 @@ import orjson
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ...load import Predictor
-from ...signature import Signature
+from ..._load import Predictor
+from ...schema.signature import Signature
 
 Arrays = dict[str, np.ndarray]
 Headers = list[tuple[bytes, bytes]]

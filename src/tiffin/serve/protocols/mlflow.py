@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ...load import Predictor
-from ...signature import Signature
-from ...tensorspec import V2_DATATYPES, TensorSpec
+from ..._load import Predictor
+from ...schema.signature import Signature
+from ...schema.tensorspec import V2_DATATYPES, TensorSpec
 from ..errors import BadRequest
 from .base import (
     INFER_ERRORS,

@@ -25,9 +25,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..._load import Predictor
 from ..._version import __version__
-from ...load import Predictor
-from ...tensorspec import TensorSpec
+from ...schema.tensorspec import TensorSpec
 from .. import limits
 from ..errors import BadRequest
 from .base import (

@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ConflictError, TiffinError
+from ..errors import ConflictError, TiffinError
 
 TMP_MARK = ".tiffin-tmp-"
 _OLD = "old-"  # the old package, moved aside by the rename fallback of publish

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
-from ._version import __version__
+from .._version import __version__
 
 
 def dist_version(dist: str) -> str | None:
@@ -67,7 +67,7 @@ def created_time() -> str | None:
             raise ValueError(epoch)
         stamp = datetime.fromtimestamp(int(epoch), tz=timezone.utc)
     except (ValueError, OverflowError, OSError):
-        from .errors import UsageError
+        from ..errors import UsageError
 
         raise UsageError(
             f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds since 1970",

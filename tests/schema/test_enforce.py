@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import ast
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,39 +7,11 @@ import pandas as pd
 import pytest
 
 import tiffin
-from tiffin import enforce
-from tiffin.signature import Signature
-from tiffin.tensorspec import TensorSpec
+from tiffin.schema import enforce
+from tiffin.schema.signature import Signature
+from tiffin.schema.tensorspec import TensorSpec
 
-SRC = Path(tiffin.__file__).parent
-
-
-def _imports(path: Path) -> list[tuple[str, bool]]:
-    """Every module a file imports (relative ones resolved), and whether at top level."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    top = {id(n) for n in tree.body}
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            name = ("." * node.level) + (node.module or "")
-            found.append((name, id(node) in top))
-            found += [(f"{name}.{a.name}", id(node) in top) for a in node.names]
-        elif isinstance(node, ast.Import):
-            found += [(a.name, id(node) in top) for a in node.names]
-    return found
-
-
-def test_enforce_never_imports_signature() -> None:
-    """signature.py imports enforce.py; the other way round (even for types) is a cycle."""
-    names = [n for n, _ in _imports(SRC / "enforce.py")]
-    assert not [n for n in names if "signature" in n.split(".")], names
-
-
-def test_signature_modules_import_at_top_level_only() -> None:
-    """No import nested in a function or an `if TYPE_CHECKING:` block, where cycles hide."""
-    for module in ("signature.py", "enforce.py", "tensorspec.py"):
-        inner = [n for n, top in _imports(SRC / module) if not top and n.startswith(".")]
-        assert inner == [], f"{module} imports {inner} below its top level"
+# That enforce never imports signature is held by tests/test_import_graph.py.
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64, np.uint8])

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import tiffin
-from tiffin.integrity import verify_tree
+from tiffin.package.integrity import verify_tree
 
 
 def test_clean_package_verifies(packed_iris: Path) -> None:
@@ -121,7 +121,7 @@ def test_nothing_deserialized_before_verification(packed_iris: Path) -> None:
 
 def _reseal(pkg: Path, edit: Any) -> None:
     """What an attacker who can write the whole folder does: edit, then seal again."""
-    from tiffin.manifest import Manifest
+    from tiffin.package.manifest import Manifest
 
     raw = json.loads((pkg / "tiffin.json").read_bytes())
     edit(raw)
@@ -150,7 +150,7 @@ def test_pickle_flavor_reads_the_bytes_it_verified(
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    load_module = sys.modules["tiffin.load"]  # (tiffin.load is also the function)
+    load_module = sys.modules["tiffin._load"]
 
     X = np.array([[0.0], [1.0], [2.0], [3.0]])
     model = LogisticRegression().fit(X, [0, 0, 1, 1])

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import ArchiveError, UsageError
+from ..errors import ArchiveError, UsageError
 from .integrity import verify_tree, walk_files
 from .manifest import is_safe_relpath
 

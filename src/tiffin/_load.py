@@ -10,13 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from . import flavors, layout
+from . import flavors
 from .errors import FlavorError, ManifestError, SignatureError, TiffinError
 from .logic.namespace import own_names
-from .manifest import Manifest
+from .package import layout
+from .package.manifest import Manifest
 from .package.open import open_package
+from .schema.signature import Signature
 from .security.sniff import check_artifacts
-from .signature import Signature
 
 
 class Predictor:

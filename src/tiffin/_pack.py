@@ -17,9 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from . import examples as example_codec
-from . import flavors, layout, provenance
-from .atomic import (
+from . import flavors
+from ._lint import lint_package
+from ._load import load
+from .env import capture
+from .errors import ConflictError, FlavorError, TiffinError, UnsafeArtifactError, UsageError
+from .logic.namespace import forgetting_imports_from
+from .logic.sources import copy_code
+from .package import layout, provenance
+from .package.atomic import (
     clean_stale,
     destination_lock,
     disk_error,
@@ -27,17 +33,12 @@ from .atomic import (
     make_temp_dir,
     publish,
 )
-from .env import capture
-from .errors import ConflictError, FlavorError, TiffinError, UnsafeArtifactError, UsageError
-from .integrity import index_files
-from .lint import lint_package
-from .load import load
-from .logic.namespace import forgetting_imports_from
-from .logic.sources import copy_code
-from .manifest import Manifest, pretty_json, validate_name, validate_version
-from .modelcard import render
+from .package.integrity import index_files
+from .package.manifest import Manifest, pretty_json, validate_name, validate_version
+from .schema import typed_json as example_codec
+from .schema.modelcard import render
+from .schema.signature import Signature, named_arrays
 from .security.sniff import check_artifacts
-from .signature import Signature, named_arrays
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tiffin
-from tiffin.signature import Signature, TensorSpec
+from tiffin.schema.signature import Signature, TensorSpec
 
 
 def test_infer_tensor() -> None:

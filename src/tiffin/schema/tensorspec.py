@@ -1,7 +1,7 @@
 """One named input or output of a signature, and the dtype helpers every layer shares.
 
-Kept apart from :mod:`tiffin.signature` (the signature as a whole: inference and
-export) and :mod:`tiffin.enforce` (checking inputs against it) so both can use it
+Kept apart from :mod:`tiffin.schema.signature` (the signature as a whole: inference and
+export) and :mod:`tiffin.schema.enforce` (checking inputs against it) so both can use it
 without importing each other.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SignatureError
+from ..errors import SignatureError
 
 # Open Inference Protocol datatypes for each signature dtype.
 V2_DATATYPES: dict[str, str] = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tiffin import examples
-from tiffin.signature import Signature
+from tiffin.schema import typed_json as examples
+from tiffin.schema.signature import Signature
 
 
 def test_nullable_columns_round_trip_with_their_dtypes() -> None:

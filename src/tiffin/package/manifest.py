@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import ManifestError, TiffinError
+from ..errors import ManifestError, TiffinError
 from .layout import LAYERS, MANIFEST
 
 FORMAT_VERSION = 1

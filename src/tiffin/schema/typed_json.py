@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ManifestError
-from .manifest import pretty_json
+from ..errors import ManifestError
+from ..package.manifest import pretty_json
 from .tensorspec import _is_frame, _pandas, _to_array, dtype_name, masked_dtype
 
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}

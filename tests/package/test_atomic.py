@@ -25,8 +25,8 @@ from typing import IO
 import pytest
 
 import tiffin
-from tiffin.atomic import TMP_MARK, clean_stale
-from tiffin.integrity import verify_tree
+from tiffin.package.atomic import TMP_MARK, clean_stale
+from tiffin.package.integrity import verify_tree
 
 TRIALS = 60
 
@@ -266,7 +266,7 @@ def test_full_disk_gives_clean_error_and_no_package(tmp_path: Path) -> None:
 
 FALLBACK = textwrap.dedent(
     """
-    import os, signal, sys, numpy as np, tiffin, tiffin.atomic as atomic
+    import os, signal, sys, numpy as np, tiffin, tiffin.package.atomic as atomic
     from sklearn.linear_model import LogisticRegression
     X = np.random.default_rng(0).normal(size=(40, 5)); y = (X[:, 0] > 0).astype(int)
     model = LogisticRegression().fit(X, y)

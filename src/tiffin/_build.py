@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TiffinError, UsageError
-from .manifest import validate_name, validate_version
+from .package.manifest import validate_name, validate_version
 
 # Each key and the TOML type it takes: "str", "bool", "table", "strings" (an array of
 # strings), "paths" (a table of strings) or "axes" (a table of arrays of integers). A
@@ -168,8 +168,8 @@ def _call_factory(spec: str, base: Path) -> Any:
 
 def build(config: str | os.PathLike[str] = ".", *, force: bool = False) -> Any:
     """Pack the model that a ``[tool.tiffin]`` table describes; returns the Package."""
-    from . import datafiles
-    from .pack import pack
+    from ._pack import pack
+    from .schema import datafiles
 
     path, table = find_config(Path(config))
     where = f"{path}: [tool.tiffin]" if path.name == "pyproject.toml" else str(path)

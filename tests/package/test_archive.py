@@ -10,7 +10,7 @@ import pytest
 import zstandard
 
 import tiffin
-from tiffin.archive import open_archive
+from tiffin.package.archive import open_archive
 
 
 @pytest.mark.parametrize("compression", ["zstd", None])

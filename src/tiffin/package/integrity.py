@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import IntegrityError, ManifestError, PackageNotFoundError
+from ..errors import IntegrityError, ManifestError, PackageNotFoundError
 from .layout import MANIFEST, UNINDEXED, layer_of
 from .manifest import FileEntry, Manifest
 

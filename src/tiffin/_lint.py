@@ -23,11 +23,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import layout
 from .env.lock import UNHASHED_HEADER
 from .env.pins import top_level_owners
 from .errors import PackageNotFoundError, VerificationError
 from .flavors import byte_formats
+from .package import layout
 from .security.sniff import sniff
 
 TRAINING_ONLY = frozenset({
@@ -475,7 +475,7 @@ def check_lock(root: Path) -> list[Finding]:
 
 
 def _package_files(root: Path) -> list[str]:
-    from .integrity import walk_files
+    from .package.integrity import walk_files
 
     return [r for r in walk_files(root) if r not in layout.UNINDEXED]
 
@@ -496,7 +496,7 @@ def lint(path: str | Path) -> list[Finding]:
     """Every finding for the package (or package folder being written) at ``path``."""
     root = Path(path)
     if root.is_file():  # a single-file archive
-        from .archive import open_archive
+        from .package.archive import open_archive
 
         root = open_archive(root)
     if not (root / layout.MANIFEST).is_file():

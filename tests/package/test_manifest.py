@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tiffin
-from tiffin.manifest import (
+from tiffin.package.manifest import (
     FileEntry,
     Manifest,
     canonical_json,
@@ -18,7 +18,7 @@ from tiffin.manifest import (
     validate_version,
 )
 
-SCHEMA = json.loads((Path(tiffin.__file__).parent / "schemas" / "manifest.schema.json").read_text())
+SCHEMA = json.loads((Path(tiffin.__file__).parent / "package" / "manifest.schema.json").read_text())
 
 
 def _manifest(**over: object) -> Manifest:

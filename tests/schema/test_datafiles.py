@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tiffin import datafiles, examples
 from tiffin.errors import SignatureError, UsageError
-from tiffin.signature import Signature
+from tiffin.schema import datafiles
+from tiffin.schema import typed_json as examples
+from tiffin.schema.signature import Signature
 
 
 def sig(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]] | None = None, **kinds: str) -> Signature:  # fmt: skip

@@ -9,8 +9,8 @@ of four kinds, kept so that ``predict`` hands the model exactly what it was pack
 - ``dataframe``: a pandas DataFrame; each column is one 1-D input, with nullability
 - ``strings``:   a list of Python strings (one 1-D ``str`` input named ``input``)
 
-Each input and output is a :class:`~tiffin.tensorspec.TensorSpec`; ``validate`` checks
-inputs through :mod:`tiffin.enforce` (numpy-safe casts only, lossless conversion of plain
+Each input and output is a :class:`~tiffin.schema.tensorspec.TensorSpec`; ``validate`` checks
+inputs through :mod:`tiffin.schema.enforce` (numpy-safe casts only, lossless conversion of plain
 Python values, a SignatureError naming the input otherwise).
 
 Missing values: a float input always accepts NaN. A column of another dtype is nullable
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SignatureError
 from .enforce import as_named, check_array, check_names, column_values, validate_frame
-from .errors import SignatureError
 from .tensorspec import TensorSpec, _is_frame, _pandas, _to_array, dtype_name
 
 KINDS = ("tensor", "dict", "dataframe", "strings")

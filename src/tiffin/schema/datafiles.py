@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from . import examples
-from .errors import UsageError
+from ..errors import UsageError
+from . import typed_json as examples
 from .signature import Signature, named_arrays
 from .tensorspec import TensorSpec, masked_dtype
 

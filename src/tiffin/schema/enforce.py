@@ -6,8 +6,8 @@ numbers never mix: a bool array for a float or int input, or numbers for a bool 
 is refused, as the server refuses a JSON ``true`` for a number. Anything else is a
 SignatureError naming the input, what was expected and what came.
 
-This module works on :class:`~tiffin.tensorspec.TensorSpec` sequences alone, so
-:mod:`tiffin.signature` imports it and never the other way round.
+This module works on :class:`~tiffin.schema.tensorspec.TensorSpec` sequences alone, so
+:mod:`tiffin.schema.signature` imports it and never the other way round.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SignatureError
+from ..errors import SignatureError
 from .tensorspec import TensorSpec, _is_frame, _pandas, _to_array, dtype_name
 
 __all__ = ["as_named", "check_array", "check_names", "column_values", "validate_frame"]

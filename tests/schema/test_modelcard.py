@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tiffin.modelcard import render
-from tiffin.signature import Signature, TensorSpec
+from tiffin.schema.modelcard import render
+from tiffin.schema.signature import Signature, TensorSpec
 
 
 def _rows(card: str, header: str) -> list[str]:
