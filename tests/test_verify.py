@@ -21,7 +21,6 @@ from tests.env.conftest import (  # noqa: F401  (fixtures shared with tests/env)
 )
 from tiffin._lint import lint
 from tiffin._verify import verify
-from tiffin.isolated import replay as isolated_replay
 
 pytestmark = pytest.mark.slow
 
@@ -191,130 +190,6 @@ def test_bad_arguments(tmp_path: Path, custom_source: Path) -> None:  # noqa: F8
     assert not report.ok and report.failed == "integrity"
 
 
-def test_predict_isolated(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
-    pkg = pack_custom(custom_source, tmp_path / "p")
-    import packaging
-
-    major = int(packaging.__version__.split(".")[0])
-    (tmp_path / "in.json").write_text("[[1.0, 2.0]]")
-    proc = subprocess.run(
-        [sys.executable, "-m", "tiffin.cli", "predict", str(pkg.path), "--input", str(tmp_path / "in.json"), "--isolated"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == [[1.0 * major, 2.0 * major]]
-    # formats are read on the host: a CSV input needs no pandas in the package's environment
-    from tiffin.isolated.predict import run_isolated
-
-    (tmp_path / "in.csv").write_text("a,b\n1.0,2.0\n3.0,4.0\n")
-    run_isolated(pkg.path, tmp_path / "in.csv", tmp_path / "out.npy")
-    assert np.load(tmp_path / "out.npy").tolist() == [
-        [major, 2.0 * major],
-        [3.0 * major, 4.0 * major],
-    ]
-
-
-def test_predict_isolated_names_missing_module(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
-    from tiffin.isolated.predict import run_isolated
-
-    pkg = pack_custom(custom_source, tmp_path / "p", requirements=["numpy==" + np.__version__])
-    (tmp_path / "in.json").write_text("[[1.0, 2.0]]")
-    with pytest.raises(tiffin.EnvironmentBuildError, match="'packaging' is missing"):
-        run_isolated(pkg.path, tmp_path / "in.json", None)
-
-
-def test_errors_inside_the_environment_are_tiffin_errors(tmp_path: Path) -> None:
-    """The model's own error comes back as the tiffin error it was there, not a traceback."""
-    src = tmp_path / "picky.py"
-    src.write_text(
-        "import numpy as np\n\n"
-        "class Picky:\n"
-        "    def load(self, context):\n"
-        "        pass\n\n"
-        "    def predict(self, inputs):\n"
-        "        x = np.asarray(inputs, dtype=np.float64)\n"
-        "        if (x < 0).any():\n"
-        "            raise ValueError('negative amounts are refunds, not payments')\n"
-        "        return x\n"
-    )
-    pkg = tiffin.pack(f"{src}:Picky", tmp_path / "p", name="picky", version="1",
-                      example=np.ones((1, 2)))  # fmt: skip
-    (tmp_path / "in.json").write_text("[[1.0, -2.0]]")
-    proc = subprocess.run(
-        [sys.executable, "-m", "tiffin.cli", "predict", str(pkg.path), "--isolated",
-         "--input", str(tmp_path / "in.json")],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert proc.returncode == 8, proc.stderr  # FlavorError's exit code, as in-process
-    assert "ValueError: negative amounts are refunds" in proc.stderr
-    assert "Traceback" not in proc.stderr and "TIFFIN-ERROR" not in proc.stderr
-
-
-def test_predict_isolated_checks_the_input_first(
-    tmp_path: Path,
-    custom_source: Path,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from tiffin.isolated.predict import run_isolated
-
-    pkg = pack_custom(custom_source, tmp_path / "p")
-    (tmp_path / "in.json").write_text('[["a", "b", "c"]]')  # strings for a float input
-    cache = tmp_path / "untouched-cache"
-    monkeypatch.setenv("TIFFIN_CACHE_DIR", str(cache))
-    with pytest.raises(tiffin.SignatureError):
-        run_isolated(pkg.path, tmp_path / "in.json", None)
-    assert not cache.exists()  # said before any environment was built
-
-
-def test_replay_cannot_write_into_the_package(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The replay runs in a scratch folder: a model that writes where it runs leaves the
-    sealed package as it was."""
-    monkeypatch.chdir(tmp_path)  # where packing (which predicts here) writes its log
-    src = tmp_path / "scribbler.py"
-    src.write_text(
-        "import numpy as np\n\n"
-        "class Scribbler:\n"
-        "    def load(self, context):\n"
-        "        pass\n\n"
-        "    def predict(self, inputs):\n"
-        "        with open('predictions.log', 'a') as fh:\n"
-        "            fh.write('seen\\n')\n"
-        "        return np.asarray(inputs, dtype=np.float64)\n"
-    )
-    pkg = tiffin.pack(f"{src}:Scribbler", tmp_path / "p", name="s", version="1",
-                      example=np.ones((1, 2)))  # fmt: skip
-    for env in ("isolated", "current"):
-        report = verify(pkg.path, env=env)
-        assert report.ok, report.render()
-    assert not (pkg.path / "predictions.log").exists()
-    tiffin.inspect(pkg.path)  # still intact
-
-
-def test_a_hanging_replay_is_a_verification_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    src = tmp_path / "sleepy.py"
-    src.write_text(
-        "import os, time\nimport numpy as np\n\n"
-        "class Sleepy:\n"
-        "    def load(self, context):\n"
-        "        if not os.environ.get('TIFFIN_TEST_AWAKE'):\n"
-        "            time.sleep(60)\n\n"
-        "    def predict(self, inputs):\n"
-        "        return np.asarray(inputs, dtype=np.float64)\n"
-    )
-    monkeypatch.setenv("TIFFIN_TEST_AWAKE", "1")  # awake while packing
-    pkg = tiffin.pack(f"{src}:Sleepy", tmp_path / "p", name="s", version="1",
-                      example=np.ones((1, 2)))  # fmt: skip
-    monkeypatch.delenv("TIFFIN_TEST_AWAKE")
-    monkeypatch.setattr(isolated_replay, "REPLAY_TIMEOUT", 3)
-    report = verify(pkg.path, env="current")
-    assert not report.ok and report.failed == "replay"
-    assert "did not finish within 3 s" in (report.error or "")
-
-
 def test_a_single_file_archive_verifies_and_runs_isolated(
     tmp_path: Path,
     custom_source: Path,  # noqa: F811
@@ -342,11 +217,3 @@ def test_a_single_file_archive_verifies_and_runs_isolated(
     (tmp_path / "junk.tiffin").write_text("not an archive")
     bad = verify(tmp_path / "junk.tiffin")
     assert not bad.ok and bad.failed == "integrity" and "not a tiffin archive" in (bad.error or "")
-
-
-def test_an_interpreter_that_cannot_start_is_named(tmp_path: Path, custom_source: Path) -> None:  # noqa: F811
-    """(The environment vanishing between the build and the replay: no traceback.)"""
-    pkg = pack_custom(custom_source, tmp_path / "p")
-    gone = tmp_path / "gone" / "bin" / "python"
-    with pytest.raises(tiffin.VerificationError, match="cannot start the environment's Python"):
-        isolated_replay.replay(pkg.path, gone, current=False, rtol=1e-6, atol=1e-6)
