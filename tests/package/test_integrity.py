@@ -195,8 +195,9 @@ def _replace_file(raw: dict[str, Any], pkg: Path, rel: str, data: bytes) -> None
 def test_a_resealed_non_skops_file_is_a_clear_flavor_error(packed_iris: Path) -> None:
     """skops once died with a raw BadZipFile on a re-sealed artifact that is not a zip."""
     _reseal(packed_iris, lambda raw: _replace_file(raw, packed_iris, "artifacts/model.skops", b"not a zip"))  # fmt: skip
-    with pytest.raises(tiffin.FlavorError, match="model.skops is not a readable skops file"):
+    with pytest.raises(tiffin.FlavorError, match="not a readable skops file") as info:
         tiffin.load(packed_iris)
+    assert (info.value.where or "").endswith("artifacts/model.skops")
 
 
 def test_resealed_trusted_types_must_be_a_list(packed_iris: Path) -> None:

@@ -61,7 +61,7 @@ _TRACER = textwrap.dedent(
         if file.startswith(code_dirs):
             # (the custom flavor imports code/ under a private parent: not the user's name)
             return "code:" + re.sub(r"^_tiffin_code_[0-9]+[.]", "", name)
-        if name.startswith("tiffin.flavors"):
+        if name.startswith(("tiffin.flavors", "tiffin.logic")):  # loading the package
             return "flavor:" + name
         return name
 
