@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import FlavorError, ManifestError, TiffinError
+from ..schema.signature import Signature
 from ..security import native_trees, skops_audit
 from . import LoadContext, SaveContext, method_caller, mro_modules
 
@@ -130,12 +131,16 @@ def _judge(data: bytes, declared: Any, where: str) -> list[str]:
 
 
 def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
     if isinstance(model, (str, Path)):
         data = Path(model).read_bytes()
     else:
         method_caller(model, ctx.method)
+        from .sklearn_composite import split
+
+        stripped, steps = split(model, ctx)
         try:
-            data = dump_skops(model)
+            data = dump_skops(stripped)
         except Exception as exc:  # skops raises many types for unsupported objects
             raise FlavorError(
                 f"skops cannot save this model: {exc}",
@@ -152,12 +157,15 @@ def save(model: Any, ctx: SaveContext) -> dict[str, Any]:
     if sources:
         copy_code(sources, ctx.code)
     _reproducible_zip(ctx.root / FILE, data)
-    return {
+    options: dict[str, Any] = {
         "file": FILE,
         "format": "skops",
         "method": ctx.method,
         "trusted_types": list(ctx.trusted_types),
     }
+    if steps:
+        options["steps"] = steps
+    return options
 
 
 def _renumber(node: Any, ids: dict[int, int]) -> Any:
@@ -234,7 +242,32 @@ def load(ctx: LoadContext) -> Any:
             where="tiffin.json: runtime.options.trusted_types",
         )
     model = load_bytes(data, declared, str(path))
+    if "steps" in ctx.options:
+        from .sklearn_composite import join
+
+        model = join(model, ctx.options["steps"], ctx)
     return _Method(model, str(ctx.options.get("method", "predict")))
+
+
+def refine_signature(model: Any, signature: Signature) -> Signature:
+    """String columns the fitted model takes with gaps become nullable, whatever the example.
+
+    A five-row example without gaps says nothing about a pipeline that imputes them: an
+    imputer, or an encoder that learned a missing category or ignores unknown ones, at
+    the first place a column goes decides (docs/flavors.md).
+    """
+    if signature.input_kind != "dataframe":
+        return signature
+    from .sklearn_composite import nullable_columns
+
+    inputs = [(s.name, s.dtype) for s in signature.inputs]
+    found = nullable_columns(getattr(model, "model", model), inputs)
+    strict = {s.name for s in signature.inputs if not s.nullable}
+    for reason in sorted(set(found.values())):
+        names = [c for c, r in found.items() if r == reason and c in strict]
+        if names:
+            signature = signature.with_nullable(names, reason)
+    return signature
 
 
 class _Method:
