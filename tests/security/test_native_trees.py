@@ -145,3 +145,58 @@ def test_spline_and_owner_feature_counts_checked() -> None:
     with pytest.raises(tiffin.UnsafeArtifactError, match="n_features"):
         check_model(tree)
     assert json.dumps  # keep the import used by the helpers above
+
+
+def _fitted_trees() -> dict[str, Any]:
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+    X, y = load_iris(return_X_y=True)
+    return {
+        "tree": DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y),
+        "regressor": DecisionTreeRegressor(max_depth=3, random_state=0).fit(X, y),
+        "forest": RandomForestClassifier(n_estimators=3, max_depth=3, random_state=0).fit(X, y),
+        "hgb": HistGradientBoostingClassifier(max_iter=3, random_state=0).fit(X, y),
+    }
+
+
+def _member(i: int, attr: str, value: Any) -> Callable[[Any], None]:
+    return lambda m: setattr(m.estimators_[i], attr, value)
+
+
+def _attr(attr: str, value: Any) -> Callable[[Any], None]:
+    return lambda m: setattr(m, attr, value)
+
+
+OWNER_CASES: list[tuple[str, str, Callable[[Any], None], str]] = [
+    ("tree", "classes_ as a matrix", _attr("classes_", np.array([[0, 1, 2]])), "classes_"),
+    ("tree", "fewer classes than the tree", _attr("classes_", np.array([0, 1])), "classes_"),
+    ("tree", "no classes", _attr("classes_", np.array([], dtype=np.int64)), "classes_"),
+    ("tree", "n_classes_ apart from classes_", _attr("n_classes_", 2), "n_classes_"),
+    ("tree", "n_outputs_ apart from the tree", _attr("n_outputs_", 2), "n_outputs_"),
+    ("regressor", "n_outputs_ apart from a regressor's tree", _attr("n_outputs_", 3), "n_outputs_"),
+    ("forest", "a member with fewer classes", _member(2, "n_classes_", 2), r"estimators_\[2\]"),
+    ("forest", "a member with no classes", _member(0, "classes_", np.array([])), r"estimators_\[0\]"),
+    ("forest", "classes_ as a matrix", _attr("classes_", np.array([[0, 1, 2]])), "classes_"),
+    ("forest", "more classes than the members", _attr("classes_", np.arange(6)), "classes_"),
+    ("hgb", "a baseline per row", _attr("_baseline_prediction", np.zeros((2, 3))), "_baseline_prediction"),
+    ("hgb", "no baseline", _attr("_baseline_prediction", np.zeros((0, 3))), "_baseline_prediction"),
+    ("hgb", "a row of four predictors", lambda m: m._predictors[0].append(m._predictors[0][0]), r"_predictors\[0\]"),
+    ("hgb", "classes_ as a matrix", _attr("classes_", np.array([[0, 1, 2]])), "classes_"),
+    ("hgb", "trees per iteration for 2 classes", _attr("classes_", np.array([0, 1])), "n_trees_per_iteration_"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kind", "label", "edit", "field"), OWNER_CASES, ids=[c[1] for c in OWNER_CASES]
+)
+def test_outputs_and_classes_agree_with_the_trees(
+    kind: str, label: str, edit: Callable[[Any], None], field: str
+) -> None:
+    """Each of these loaded and then failed at predict with an IndexError or a shape error."""
+    model = _fitted_trees()[kind]
+    check_model(model)
+    edit(model)
+    with pytest.raises(tiffin.UnsafeArtifactError, match=field):
+        check_model(model)

@@ -1,9 +1,9 @@
 """Mutation campaign: 1,000 edited skops files each of a decision tree, a random forest and
 a HistGradientBoosting model, each loaded and predicted in a long-lived worker process.
 
-None may crash the worker (a signal) or hang it: every mutant is refused with a
-TiffinError, or loads and predicts; a mutant whose model loads but whose prediction raises
-an ordinary Python exception (an index error from NumPy, a shape error) is counted apart.
+None may crash the worker (a signal) or hang it, and none may load and then fail at
+predict with an ordinary Python exception (an index error from NumPy, a shape error): every
+mutant is refused with a TiffinError, or loads and predicts.
 """
 
 from __future__ import annotations
@@ -46,9 +46,7 @@ def test_mutants_never_crash_or_hang(tmp_path: Path, kind: str) -> None:
     counts, bad = campaign(mutants(data, MUTANTS, seed=20), tmp_path / "X.npy")
     print(f"{kind}: {MUTANTS} mutants: {dict(counts)}")
     assert sum(counts.values()) == MUTANTS
-    fatal = [(i, r) for i, r in bad if r["outcome"] in ("crash", "hang", "untyped")]
-    assert not fatal, fatal[:5]
+    assert not bad, bad[:5]
+    assert set(counts) <= {"refused", "predicted"}
     # the campaign reaches both sides: checks that refuse, and edits that still load
     assert counts["refused"] > MUTANTS // 4 and counts["predicted"] > MUTANTS // 10
-    # a model that loads but fails to predict fails with an ordinary exception, rarely
-    assert counts["predict-error"] < MUTANTS // 20

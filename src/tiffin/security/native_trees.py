@@ -24,7 +24,7 @@ import sys
 from typing import Any
 
 from ..errors import UnsafeArtifactError
-from . import numpy_guard
+from . import native_neighbors, numpy_guard
 
 _TREE_LEAF = -1
 _TREE_UNDEFINED = -2
@@ -214,7 +214,8 @@ def check_bspline(spline: Any, where: str) -> None:
 
 
 def _tree_holders(obj: Any) -> list[Any]:
-    """The fitted scikit-learn trees an ensemble's ``estimators_`` holds (flattened)."""
+    """The fitted scikit-learn trees an ensemble's ``estimators_`` holds (flattened, in
+    order: ``estimators_features_[i]`` belongs to the i-th)."""
     import numpy as np
 
     found: list[Any] = []
@@ -222,23 +223,144 @@ def _tree_holders(obj: Any) -> list[Any]:
     while stack:
         item = stack.pop()
         if isinstance(item, (list, tuple)):
-            stack.extend(item)
+            stack.extend(reversed(item))
         elif isinstance(item, np.ndarray) and item.dtype == object:
-            stack.extend(item.ravel().tolist())
+            stack.extend(reversed(item.ravel().tolist()))
         elif hasattr(item, "tree_"):
             found.append(item)
     return found
+
+
+def _inconsistent(where: str, why: str) -> UnsafeArtifactError:
+    return UnsafeArtifactError(
+        f"{where}: {why}; the model could not predict",
+        where=where,
+        fix="do not load this file; pack the model again from its training code",
+    )
+
+
+def _class_counts(obj: Any, n_outputs: int, where: str) -> list[int]:
+    """The number of classes per output that ``classes_`` and ``n_classes_`` agree on
+    (scikit-learn keeps one array and an int for one output, lists for several)."""
+    import numpy as np
+
+    classes = getattr(obj, "classes_", None)
+    per_output = [classes] if n_outputs == 1 else classes
+    if not isinstance(per_output, list) or len(per_output) != n_outputs:
+        raise _inconsistent(
+            f"{where}.classes_", f"not one array of labels per output ({n_outputs})"
+        )
+    counts = []
+    for labels in per_output:
+        if type(labels) is not np.ndarray or labels.ndim != 1 or not len(labels):
+            raise _inconsistent(f"{where}.classes_", "not a 1-D array of labels per output")
+        counts.append(len(labels))
+    n_classes = getattr(obj, "n_classes_", None)
+    if n_classes is not None:
+        given = [n_classes] if n_outputs == 1 else n_classes
+        try:
+            same = [int(c) for c in given] == counts  # type: ignore[union-attr]
+        except (TypeError, ValueError, OverflowError):
+            same = False
+        if not same:
+            raise _inconsistent(f"{where}.n_classes_", f"{n_classes!r}, classes_ holds {counts}")
+    return counts
+
+
+def _check_tree_outputs(obj: Any, tree: Any, where: str) -> None:
+    """A fitted decision tree: its ``n_outputs_``, ``classes_`` and ``n_classes_`` are
+    what its ``tree_`` computes (predict takes ``classes_`` at the tree's argmax)."""
+    n_outputs = getattr(obj, "n_outputs_", None)
+    if n_outputs != tree.n_outputs:
+        raise _inconsistent(f"{where}.n_outputs_", f"{n_outputs!r}, its tree has {tree.n_outputs}")
+    built = [int(c) for c in tree.n_classes]
+    if hasattr(obj, "classes_"):
+        counts = _class_counts(obj, tree.n_outputs, where)
+        if counts != built:
+            raise _inconsistent(f"{where}.classes_", f"{counts} classes, its tree has {built}")
+    elif any(c != 1 for c in built):
+        raise _inconsistent(f"{where}.tree_.n_classes", f"{built} for a regressor")
+
+
+def _check_members(obj: Any, holders: list[Any], where: str) -> None:
+    """An ensemble's trees predict the same outputs and classes as the ensemble (its
+    predict adds their probabilities column by column)."""
+    import numpy as np
+
+    if "classes_" not in vars(obj) or not hasattr(holders[0], "classes_"):
+        return
+    n_outputs = getattr(obj, "n_outputs_", 1)
+    if isinstance(n_outputs, bool) or not isinstance(n_outputs, (int, np.integer)) or n_outputs < 1:
+        raise _inconsistent(f"{where}.n_outputs_", f"{n_outputs!r}")
+    counts = _class_counts(obj, int(n_outputs), where)
+    for i, holder in enumerate(holders):
+        if getattr(holder, "n_outputs_", None) != n_outputs:
+            raise _inconsistent(f"{where}.estimators_[{i}].n_outputs_", f"not {n_outputs}")
+        if _class_counts(holder, int(n_outputs), f"{where}.estimators_[{i}]") != counts:
+            raise _inconsistent(
+                f"{where}.estimators_[{i}].classes_", f"not the ensemble's {counts} classes"
+            )
+
+
+def _check_predictor_grid(obj: Any, predictors: Any, where: str) -> None:
+    """HistGradientBoosting: rows of ``n_trees_per_iteration_`` predictors, a
+    baseline per tree, and (for a classifier) one tree per class beyond two."""
+    import numpy as np
+
+    per_iter = getattr(obj, "n_trees_per_iteration_", None)
+    if isinstance(per_iter, bool) or not isinstance(per_iter, (int, np.integer)) or per_iter < 1:
+        raise _inconsistent(f"{where}.n_trees_per_iteration_", f"{per_iter!r}")
+    for i, row in enumerate(predictors):
+        if not isinstance(row, list) or len(row) != per_iter:
+            raise _inconsistent(f"{where}._predictors[{i}]", f"not {per_iter} predictors")
+    baseline = getattr(obj, "_baseline_prediction", None)
+    if type(baseline) is not np.ndarray or baseline.shape != (1, per_iter):
+        shape = getattr(baseline, "shape", type(baseline).__name__)
+        raise _inconsistent(f"{where}._baseline_prediction", f"{shape}, expected (1, {per_iter})")
+    if baseline.dtype.kind != "f":
+        raise _inconsistent(f"{where}._baseline_prediction", f"dtype {baseline.dtype}")
+    if "classes_" in vars(obj):
+        (n_classes,) = _class_counts(obj, 1, where)
+        if per_iter != (1 if n_classes <= 2 else n_classes):
+            raise _inconsistent(
+                f"{where}.n_trees_per_iteration_", f"{per_iter} trees for {n_classes} classes"
+            )
+
+
+def _check_params(obj: Any, where: str) -> None:
+    """A scikit-learn estimator has each of its parameters, of a type and value its
+    ``fit`` accepts (predict reads them: ``weights``, ``metric``, ``n_neighbors``...)."""
+    base = sys.modules.get("sklearn.base")
+    if base is None or not isinstance(obj, base.BaseEstimator):
+        return
+    for name in type(obj)._get_param_names():
+        if name not in vars(obj):
+            raise _inconsistent(f"{where}.{name}", "missing, a parameter of the estimator")
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    if not hasattr(type(obj), "_parameter_constraints"):
+        return  # an internal helper (a bin mapper): its owner validates it
+    try:
+        obj._validate_params()
+    except (InvalidParameterError, TypeError, ValueError) as exc:
+        raise _inconsistent(where, f"a parameter scikit-learn refuses ({exc})") from None
 
 
 def _check_owner(obj: Any, where: str) -> None:
     """Feature counts agree down an estimator: what its trees index is what it validates."""
     import numpy as np
 
+    _check_params(obj, where)
+    native_neighbors.check_owner(obj, where)
     n_in = getattr(obj, "n_features_in_", None)
     tree: Any = getattr(obj, "tree_", None)
     if type(tree).__name__ == "Tree" and n_in is not None and tree.n_features != n_in:
         raise _refuse(f"{where}.tree_.n_features", f"{tree.n_features}, estimator has {n_in}")
+    if type(tree).__name__ == "Tree":
+        _check_tree_outputs(obj, tree, where)
     holders = _tree_holders(obj)
+    if holders:
+        _check_members(obj, holders, where)
     if holders and n_in is not None:
         subsets = getattr(obj, "estimators_features_", None)
         for i, holder in enumerate(holders):
@@ -271,6 +393,7 @@ def _check_owner(obj: Any, where: str) -> None:
             raise _refuse(f"{where}._bin_mapper", f"feature counts disagree: {widths}")
         if not isinstance(predictors, list):
             raise _refuse(f"{where}._predictors", "not a list")
+        _check_predictor_grid(obj, predictors, where)
         for i, row in enumerate(predictors):
             for j, pred in enumerate(row if isinstance(row, list) else [row]):
                 check_predictor(pred, int(widths[0]), f"{where}._predictors[{i}][{j}]")
@@ -295,6 +418,12 @@ def check_model(model: Any) -> None:
                 obj.__getstate__(),
                 where,
             )
+            continue
+        if kind in native_neighbors.TREES:
+            native_neighbors.check_tree_state(kind, obj.__getstate__(), where)
+            continue
+        if native_neighbors.is_metric(obj):
+            native_neighbors.check_metric_state(kind, obj.__getstate__(), where)
             continue
         if kind == "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor":
             check_predictor(obj, None, where)

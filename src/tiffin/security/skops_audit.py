@@ -34,6 +34,7 @@ from collections.abc import Collection
 from typing import Any
 
 from ..errors import UnsafeArtifactError
+from .native_neighbors import METRIC_STATE_LENGTH, STATE_LENGTH, TREES
 from .trusted_types import CONSTRUCTORS, FUNCTIONS, PARTIAL_FUNCTIONS, TYPES
 
 _NUMPY_SCALARS = frozenset(n for n in CONSTRUCTORS if n.startswith("numpy.") and n != "numpy.dtype")
@@ -77,6 +78,12 @@ _NAMELESS = frozenset({"JsonNode", "CachedNode"})
 # loaders that may call any method of an object by name: only if declared
 _DECLARED_ONLY = frozenset({"MethodNode", "OperatorFuncNode"})
 _NATIVE_LOADERS = frozenset({"TreeNode"})
+# Compiled classes whose __setstate__ reads its tuple by position without a bounds check
+# (a shorter tuple reads past it): their state must be a literal tuple of this length.
+_STATE_TUPLES = {
+    **{name: STATE_LENGTH for name in TREES},
+    **{n: METRIC_STATE_LENGTH for n in TYPES if n.startswith("sklearn.metrics._dist_metrics.")},
+}
 
 
 def _refuse(where: str, what: str) -> UnsafeArtifactError:
@@ -133,6 +140,23 @@ def _check_seed_sequence(node: dict[str, Any], at: str) -> None:
         )
 
 
+def _check_state_tuple(node: dict[str, Any], length: int, name: str, at: str) -> None:
+    state = node.get("content")
+    items = state.get("content") if isinstance(state, dict) else None
+    if (
+        not isinstance(state, dict)
+        or state.get("__loader__") != "TupleNode"
+        or f"{state.get('__module__')}.{state.get('__class__')}" != "builtins.tuple"
+        or not isinstance(items, list)
+        or len(items) != length
+    ):
+        raise UnsafeArtifactError(
+            f"skops file gives {name} a state that is not a tuple of {length} entries; its "
+            "compiled __setstate__ would read past it",
+            where=f"{at}.content",
+        )
+
+
 def _json_value(node: dict[str, Any]) -> Any:
     if node.get("__loader__") != "JsonNode" or not isinstance(node.get("content"), str):
         return None
@@ -186,6 +210,8 @@ def judge(schema: Any, declared: Collection[str] = (), where: str = "schema.json
             same.append(node)
         if loader == "RandomGeneratorNode":
             _check_seed_sequence(node, at)
+        if loader == "ObjectNode" and name in _STATE_TUPLES:
+            _check_state_tuple(node, _STATE_TUPLES[name], name, at)
         if loader in _NAMELESS:
             continue
         if loader in _DECLARED_ONLY:

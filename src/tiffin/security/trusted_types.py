@@ -75,6 +75,8 @@ PICKLE_CONSTRUCTORS: dict[str, str] = {
 PARTIAL_FUNCTIONS = frozenset({"sklearn.utils.validation.check_array"})
 NATIVE = frozenset({
     "sklearn.tree._tree.Tree",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "scipy.interpolate._bsplines.BSpline",
 })  # fmt: skip
@@ -94,6 +96,11 @@ _REVIEWED_MODULE_TYPES = (
 # Reviewed one by one: plain Python classes of arrays and lists (Birch's CF tree, which
 # its pickle holds).
 _REVIEWED_NAMES = ("sklearn.cluster._birch._CFNode", "sklearn.cluster._birch._CFSubcluster")
+# The neighbours' trees and their compiled metrics (any ``algorithm=``, ``metric=``):
+# arrays and numbers, checked by tiffin.security.native_neighbors before a query. Not
+# PyFuncDistance, which calls a Python function the file would name.
+_NEIGHBOR_TREES = ("sklearn.neighbors._kd_tree.KDTree", "sklearn.neighbors._ball_tree.BallTree")
+_METRICS = ("sklearn.metrics._dist_metrics", "DistanceMetric64", "PyFuncDistance64")
 _FEATURE_SCORES = (
     "f_classif", "f_regression", "chi2", "r_regression", "mutual_info_classif",
     "mutual_info_regression",
@@ -199,7 +206,15 @@ def generate(dump: Callable[[Any], bytes] | None = None) -> dict[str, Any]:
                 functions.add(name)
             elif loader in ("ObjectNode", "TreeNode", "LossNode", "SparseMatrixNode"):
                 internal.add(name)
-    internal |= set(_REVIEWED_NAMES)
+    internal |= set(_REVIEWED_NAMES) | set(_NEIGHBOR_TREES)
+    metrics = importlib.import_module(_METRICS[0])
+    internal |= {
+        _qualname(c)
+        for c in vars(metrics).values()
+        if inspect.isclass(c)
+        and issubclass(c, getattr(metrics, _METRICS[1]))
+        and c.__name__ not in _METRICS[1:]
+    }
     for module_name, base in _REVIEWED_BASES:
         module = importlib.import_module(module_name)
         root = getattr(module, base)

@@ -39,7 +39,8 @@ Every name is judged as text before anything is imported (importing a module is 
 a side effect: ``sklearn.experimental``'s imports rewrite scikit-learn's namespace).
 Native state that C code trusts is checked before that code runs: a ``Tree``'s
 constructor arguments before REDUCE or NEWOBJ, its nodes before BUILD
-(:mod:`tiffin.security.native_trees`).
+(:mod:`tiffin.security.native_trees`), a ``KDTree``'s, ``BallTree``'s or distance
+metric's arrays before BUILD (:mod:`tiffin.security.native_neighbors`).
 
 Python 2 names (``__builtin__``, ``copy_reg``) are mapped to their Python 3 homes the
 way :mod:`pickle` does, and the mapped name is both the one checked and the one
@@ -62,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UnsafeArtifactError
-from . import native_trees, numpy_guard
+from . import native_neighbors, native_trees, numpy_guard
 from .trusted_types import CONSTRUCTORS, FUNCTIONS, PICKLE_CONSTRUCTORS, TYPES
 
 SAFE_GLOBALS = frozenset({
@@ -160,6 +161,11 @@ class AllowListUnpickler(_PyUnpickler):  # type: ignore[misc]
             native_trees.check_tree_state(
                 (tree.n_features, tree.n_classes, tree.n_outputs), self.stack[-1]
             )
+        kind = f"{type(target).__module__}.{type(target).__qualname__}"
+        if kind in native_neighbors.TREES:
+            native_neighbors.check_tree_state(kind, self.stack[-1])
+        elif native_neighbors.is_metric(target):
+            native_neighbors.check_metric_state(kind, self.stack[-1], kind)
         super().load_build()
         if dtype:
             numpy_guard.check_dtype_state(target)
