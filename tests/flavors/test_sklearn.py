@@ -385,3 +385,74 @@ def test_spline_transformer_and_birch_pack_and_reload_by_default(tmp_path: Path,
     got = next(iter(out.values())) if isinstance(out, dict) else out
     np.testing.assert_allclose(np.asarray(got), getattr(model, method)(X[:20]))
     assert kind == "spline" or hasattr(model, "root_")  # the caller's model keeps its tree
+
+
+def _gaps_frame(n: int = 120) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "income": rng.normal(size=n),
+            "city": rng.choice(["paris", "lyon", "nice"], n).astype(object),
+            "plan": rng.choice(["free", "pro"], n).astype(object),
+        }
+    )
+    return frame, (frame["income"] > 0).to_numpy().astype(int)
+
+
+def test_imputed_string_column_accepts_gaps_though_the_example_had_none(tmp_path: Path) -> None:
+    """Trained and packed without a single gap: the imputer decides, not the example."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+
+    frame, y = _gaps_frame()
+    prep = ColumnTransformer([
+        ("num", "passthrough", ["income"]),
+        ("city", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder()), ["city"]),
+        ("plan", OrdinalEncoder(), ["plan"]),
+    ])  # fmt: skip
+    model = Pipeline([("prep", prep), ("clf", LogisticRegression())]).fit(frame, y)
+    pkg = tiffin.pack(model, tmp_path / "p", name="g", version="1", example=frame.head(5),
+                      method="predict_proba")  # fmt: skip
+    specs = {s.name: s for s in tiffin.load(pkg.path).signature.inputs}
+    assert specs["city"].nullable and "SimpleImputer" in specs["city"].nullable_reason
+    assert not specs["plan"].nullable  # OrdinalEncoder(handle_unknown="error") refuses gaps
+    rows = frame.head(4).copy()
+    rows.loc[1, "city"] = None
+    rows.loc[2, "city"] = np.nan
+    listed = repr(rows.to_dict(orient="list")).replace("nan", "float('nan')")
+    out = predict_in_fresh_process(pkg.path, f"__import__('pandas').DataFrame({listed})", tmp_path)
+    np.testing.assert_allclose(out["output"], model.predict_proba(rows), rtol=0, atol=1e-12)
+    rows.loc[3, "plan"] = None
+    with pytest.raises(tiffin.SignatureError, match="'plan' has missing values"):
+        tiffin.load(pkg.path).predict(rows)
+
+
+def test_encoder_that_learned_a_missing_category_or_ignores_unknowns(tmp_path: Path) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+
+    frame, y = _gaps_frame()
+    frame.loc[::9, "city"] = None  # training saw gaps in city; the example has none
+    prep = ColumnTransformer([
+        ("city", OneHotEncoder(), ["city"]),
+        ("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"]),
+        ("plan_rank", OrdinalEncoder(), ["plan"]),  # refuses a gap: plan stays strict
+        ("city_rank", make_pipeline(SimpleImputer(strategy="most_frequent"), OrdinalEncoder()),
+         ["city"]),
+    ])  # fmt: skip
+    model = Pipeline([("prep", prep), ("clf", LogisticRegression())]).fit(frame, y)
+    example = frame.dropna().head(5)
+    pkg = tiffin.pack(model, tmp_path / "p", name="e", version="1", example=example)
+    specs = {s.name: s for s in tiffin.load(pkg.path).signature.inputs}
+    assert specs["city"].nullable and "learned a missing value" in specs["city"].nullable_reason
+    assert "SimpleImputer" in specs["city"].nullable_reason  # every reason is recorded
+    assert not specs["plan"].nullable  # a gap is fine for one encoder, not for the other
+    rows = example.copy()
+    rows.loc[rows.index[0], "city"] = None
+    np.testing.assert_array_equal(tiffin.load(pkg.path).predict(rows), model.predict(rows))
