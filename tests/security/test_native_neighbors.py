@@ -211,3 +211,24 @@ def test_neighbors_owner_agrees_with_its_tree(
     check_model(model)
     with pytest.raises(tiffin.UnsafeArtifactError, match=field):
         check_model(_edited(model, **attrs))
+
+
+@pytest.mark.parametrize("length", [12, 14])
+def test_state_tuple_of_another_length_refused_from_the_json(length: int) -> None:
+    """KDTree.__setstate__ reads state[12] unchecked: a 12-entry tuple read past its end
+    (a segfault inside skops's load) before this check existed."""
+    model, _, _ = _fitted("kd_tree")
+    data = dump_skops(model)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    schema = json.loads(members["schema.json"])
+    items = schema["content"]["content"]["_tree"]["content"]["content"]
+    del items[length:]
+    items.extend(items[-1:] * (length - len(items)))
+    members["schema.json"] = json.dumps(schema).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for member, body in members.items():
+            zf.writestr(member, body)
+    with pytest.raises(tiffin.UnsafeArtifactError, match="tuple of 13 entries"):
+        load_bytes(out.getvalue())
