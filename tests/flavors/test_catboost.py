@@ -21,7 +21,7 @@ import tiffin
 from tests.conftest import predict_in_fresh_process
 from tests.flavors._roundtrip import assert_reproducible, fresh_predict
 from tiffin.flavors import catboost as flavor
-from tiffin.flavors.catboost_json import check_model_json
+from tiffin.security.catboost_check import check_model_json
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = {"verbose": 0, "allow_writing_files": False, "thread_count": 1}

@@ -249,7 +249,7 @@ def test_carriage_returns_are_refused_in_the_bytes(
 ) -> None:
     """The checker sees the bytes LightGBM reads: a carriage return inside a line (or a
     CRLF line end) in a packaged model text is refused, however the file is read."""
-    from tiffin.flavors.lightgbm_text import check_model_text
+    from tiffin.security.lightgbm_check import check_model_text
 
     X, _ = data
     clf = lgb.LGBMClassifier(n_estimators=3, num_leaves=5, verbose=-1).fit(X, X[:, 0] > 0)

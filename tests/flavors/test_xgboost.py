@@ -14,7 +14,7 @@ from tests.conftest import predict_in_fresh_process
 from tests.flavors._roundtrip import assert_reproducible, fresh_predict
 from tests.security._mutation import encode_ubj
 from tiffin.flavors import xgboost as flavor
-from tiffin.flavors.xgboost_check import parse_model
+from tiffin.security.xgboost_check import parse_model
 
 
 @pytest.fixture
@@ -268,7 +268,7 @@ def test_every_kind_of_booster_passes_the_check(tmp_path: Path) -> None:
     """DART, linear, random-forest (parallel trees), multiclass, ranking, count and
     categorical boosters, in JSON and UBJSON, pass the check and predict as before;
     vector-leaf trees, which it does not read, are refused at pack with a clear error."""
-    from tiffin.flavors.xgboost_check import check_model_bytes
+    from tiffin.security.xgboost_check import check_model_bytes
 
     rng = np.random.default_rng(5)
     X = rng.normal(size=(120, 4)).astype(np.float32)
@@ -320,7 +320,7 @@ def test_ubjson_reader_bounds(tmp_path: Path, data: tuple[np.ndarray, np.ndarray
     the bytes it has."""
     import struct
 
-    from tiffin.flavors.xgboost_check import check_model_bytes
+    from tiffin.security.xgboost_check import check_model_bytes
 
     X, y = data
     clf = xgb.XGBClassifier(n_estimators=2, max_depth=2).fit(X, y)

@@ -4,7 +4,7 @@ The JSON export holds everything a model with float and categorical features nee
 predict: the trees (symmetric or not), the float borders, the one-hot values and the
 CTR tables that turn category strings into numbers, the class names and the bias. It
 loads without pickle, and is the same bytes for the same model. Each load checks the
-file (:mod:`.catboost_json`) before CatBoost's reader sees it, because that reader
+file (:mod:`tiffin.security.catboost_check`) before CatBoost's reader sees it, because that reader
 trusts its input and crashes on a broken file.
 
 The binary ``.cbm`` format is refused as input: it is a flatbuffer followed by CTR
@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FlavorError
+from ..security.catboost_check import check_model_json
 from ..security.sniff import ByteFormat
 from . import LoadContext, SaveContext, mro_modules
-from .catboost_json import check_model_json
 
 NAME = "catboost"
 FRAMEWORKS = ("catboost", "numpy", "pandas", "scipy")

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import FlavorError
+from ..security.lightgbm_check import check_model_text
 from ..security.sniff import ByteFormat
 from . import LoadContext, SaveContext, method_caller, mro_modules
-from .lightgbm_text import check_model_text
 
 NAME = "lightgbm"
 FRAMEWORKS = ("lightgbm", "numpy", "scipy")

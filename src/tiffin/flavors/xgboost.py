@@ -14,7 +14,7 @@ pandas categoricals, which XGBoost re-codes with the categories stored in the mo
 
 XGBoost's own reader trusts the file: one forged count or child index kills the process.
 Every file XGBoost is given here (a file being packed, what was just saved, a
-package's verified bytes at load) is first read and checked by ``xgboost_check``.
+package's verified bytes at load) is first read and checked by :mod:`tiffin.security.xgboost_check`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 from ..errors import FlavorError
 from ..security.sniff import ByteFormat
+from ..security.xgboost_check import check_model_bytes
 from . import LoadContext, SaveContext, method_caller, mro_modules
-from .xgboost_check import check_model_bytes
 
 NAME = "xgboost"
 FRAMEWORKS = ("xgboost", "numpy", "scipy")

@@ -20,7 +20,7 @@ import pytest
 import xgboost as xgb
 
 from tests.security._mutation import encode_ubj, mutate_bytes, mutate_document, run_campaign
-from tiffin.flavors.xgboost_check import parse_model
+from tiffin.security.xgboost_check import parse_model
 
 MUTANTS = 1000
 OPTIONS = {"file": "artifacts/model.ubj", "wrapper": "XGBClassifier", "method": "predict_proba"}
