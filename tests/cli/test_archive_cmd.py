@@ -17,7 +17,7 @@ def test_archive_and_unpack(packed_iris: Path, tmp_path: Path) -> None:
     assert run("archive", str(packed_iris), "-o", str(plain), "--no-compress").returncode == 0
     assert plain.stat().st_size > file.stat().st_size  # zstd unless told otherwise
     proc = run("archive", str(packed_iris), "-o", str(file))
-    assert proc.returncode == 2 and "already exists" in proc.stderr
+    assert proc.returncode == 12 and "already exists" in proc.stderr
     assert run("archive", str(packed_iris), "-o", str(file), "--force").returncode == 0
     out = tmp_path / "out"
     proc = run("unpack", str(file), str(out))

@@ -172,7 +172,7 @@ def test_signed_package_travels_in_the_archive(packed_iris: Path, tmp_path: Path
     assert tiffin.load(a, trusted_keys=[public], require_signed=True).name == "iris"
     with pytest.raises(tiffin.UsageError, match="inside the package"):
         tiffin.archive(packed_iris, packed_iris / "x.tiffin")
-    with pytest.raises(tiffin.UsageError, match="already exists"):
+    with pytest.raises(tiffin.ConflictError, match="already exists"):
         tiffin.archive(packed_iris, a)
     with pytest.raises(tiffin.UsageError, match="unknown compression"):
         tiffin.archive(packed_iris, tmp_path / "g.tiffin", compression="gzip")

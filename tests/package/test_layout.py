@@ -95,19 +95,7 @@ NAMES = sorted(n for n in vars(layout) if re.fullmatch(r"[A-Z_]+", n) and n != "
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="layout.ENV_INFO ('env/environment.json') is named but nothing in "
-                "src/tiffin writes or reads it: a dead name, or a file pack should write",
-            ),
-        )
-        if n == "ENV_INFO"
-        else n
-        for n in NAMES
-    ],
+    NAMES,
 )
 def test_every_name_is_used(name: str) -> None:
     """A name nothing uses (beyond its own definition) is a file the format promises and

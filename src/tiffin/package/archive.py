@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ArchiveError, UsageError
+from ..errors import ArchiveError, ConflictError, UsageError
 from .integrity import verify_tree, walk_files
 from .manifest import is_safe_relpath
 
@@ -68,7 +68,10 @@ def archive(
             f"{out} is inside the package it archives", fix="write the archive elsewhere"
         )
     if out.exists() and not force:
-        raise UsageError(f"{out} already exists", fix="choose another name or pass force=True")
+        raise ConflictError(
+            f"{out} already exists",
+            fix="choose another name, or overwrite it with force=True (--force)",
+        )
     if compression not in (None, "zstd"):
         raise UsageError(f"unknown compression {compression!r}", fix="use 'zstd' or None")
     # a fresh, exclusively created name: a link planted at a predictable temp name

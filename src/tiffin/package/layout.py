@@ -12,7 +12,6 @@ ARTIFACTS_DIR = "artifacts"
 EXAMPLES_DIR = "examples"
 REQUIREMENTS = "env/requirements.txt"
 LOCK = "env/requirements.lock"
-ENV_INFO = "env/environment.json"
 EXAMPLE_INPUT = "examples/input.json"
 EXAMPLE_OUTPUT = "examples/output.json"
 

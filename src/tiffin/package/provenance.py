@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -11,6 +12,7 @@ from importlib import metadata
 from typing import Any
 
 from .._version import __version__
+from ..errors import UsageError
 
 
 def dist_version(dist: str) -> str | None:
@@ -63,12 +65,10 @@ def created_time() -> str | None:
         return None
     # The reproducible-builds spec: a malformed value is an error, not a silent "no time".
     try:
-        if not epoch.strip().isdigit():
+        if not re.fullmatch(r"[0-9]+", epoch.strip()):  # ASCII digits only, as the spec says
             raise ValueError(epoch)
         stamp = datetime.fromtimestamp(int(epoch), tz=timezone.utc)
     except (ValueError, OverflowError, OSError):
-        from ..errors import UsageError
-
         raise UsageError(
             f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds since 1970",
             where="SOURCE_DATE_EPOCH",
