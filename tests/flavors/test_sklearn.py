@@ -456,3 +456,18 @@ def test_encoder_that_learned_a_missing_category_or_ignores_unknowns(tmp_path: P
     rows = example.copy()
     rows.loc[rows.index[0], "city"] = None
     np.testing.assert_array_equal(tiffin.load(pkg.path).predict(rows), model.predict(rows))
+
+
+def test_voting_and_stacking_ensembles_pack_without_declarations(tmp_path: Path) -> None:
+    """Their named_estimators_ is a Bunch (a dict with attribute access), on the list."""
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import StackingClassifier, VotingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = load_iris(return_X_y=True)
+    members = [("lr", LogisticRegression(max_iter=500)), ("dt", DecisionTreeClassifier())]
+    for i, model in enumerate((VotingClassifier(members), StackingClassifier(members))):
+        model.fit(X, y)
+        pkg = tiffin.pack(model, tmp_path / f"e{i}", name="e", version="1", example=X[:4])
+        assert tiffin.load(pkg.path).predict(X[:4]).tolist() == model.predict(X[:4]).tolist()

@@ -113,8 +113,7 @@ def test_nested_pipelines_and_several_frameworks(
 ) -> None:
     """Steps deep inside nested pipelines and an ensemble: each framework in its own format.
 
-    The ensemble's named_estimators_ (a Bunch) is outside the closed trust list, so it is
-    declared; the unfitted templates in ``estimators`` come back as unfitted steps.
+    The unfitted templates in ``estimators`` come back as unfitted steps.
     """
     df, y = frame
     model = Pipeline(
@@ -128,7 +127,7 @@ def test_nested_pipelines_and_several_frameworks(
         ]
     ).fit(df, y)  # fmt: skip
     pkg = tiffin.pack(model, tmp_path / "p", name="n", version="1", example=df.head(4),
-                      method="predict_proba", trusted_types=["sklearn.utils._bunch.Bunch"])  # fmt: skip
+                      method="predict_proba")  # fmt: skip
     steps = read_manifest(pkg.path).runtime["options"]["steps"]
     fitted = [s for s in steps if s["methods"]]
     assert sorted(s["flavor"] for s in fitted) == ["catboost", "lightgbm", "xgboost"]

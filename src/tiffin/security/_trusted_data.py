@@ -301,6 +301,7 @@ INTERNAL: tuple[str, ...] = (
     "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.tree._tree.Tree",
+    "sklearn.utils._bunch.Bunch",
 )
 
 FUNCTIONS: tuple[str, ...] = (

@@ -51,7 +51,10 @@ _SPARSE = frozenset(
 _TREE = "sklearn.tree._tree.Tree"
 _LOSS_MODULES = ("sklearn._loss._loss.", "sklearn.linear_model._sgd_fast.")
 _FIXED: dict[str, frozenset[str]] = {
-    "DictNode": frozenset({"builtins.dict", "collections.OrderedDict"}),
+    # Bunch: a dict with attribute access (ensembles' named_estimators_), built empty
+    "DictNode": frozenset(
+        {"builtins.dict", "collections.OrderedDict", "sklearn.utils._bunch.Bunch"}
+    ),
     "DefaultDictNode": frozenset({"collections.defaultdict"}),
     "ListNode": frozenset({"builtins.list"}),
     "SetNode": frozenset({"builtins.set", "builtins.frozenset"}),

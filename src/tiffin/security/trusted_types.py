@@ -94,8 +94,13 @@ _REVIEWED_MODULE_TYPES = (
     "sklearn.linear_model._sgd_fast",  # SGD's loss objects (Hinge, Log, Huber, ...)
 )
 # Reviewed one by one: plain Python classes of arrays and lists (Birch's CF tree, which
-# its pickle holds).
-_REVIEWED_NAMES = ("sklearn.cluster._birch._CFNode", "sklearn.cluster._birch._CFSubcluster")
+# its pickle holds), and Bunch: a dict with attribute access whose __setstate__ does
+# nothing (the named_estimators_ of voting and stacking ensembles).
+_REVIEWED_NAMES = (
+    "sklearn.cluster._birch._CFNode",
+    "sklearn.cluster._birch._CFSubcluster",
+    "sklearn.utils._bunch.Bunch",
+)
 # The neighbours' trees and their compiled metrics (any ``algorithm=``, ``metric=``):
 # arrays and numbers, checked by tiffin.security.native_neighbors before a query. Not
 # PyFuncDistance, which calls a Python function the file would name.
