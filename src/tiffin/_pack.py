@@ -302,7 +302,8 @@ def _write(
         (root / layout.EXAMPLE_OUTPUT).write_bytes(example_codec.dumps(output))
 
     environment = capture.capture(
-        root, flavor=flavor.NAME, frameworks=tuple(flavor.FRAMEWORKS), requirements=requirements,
+        root, flavor=flavor.NAME, frameworks=flavors.frameworks_of(flavor, runtime_options),
+        requirements=requirements,
         python=python, platform=platform, options=runtime_options, allow_pickle=allow_pickle,
     )  # fmt: skip
     reqs = list(environment.get("requirements", []))
@@ -316,7 +317,7 @@ def _write(
         files=index_files(root),
         metadata=metadata,
         environment=environment,
-        provenance=provenance.collect(tuple(flavor.FRAMEWORKS)),
+        provenance=provenance.collect(flavors.frameworks_of(flavor, runtime_options)),
         created=provenance.created_time(),
     ).seal()
     (root / layout.MANIFEST).write_bytes(manifest.to_bytes())

@@ -230,3 +230,16 @@ def test_reproducible_and_the_loaded_step_is_a_fitted_classifier(
     assert is_classifier(pipeline) and list(pipeline.classes_) == [0, 1]
     with pytest.raises(tiffin.FlavorError, match="cannot be refitted"):
         pipeline.steps[-1][1].fit(df, y)
+
+
+def test_the_step_frameworks_are_recorded_and_pinned_without_capture(
+    tmp_path: Path, frame: tuple[pd.DataFrame, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIFFIN_ENV_CAPTURE", "off")
+    df, y = frame
+    model = Pipeline([("prep", _prep()), ("xgb", BOOSTERS["xgboost"]())]).fit(df, y)
+    pkg = tiffin.pack(model, tmp_path / "p", name="x", version="1", example=df.head(3))
+    manifest = read_manifest(pkg.path)
+    pinned = {r.split("==")[0] for r in manifest.environment["requirements"]}
+    assert {"scikit-learn", "skops", "xgboost"} <= pinned
+    assert "xgboost" in json.dumps(manifest.provenance)

@@ -3,7 +3,9 @@
 A flavor module defines:
 
 - ``NAME``: the flavor name recorded in the manifest (``runtime.flavor``)
-- ``FRAMEWORKS``: distributions whose versions go into provenance
+- ``FRAMEWORKS``: distributions whose versions go into provenance (and, with the
+  capture off, the requirements); optionally ``frameworks(options)`` when they depend on
+  the saved model (a scikit-learn Pipeline holding an XGBoost step)
 - ``detect(obj) -> bool``: is this in-memory model ours? (must not import the framework;
   look at ``type(obj).__module__`` and ``sys.modules`` instead)
 - ``detect_file(path) -> bool``: is this model file ours? (by its bytes where possible)
@@ -155,6 +157,12 @@ def installed() -> list[ModuleType]:
 def byte_formats() -> tuple[ByteFormat, ...]:
     """Every format a flavor declares safe by its bytes (``BYTE_FORMATS``)."""
     return tuple(f for flavor in installed() for f in getattr(flavor, "BYTE_FORMATS", ()))
+
+
+def frameworks_of(flavor: ModuleType, options: Mapping[str, Any]) -> tuple[str, ...]:
+    """The distributions a saved model needs: the flavor's ``frameworks(options)`` or ``FRAMEWORKS``."""
+    hook = getattr(flavor, "frameworks", None)
+    return tuple(hook(options)) if hook is not None else tuple(flavor.FRAMEWORKS)
 
 
 def cost_follows_input_size(name: str) -> bool:

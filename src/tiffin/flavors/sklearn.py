@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -30,6 +30,7 @@ from ..errors import FlavorError, ManifestError, TiffinError
 from ..schema.signature import Signature
 from ..security import native_trees, skops_audit
 from . import LoadContext, SaveContext, method_caller, mro_modules
+from . import get as get_flavor
 
 NAME = "sklearn"
 FRAMEWORKS = ("scikit-learn", "skops", "numpy", "scipy")
@@ -108,6 +109,16 @@ def dump_skops(model: Any) -> bytes:
     """The skops bytes of ``model`` (any error skops raises is the caller's to word)."""
     data: bytes = skops_io().dumps(model, compression=8)
     return data
+
+
+def frameworks(options: Mapping[str, Any]) -> tuple[str, ...]:
+    """scikit-learn's, and those of the framework steps saved in their own formats."""
+    found = list(FRAMEWORKS)
+    for step in options.get("steps") or ():
+        for name in get_flavor(str(step.get("flavor"))).FRAMEWORKS:
+            if name not in found:
+                found.append(name)
+    return tuple(found)
 
 
 def detect(obj: Any) -> bool:
