@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,12 @@ _BY_TYPE = {"classifier": "XGBClassifier", "regressor": "XGBRegressor", "ranker"
 # int64) and the key. JSON: the document opens with the "learner" (or "version") key.
 _UBJ_HEAD = re.compile(rb"^\{[iUIlL].{1,8}(learner|version)", re.S)
 _JSON_HEAD = re.compile(rb'^\s*\{\s*"(learner|version)"\s*:')
+
+
+def frameworks(options: Mapping[str, Any]) -> tuple[str, ...]:
+    """A wrapper (XGBClassifier, ...) is rebuilt through XGBoost's scikit-learn module,
+    which needs scikit-learn; a plain Booster does not."""
+    return (*FRAMEWORKS, "scikit-learn") if options.get("wrapper") else FRAMEWORKS
 
 
 def detect(obj: Any) -> bool:
