@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UnsafeArtifactError
+from .native_fields import array_field, int_field, refuse
 
 # the first dimension of node_bounds: (lower, upper) corners, or one centroid
 TREES = {
@@ -41,43 +42,10 @@ _METRIC_MODULE = "sklearn.metrics._dist_metrics"
 STATE_LENGTH = 13  # data, idx_array, node_data, node_bounds, 7 ints, metric, sample_weight
 METRIC_STATE_LENGTH = 3  # p, vec, mat
 _COUNTERS = ("leaf_size", "n_levels", "n_nodes", "n_trims", "n_leaves", "n_splits", "n_calls")
-_INT_MAX = 2**31 - 1  # the counters are C ints
-
-
-def _refuse(where: str, why: str) -> UnsafeArtifactError:
-    return UnsafeArtifactError(
-        f"{where}: {why}; the model's native code would read outside its arrays",
-        where=where,
-        fix="do not load this file; pack the model again from its training code",
-    )
 
 
 def _name(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
-
-
-def _int(value: Any, where: str, low: int, high: int = _INT_MAX) -> int:
-    import numpy as np
-
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise _refuse(where, f"expected an integer, got {type(value).__name__}")
-    if not low <= int(value) <= high:
-        raise _refuse(where, f"{int(value)} is outside [{low}, {high}]")
-    return int(value)
-
-
-def _array(value: Any, where: str, dtype: Any, ndim: int) -> Any:
-    import numpy as np
-
-    if type(value) is not np.ndarray:
-        raise _refuse(where, f"expected a NumPy array, got {type(value).__name__}")
-    if value.dtype != dtype:
-        raise _refuse(where, f"dtype {value.dtype}, expected {np.dtype(dtype)}")
-    if value.ndim != ndim:
-        raise _refuse(where, f"{value.ndim} dimensions, expected {ndim}")
-    if not value.flags.c_contiguous:
-        raise _refuse(where, "not C-contiguous")
-    return value
 
 
 def is_metric(obj: Any) -> bool:
@@ -91,18 +59,18 @@ def check_metric_state(kind: str, state: Any, where: str) -> tuple[Any, Any]:
     import numpy as np
 
     if not (kind.startswith(f"{_METRIC_MODULE}.") and kind.endswith("Distance64")):
-        raise _refuse(where, f"{kind} is not a distance metric")
+        raise refuse(where, f"{kind} is not a distance metric")
     if kind.endswith(".PyFuncDistance64"):
-        raise _refuse(where, "a metric that calls a Python function is not loaded")
+        raise refuse(where, "a metric that calls a Python function is not loaded")
     if not isinstance(state, tuple) or len(state) != METRIC_STATE_LENGTH:
-        raise _refuse(f"{where}.state", "expected (p, vec, mat)")
+        raise refuse(f"{where}.state", "expected (p, vec, mat)")
     p, vec, mat = state
     if isinstance(p, bool) or not isinstance(p, (float, int, np.floating, np.integer)):
-        raise _refuse(f"{where}.p", f"expected a number, got {type(p).__name__}")
+        raise refuse(f"{where}.p", f"expected a number, got {type(p).__name__}")
     if not float(p) > 0:
-        raise _refuse(f"{where}.p", f"{p} is not above 0")
-    vec = _array(vec, f"{where}.vec", np.float64, 1)
-    mat = _array(mat, f"{where}.mat", np.float64, 2)
+        raise refuse(f"{where}.p", f"{p} is not above 0")
+    vec = array_field(vec, f"{where}.vec", np.float64, 1, contiguous=True)
+    mat = array_field(mat, f"{where}.mat", np.float64, 2, contiguous=True)
     return vec, mat
 
 
@@ -110,20 +78,20 @@ def check_metric(metric: Any, n_features: int, tree_kind: str, where: str) -> No
     """The metric a tree holds is one that tree accepts and covers its features."""
     kind = _name(metric)
     if not is_metric(metric):
-        raise _refuse(where, f"{kind} is not a distance metric")
+        raise refuse(where, f"{kind} is not a distance metric")
     vec, mat = check_metric_state(kind, metric.__getstate__(), where)
     cls = type(metric).__name__
     allowed = _valid_metrics(tree_kind)
     if cls not in allowed:
-        raise _refuse(where, f"{cls} is not a metric {tree_kind.rpartition('.')[2]} accepts")
+        raise refuse(where, f"{cls} is not a metric {tree_kind.rpartition('.')[2]} accepts")
     if cls == "SEuclideanDistance64" and len(vec) != n_features:
-        raise _refuse(f"{where}.vec", f"{len(vec)} weights for {n_features} features")
+        raise refuse(f"{where}.vec", f"{len(vec)} weights for {n_features} features")
     if cls == "MinkowskiDistance64" and len(vec) not in (0, n_features):
-        raise _refuse(f"{where}.vec", f"{len(vec)} weights for {n_features} features")
+        raise refuse(f"{where}.vec", f"{len(vec)} weights for {n_features} features")
     if cls == "MahalanobisDistance64" and mat.shape != (n_features, n_features):
-        raise _refuse(f"{where}.mat", f"shape {mat.shape} for {n_features} features")
+        raise refuse(f"{where}.mat", f"shape {mat.shape} for {n_features} features")
     if cls == "HaversineDistance64" and n_features != 2:
-        raise _refuse(where, f"the haversine metric reads 2 features, the tree has {n_features}")
+        raise refuse(where, f"the haversine metric reads 2 features, the tree has {n_features}")
 
 
 def _valid_metrics(tree_kind: str) -> frozenset[str]:
@@ -139,58 +107,60 @@ def check_tree_state(kind: str, state: Any, where: str = "tree") -> None:
 
     bounds_rows = TREES.get(kind)
     if bounds_rows is None:
-        raise _refuse(where, f"{kind} is not a KDTree or BallTree")
+        raise refuse(where, f"{kind} is not a KDTree or BallTree")
     if not isinstance(state, tuple) or len(state) != STATE_LENGTH:
-        raise _refuse(f"{where}.state", f"expected a tuple of {STATE_LENGTH} entries")
-    data = _array(state[0], f"{where}.data", np.float64, 2)
+        raise refuse(f"{where}.state", f"expected a tuple of {STATE_LENGTH} entries")
+    data = array_field(state[0], f"{where}.data", np.float64, 2, contiguous=True)
     n_samples, n_features = data.shape
     if n_samples < 1 or n_features < 1:
-        raise _refuse(f"{where}.data", f"shape {data.shape}, expected at least one row and column")
-    counts = {k: _int(v, f"{where}.{k}", 0) for k, v in zip(_COUNTERS, state[4:11], strict=True)}
+        raise refuse(f"{where}.data", f"shape {data.shape}, expected at least one row and column")
+    counts = {
+        k: int_field(v, f"{where}.{k}", 0) for k, v in zip(_COUNTERS, state[4:11], strict=True)
+    }
     if counts["leaf_size"] < 1:
-        raise _refuse(f"{where}.leaf_size", "below 1")
+        raise refuse(f"{where}.leaf_size", "below 1")
     n_nodes = counts["n_nodes"]
     if counts["n_levels"] > 62 or n_nodes != 2 ** counts["n_levels"] - 1 or n_nodes < 1:
-        raise _refuse(f"{where}.n_nodes", f"{n_nodes} for {counts['n_levels']} levels")
-    idx = _array(state[1], f"{where}.idx_array", np.intp, 1)
+        raise refuse(f"{where}.n_nodes", f"{n_nodes} for {counts['n_levels']} levels")
+    idx = array_field(state[1], f"{where}.idx_array", np.intp, 1, contiguous=True)
     if len(idx) != n_samples or not np.array_equal(np.sort(idx), np.arange(n_samples)):
-        raise _refuse(f"{where}.idx_array", f"not a permutation of the {n_samples} rows of data")
+        raise refuse(f"{where}.idx_array", f"not a permutation of the {n_samples} rows of data")
     from sklearn.neighbors._kd_tree import NodeData
 
-    nodes = _array(state[2], f"{where}.node_data", NodeData, 1)
+    nodes = array_field(state[2], f"{where}.node_data", NodeData, 1, contiguous=True)
     if len(nodes) != n_nodes:
-        raise _refuse(f"{where}.node_data", f"{len(nodes)} records, n_nodes is {n_nodes}")
+        raise refuse(f"{where}.node_data", f"{len(nodes)} records, n_nodes is {n_nodes}")
     start, end, leaf = nodes["idx_start"], nodes["idx_end"], nodes["is_leaf"]
     bad = (start < 0) | (start > end) | (end > n_samples)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise _refuse(
+        raise refuse(
             f"{where}.node_data[{i}]",
             f"points [{int(start[i])}, {int(end[i])}) outside the {n_samples} of idx_array",
         )
     bad = ((leaf != 0) & (leaf != 1)) | ((leaf == 0) & (2 * np.arange(n_nodes) + 2 >= n_nodes))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise _refuse(f"{where}.node_data[{i}].is_leaf", "an inner node without both children")
+        raise refuse(f"{where}.node_data[{i}].is_leaf", "an inner node without both children")
     # the root holds every point and each inner node splits its range between its children
     inner = np.flatnonzero(leaf == 0)
     left, right = 2 * inner + 1, 2 * inner + 2
     split = (start[left] != start[inner]) | (end[left] != start[right]) | (end[right] != end[inner])
     if start[0] != 0 or end[0] != n_samples or split.any():
         i = int(inner[np.flatnonzero(split)[0]]) if split.any() and start[0] == 0 else 0
-        raise _refuse(f"{where}.node_data[{i}]", "point ranges that do not split the parent's")
-    bounds = _array(state[3], f"{where}.node_bounds", np.float64, 3)
+        raise refuse(f"{where}.node_data[{i}]", "point ranges that do not split the parent's")
+    bounds = array_field(state[3], f"{where}.node_bounds", np.float64, 3, contiguous=True)
     if bounds.shape != (bounds_rows, n_nodes, n_features):
-        raise _refuse(
+        raise refuse(
             f"{where}.node_bounds",
             f"shape {bounds.shape}, expected {(bounds_rows, n_nodes, n_features)}",
         )
     check_metric(state[11], n_features, kind, f"{where}.dist_metric")
     weight = state[12]
     if weight is not None:
-        weight = _array(weight, f"{where}.sample_weight", np.float64, 1)
+        weight = array_field(weight, f"{where}.sample_weight", np.float64, 1, contiguous=True)
         if len(weight) != n_samples:
-            raise _refuse(f"{where}.sample_weight", f"{len(weight)} weights for {n_samples} rows")
+            raise refuse(f"{where}.sample_weight", f"{len(weight)} weights for {n_samples} rows")
 
 
 def _inconsistent(where: str, why: str) -> UnsafeArtifactError:

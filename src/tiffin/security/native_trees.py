@@ -25,39 +25,10 @@ from typing import Any
 
 from ..errors import UnsafeArtifactError
 from . import native_neighbors, numpy_guard
+from .native_fields import array_field, int_field, refuse
 
 _TREE_LEAF = -1
 _TREE_UNDEFINED = -2
-
-
-def _refuse(where: str, why: str) -> UnsafeArtifactError:
-    return UnsafeArtifactError(
-        f"{where}: {why}; the model's native code would read outside its arrays",
-        where=where,
-        fix="do not load this file; pack the model again from its training code",
-    )
-
-
-def _int(value: Any, where: str, low: int = 0, high: int = 2**31 - 1) -> int:
-    import numpy as np
-
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise _refuse(where, f"expected an integer, got {type(value).__name__}")
-    if not low <= int(value) <= high:
-        raise _refuse(where, f"{int(value)} is outside [{low}, {high}]")
-    return int(value)
-
-
-def _array(value: Any, where: str, dtype: Any, ndim: int) -> Any:
-    import numpy as np
-
-    if type(value) is not np.ndarray:
-        raise _refuse(where, f"expected a NumPy array, got {type(value).__name__}")
-    if value.dtype != dtype:
-        raise _refuse(where, f"dtype {value.dtype}, expected {np.dtype(dtype)}")
-    if value.ndim != ndim:
-        raise _refuse(where, f"{value.ndim} dimensions, expected {ndim}")
-    return value
 
 
 def _forward_children(left: Any, right: Any, inner: Any, where: str) -> None:
@@ -71,7 +42,7 @@ def _forward_children(left: Any, right: Any, inner: Any, where: str) -> None:
         bad = inner & ((child <= idx) | (child >= n))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise _refuse(
+            raise refuse(
                 f"{where}[{i}].{name}",
                 f"child {int(child[i])} is not a later node of the {n}",
             )
@@ -79,7 +50,7 @@ def _forward_children(left: Any, right: Any, inner: Any, where: str) -> None:
     orphan = np.flatnonzero(parents[1:] != 1)
     if len(orphan):
         i = int(orphan[0]) + 1
-        raise _refuse(f"{where}[{i}]", f"node has {int(parents[i])} parents, expected 1")
+        raise refuse(f"{where}[{i}]", f"node has {int(parents[i])} parents, expected 1")
 
 
 def _depth(left: Any, right: Any, inner: Any) -> int:
@@ -101,14 +72,14 @@ def check_tree_args(args: Any, where: str = "Tree") -> tuple[int, Any, int]:
     import numpy as np
 
     if not isinstance(args, tuple) or len(args) != 3:
-        raise _refuse(f"{where}.args", "expected (n_features, n_classes, n_outputs)")
-    n_features = _int(args[0], f"{where}.n_features", 1)
-    n_outputs = _int(args[2], f"{where}.n_outputs", 1, 1 << 20)
-    n_classes = _array(args[1], f"{where}.n_classes", np.intp, 1)
+        raise refuse(f"{where}.args", "expected (n_features, n_classes, n_outputs)")
+    n_features = int_field(args[0], f"{where}.n_features", 1)
+    n_outputs = int_field(args[2], f"{where}.n_outputs", 1, 1 << 20)
+    n_classes = array_field(args[1], f"{where}.n_classes", np.intp, 1)
     if len(n_classes) != n_outputs:
-        raise _refuse(f"{where}.n_classes", f"{len(n_classes)} entries for {n_outputs} outputs")
+        raise refuse(f"{where}.n_classes", f"{len(n_classes)} entries for {n_outputs} outputs")
     if (n_classes < 1).any() or (n_classes > 2**31 - 1).any():
-        raise _refuse(f"{where}.n_classes", "a class count below 1 or too large")
+        raise refuse(f"{where}.n_classes", "a class count below 1 or too large")
     return n_features, n_classes, n_outputs
 
 
@@ -119,24 +90,24 @@ def check_tree_state(args: Any, state: Any, where: str = "Tree") -> None:
 
     n_features, n_classes, n_outputs = check_tree_args(args, where)
     if not isinstance(state, dict):
-        raise _refuse(f"{where}.state", f"expected a dict, got {type(state).__name__}")
+        raise refuse(f"{where}.state", f"expected a dict, got {type(state).__name__}")
     for key in ("max_depth", "node_count", "nodes", "values"):
         if key not in state:
-            raise _refuse(f"{where}.{key}", "missing")
-    nodes = _array(state["nodes"], f"{where}.nodes", NODE_DTYPE, 1)
+            raise refuse(f"{where}.{key}", "missing")
+    nodes = array_field(state["nodes"], f"{where}.nodes", NODE_DTYPE, 1)
     n = len(nodes)
-    node_count = _int(state["node_count"], f"{where}.node_count", 1)
+    node_count = int_field(state["node_count"], f"{where}.node_count", 1)
     if node_count != n:
-        raise _refuse(f"{where}.node_count", f"{node_count}, but nodes holds {n}")
-    values = _array(state["values"], f"{where}.values", np.float64, 3)
+        raise refuse(f"{where}.node_count", f"{node_count}, but nodes holds {n}")
+    values = array_field(state["values"], f"{where}.values", np.float64, 3)
     expected = (n, n_outputs, int(n_classes.max()))
     if values.shape != expected:
-        raise _refuse(f"{where}.values", f"shape {values.shape}, expected {expected}")
+        raise refuse(f"{where}.values", f"shape {values.shape}, expected {expected}")
     left, right = nodes["left_child"], nodes["right_child"]
     leaf = left == _TREE_LEAF
     if (leaf != (right == _TREE_LEAF)).any():
         i = int(np.flatnonzero(leaf != (right == _TREE_LEAF))[0])
-        raise _refuse(f"{where}.nodes[{i}]", "one child is a leaf marker (-1), not both")
+        raise refuse(f"{where}.nodes[{i}]", "one child is a leaf marker (-1), not both")
     inner = ~leaf
     _forward_children(left, right, inner, f"{where}.nodes")
     feature = nodes["feature"]
@@ -145,13 +116,13 @@ def check_tree_state(args: Any, state: Any, where: str = "Tree") -> None:
     )
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise _refuse(
+        raise refuse(
             f"{where}.nodes[{i}].feature",
             f"{int(feature[i])} for a tree over {n_features} features",
         )
-    max_depth = _int(state["max_depth"], f"{where}.max_depth", 0)
+    max_depth = int_field(state["max_depth"], f"{where}.max_depth", 0)
     if max_depth != _depth(left, right, inner):
-        raise _refuse(f"{where}.max_depth", f"{max_depth}, not the depth of its nodes")
+        raise refuse(f"{where}.max_depth", f"{max_depth}, not the depth of its nodes")
 
 
 def check_predictor(pred: Any, n_features: int | None, where: str) -> None:
@@ -160,18 +131,18 @@ def check_predictor(pred: Any, n_features: int | None, where: str) -> None:
     from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
 
     state = getattr(pred, "__dict__", {})
-    nodes = _array(state.get("nodes"), f"{where}.nodes", PREDICTOR_RECORD_DTYPE, 1)
+    nodes = array_field(state.get("nodes"), f"{where}.nodes", PREDICTOR_RECORD_DTYPE, 1)
     if not len(nodes):
-        raise _refuse(f"{where}.nodes", "empty")
+        raise refuse(f"{where}.nodes", "empty")
     bitsets = {}
     for key in ("binned_left_cat_bitsets", "raw_left_cat_bitsets"):
-        arr = _array(state.get(key), f"{where}.{key}", np.uint32, 2)
+        arr = array_field(state.get(key), f"{where}.{key}", np.uint32, 2)
         if arr.shape[1] != 8 or not arr.flags.c_contiguous:
-            raise _refuse(f"{where}.{key}", f"shape {arr.shape}, expected (n, 8), contiguous")
+            raise refuse(f"{where}.{key}", f"shape {arr.shape}, expected (n, 8), contiguous")
         bitsets[key] = arr
     is_leaf = nodes["is_leaf"]
     if (is_leaf > 1).any():
-        raise _refuse(f"{where}.nodes.is_leaf", "not 0 or 1")
+        raise refuse(f"{where}.nodes.is_leaf", "not 0 or 1")
     inner = is_leaf == 0
     left = nodes["left"].astype(np.int64)
     right = nodes["right"].astype(np.int64)
@@ -181,13 +152,13 @@ def check_predictor(pred: Any, n_features: int | None, where: str) -> None:
     bad = inner & ((feature < 0) | (feature >= high))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise _refuse(f"{where}.nodes[{i}].feature_idx", f"{int(feature[i])} for {high} features")
+        raise refuse(f"{where}.nodes[{i}].feature_idx", f"{int(feature[i])} for {high} features")
     cat = inner & (nodes["is_categorical"] != 0)
     n_sets = min(len(b) for b in bitsets.values())
     bad = cat & (nodes["bitset_idx"] >= n_sets)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise _refuse(f"{where}.nodes[{i}].bitset_idx", f"beyond the {n_sets} bitsets")
+        raise refuse(f"{where}.nodes[{i}].bitset_idx", f"beyond the {n_sets} bitsets")
 
 
 def check_bspline(spline: Any, where: str) -> None:
@@ -204,13 +175,13 @@ def check_bspline(spline: Any, where: str) -> None:
             extrapolate=state["extrapolate"], axis=state["axis"],
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
-        raise _refuse(where, f"not a valid spline ({exc})") from None
+        raise refuse(where, f"not a valid spline ({exc})") from None
     for key in ("_t", "_c"):
         mine, made = state[key], getattr(fresh, key)
         if type(mine) is not np.ndarray or mine.dtype != made.dtype or mine.shape != made.shape:
-            raise _refuse(f"{where}.{key}", "not the array the constructor makes")
+            raise refuse(f"{where}.{key}", "not the array the constructor makes")
     if type(state["k"]) is not int:
-        raise _refuse(f"{where}.k", "not an int")
+        raise refuse(f"{where}.k", "not an int")
 
 
 def _tree_holders(obj: Any) -> list[Any]:
@@ -355,7 +326,7 @@ def _check_owner(obj: Any, where: str) -> None:
     n_in = getattr(obj, "n_features_in_", None)
     tree: Any = getattr(obj, "tree_", None)
     if type(tree).__name__ == "Tree" and n_in is not None and tree.n_features != n_in:
-        raise _refuse(f"{where}.tree_.n_features", f"{tree.n_features}, estimator has {n_in}")
+        raise refuse(f"{where}.tree_.n_features", f"{tree.n_features}, estimator has {n_in}")
     if type(tree).__name__ == "Tree":
         _check_tree_outputs(obj, tree, where)
     holders = _tree_holders(obj)
@@ -367,13 +338,13 @@ def _check_owner(obj: Any, where: str) -> None:
             expected = n_in
             if subsets is not None:
                 if i >= len(subsets):
-                    raise _refuse(f"{where}.estimators_features_", "fewer than estimators_")
+                    raise refuse(f"{where}.estimators_features_", "fewer than estimators_")
                 expected = len(subsets[i])
                 cols = np.asarray(subsets[i])
                 if cols.dtype.kind not in "iu" or ((cols < 0) | (cols >= n_in)).any():
-                    raise _refuse(f"{where}.estimators_features_[{i}]", "outside the features")
+                    raise refuse(f"{where}.estimators_features_[{i}]", "outside the features")
             if getattr(holder, "n_features_in_", None) != expected:
-                raise _refuse(
+                raise refuse(
                     f"{where}.estimators_[{i}].n_features_in_",
                     f"{getattr(holder, 'n_features_in_', None)}, the ensemble passes {expected}",
                 )
@@ -388,11 +359,11 @@ def _check_owner(obj: Any, where: str) -> None:
         if categorical is not None:
             widths.append(len(categorical))
         if not widths:
-            raise _refuse(f"{where}.n_features_in_", "missing, so its trees cannot be checked")
+            raise refuse(f"{where}.n_features_in_", "missing, so its trees cannot be checked")
         if len(set(int(w) for w in widths)) != 1:
-            raise _refuse(f"{where}._bin_mapper", f"feature counts disagree: {widths}")
+            raise refuse(f"{where}._bin_mapper", f"feature counts disagree: {widths}")
         if not isinstance(predictors, list):
-            raise _refuse(f"{where}._predictors", "not a list")
+            raise refuse(f"{where}._predictors", "not a list")
         _check_predictor_grid(obj, predictors, where)
         for i, row in enumerate(predictors):
             for j, pred in enumerate(row if isinstance(row, list) else [row]):
@@ -433,7 +404,7 @@ def check_model(model: Any) -> None:
             try:
                 obj.check_format(full_check=True)
             except (ValueError, TypeError) as exc:
-                raise _refuse(where, f"sparse matrix with bad indices ({exc})") from None
+                raise refuse(where, f"sparse matrix with bad indices ({exc})") from None
             continue
         numpy_guard.check_rng_state(obj)
         if isinstance(obj, np.ndarray):
