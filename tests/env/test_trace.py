@@ -129,10 +129,6 @@ def test_imports_are_attributed_to_code_flavor_and_library(
     assert trace.imports["tracelib"] == ["code:probe"]
     assert trace.imports["tracedep"] == ["tracelib"]  # a dependency of a dependency
     assert "code:probe" in trace.imports["traceopt"]  # through importlib.import_module
-    assert any(
-        who.startswith("flavor:tiffin.") for importers in trace.imports.values()
-        for who in importers
-    )  # fmt: skip
     # the helper shipped in code/ travels with the package: no importer, no distribution
     assert "tracehelp" not in trace.imports and "probe" not in trace.imports
     assert trace.files["tracelib"] == [str(root.parent / "site" / "tracelib.py")]
@@ -195,6 +191,19 @@ def test_a_load_error_names_the_models_own_line(
     with pytest.raises(tiffin.EnvironmentBuildError) as info:
         trace_imports(root, "custom", options)
     assert "probe.py, line" in (info.value.fix or "")
+
+
+def test_the_flavors_own_imports_are_credited_to_the_flavor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    monkeypatch.setenv("TIFFIN_ENV_CAPTURE", "off")
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    pkg = tiffin.pack(LogisticRegression().fit(X, [0, 0, 1, 1]), tmp_path / "p", name="s",
+                      version="1", example=X[:2])  # fmt: skip
+    trace = trace_imports(pkg.path, "sklearn", dict(pkg.manifest.runtime["options"]))
+    assert any(who.startswith("flavor:tiffin.flavors.sklearn") for who in trace.imports["skops"])
 
 
 def test_a_tiffin_error_in_the_child_keeps_its_fix(
