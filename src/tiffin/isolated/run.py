@@ -122,6 +122,3 @@ def child_failure(
         where=str(root),
         fix="run `tiffin verify PKG` for a full report",
     )
-
-
-__all__ = ["child_failure", "clean_env", "missing_module", "reported_error", "run_child"]

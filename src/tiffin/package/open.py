@@ -1,8 +1,9 @@
-"""``open_package``: the one way every reader (load, verify, lint, isolated runs) opens a package.
+"""``open_package``: the one way the readers that run a package (load, verify, env build,
+isolated runs) open it. (Lint reads folders still being written, and runs nothing.)
 
 The order is the trust argument: a single-file archive is extracted (refusing anything
 hostile) into a private folder, every file is checked against the manifest, and only
-then is the signature policy applied, so no reader can forget a step or take them in a
+then is the signing policy applied, so no reader can forget a step or take them in a
 different order.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ class OpenedPackage:
     def from_archive(self) -> bool:
         return self.root != self.source
 
-    def errors_named_by_source(self) -> Any:
+    def errors_named_by_source(self) -> AbstractContextManager[None]:
         """Errors inside name the archive the user gave, not its private extraction folder."""
         return _named_by_source(self.root, self.source)
 
