@@ -17,7 +17,7 @@ import tiffin
 from tiffin.package.manifest import Manifest
 from tiffin.schema import typed_json as examples
 from tiffin.schema.signature import Signature
-from tiffin.serve.protocols import v2 as codec
+from tiffin.serve.protocols import v2_codec as codec
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),

@@ -60,7 +60,7 @@ def test_string_labels_keep_their_order(tmp_path: Path) -> None:
 
 
 def test_through_the_server_codec(tmp_path: Path) -> None:
-    from tiffin.serve.protocols.v2 import decode_request, encode_response
+    from tiffin.serve.protocols.v2_codec import decode_request, encode_response
 
     clf = LogisticRegression(max_iter=500).fit(X, Y)
     pkg = tiffin.pack(_skl2onnx(clf), tmp_path / "p", name="lr", version="1", example=X32[:5])

@@ -7,7 +7,7 @@ import numpy as np
 from tiffin.schema.signature import Signature
 from tiffin.schema.tensorspec import V2_DATATYPES, TensorSpec
 from tiffin.serve.model_config import triton_config
-from tiffin.serve.protocols.v2 import DTYPES
+from tiffin.serve.protocols.v2_codec import DTYPES
 
 
 def _signature() -> Signature:

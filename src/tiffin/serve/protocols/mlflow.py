@@ -5,7 +5,7 @@ In: one of ``dataframe_split`` (``{"columns": [...], "data": [[...]]}``),
 or an object of named lists). Out: ``{"predictions": ...}`` as MLflow's scoring server
 answers: a list for one output, an object of lists for several, records for a
 DataFrame output. Each input's JSON values become an array of the signature's dtype by
-the same rules as V2 JSON tensors (``v2.json_tensor``: a number is rounded to a
+the same rules as V2 JSON tensors (``v2_codec.json_tensor``: a number is rounded to a
 float32 input, never cast from a boolean or a fraction to an integer), then the request
 goes through the same signature check, admission and batching as a V2 request.
 It answers only while one model is served: the path names none.
@@ -38,7 +38,7 @@ from .base import (
     WireProtocol,
     operation,
 )
-from .v2 import json_tensor
+from .v2_codec import json_tensor
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
