@@ -19,8 +19,9 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
+import tiffin
 from tests.security._mutation import encode_ubj, mutate_bytes, mutate_document, run_campaign
-from tiffin.security.xgboost_check import parse_model
+from tiffin.security.xgboost_check import check_model_bytes, parse_model
 
 MUTANTS = 1000
 OPTIONS = {"file": "artifacts/model.ubj", "wrapper": "XGBClassifier", "method": "predict_proba"}
@@ -94,3 +95,15 @@ def test_mutants_are_refused_or_predict(
     assert outcome.crashes == [] and outcome.errors == []
     assert outcome.counts["ok"] > 50  # the campaign reaches the parser and the predictor
     assert outcome.counts["refused"] > 300
+
+
+def test_json_documents_refuse_repeated_keys_and_other_formats() -> None:
+    """XGBoost keeps a repeated key's first value, JSON readers the last: either reading
+    could be the one that runs, so the document is refused."""
+    cases = {
+        "a JSON repeated key": (b'{"learner": {}, "learner": {}}', "twice"),
+        "neither format": (b"{1}", "neither"),
+    }
+    for label, (blob, message) in cases.items():
+        with pytest.raises(tiffin.FlavorError, match=message):
+            check_model_bytes(blob, label)
