@@ -64,13 +64,6 @@ def test_the_protocols_have_distinct_endpoints_and_paths() -> None:
     assert len(set(paths)) == len(paths)
 
 
-def test_v2_reads_the_model_and_version_from_the_path() -> None:
-    v2 = next(p for p in PROTOCOLS if p.endpoint == "infer")
-    assert v2.match("/v2/models/iris/infer") == ("iris", None)
-    assert v2.match("/v2/models/iris/versions/2/infer") == ("iris", "2")
-    assert v2.match("/v2/models/a/b/infer") is None
-
-
 class Echo(WireProtocol):
     """POST /echo/{name} with {"rows": [[...]]}: {"echo": outputs as lists}."""
 
