@@ -14,13 +14,13 @@ from . import flavors
 from .errors import FlavorError, ManifestError, SignatureError, TiffinError
 from .logic.namespace import own_names
 from .package import layout
-from .package.manifest import Manifest
+from .package.manifest import Described, Manifest
 from .package.open import open_package
 from .schema.signature import Signature
 from .security.sniff import check_artifacts
 
 
-class Predictor:
+class Predictor(Described):
     """A verified, loaded package. ``predict`` enforces the signature on every call."""
 
     def __init__(self, path: Path, manifest: Manifest, signature: Signature, model: Any) -> None:
@@ -30,23 +30,6 @@ class Predictor:
         self._model = model
         self._predict = model.predict
         self._answers_no_rows = bool(signature.outputs) and signature.batchable
-
-    @property
-    def digest(self) -> str:
-        assert self.manifest.digest is not None
-        return self.manifest.digest
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def version(self) -> str:
-        return self.manifest.version
-
-    @property
-    def flavor(self) -> str:
-        return self.manifest.flavor
 
     def predict(self, inputs: Any) -> Any:
         """Check ``inputs`` against the signature, then run the model on them.

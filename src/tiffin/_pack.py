@@ -34,7 +34,7 @@ from .package.atomic import (
     publish,
 )
 from .package.integrity import index_files
-from .package.manifest import Manifest, pretty_json, validate_name, validate_version
+from .package.manifest import Described, Manifest, pretty_json, validate_name, validate_version
 from .schema import typed_json as example_codec
 from .schema.modelcard import render
 from .schema.signature import Signature, named_arrays
@@ -42,24 +42,11 @@ from .security.sniff import check_artifacts
 
 
 @dataclass(frozen=True)
-class Package:
+class Package(Described):
     """A sealed package folder."""
 
     path: Path
     manifest: Manifest
-
-    @property
-    def digest(self) -> str:
-        assert self.manifest.digest is not None
-        return self.manifest.digest
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def version(self) -> str:
-        return self.manifest.version
 
     def load(self, **kwargs: Any) -> Any:
         return load(self.path, **kwargs)

@@ -254,3 +254,26 @@ def _file_entry(entry: object, where: str) -> FileEntry:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in a manifest")
+
+
+class Described:
+    """What a sealed package says about itself, for the classes that hold its manifest."""
+
+    manifest: Manifest
+
+    @property
+    def digest(self) -> str:
+        assert self.manifest.digest is not None  # a sealed manifest always has one
+        return self.manifest.digest
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def flavor(self) -> str:
+        return self.manifest.flavor
