@@ -15,7 +15,7 @@ from tiffin.schema.tensorspec import TensorSpec
 from tiffin.serve.config import ServeConfig
 from tiffin.serve.errors import BadRequest
 from tiffin.serve.metrics import Metrics
-from tiffin.serve.model import Model, parse_datetimes
+from tiffin.serve.model import ServedModel, parse_datetimes
 
 SOURCE = textwrap.dedent(
     """
@@ -35,30 +35,30 @@ SOURCE = textwrap.dedent(
 
 
 @pytest.fixture()
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Model:
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ServedModel:
     monkeypatch.setenv("TIFFIN_ENV_CAPTURE", "off")
     (tmp_path / "widen.py").write_text(SOURCE)
     pkg = tiffin.pack(
         f"{tmp_path / 'widen.py'}:Widen", tmp_path / "p", name="widen", version="1",
         example=np.ones((2, 3)), dynamic_axes={"input": [1], "output": [1]},
     )  # fmt: skip
-    return Model(tiffin.load(pkg.path), ServeConfig(), ThreadPoolExecutor(1), Metrics())
+    return ServedModel(tiffin.load(pkg.path), ServeConfig(), ThreadPoolExecutor(1), Metrics())
 
 
 def test_zero_rows_are_answered_from_the_signature_with_free_trailing_axes(
-    served: Model,
+    served: ServedModel,
 ) -> None:
     assert served.signature.outputs[0].shape == (-1, -1)
     answer = asyncio.run(served.infer({"input": np.empty((0, 5))}))
     assert answer["output"].shape == (0, 0) and answer["output"].dtype == np.float64
 
 
-def test_rows_of_another_width_pass_a_dynamic_axis(served: Model) -> None:
+def test_rows_of_another_width_pass_a_dynamic_axis(served: ServedModel) -> None:
     answer = asyncio.run(served.infer({"input": np.ones((1, 5))}))
     assert answer["output"].shape == (1, 10)
 
 
-def test_a_wrong_dtype_is_refused_before_queueing(served: Model) -> None:
+def test_a_wrong_dtype_is_refused_before_queueing(served: ServedModel) -> None:
     with pytest.raises(tiffin.SignatureError, match="input"):
         asyncio.run(served.infer({"input": np.array([["a", "b"]])}))
 

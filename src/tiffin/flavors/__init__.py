@@ -11,13 +11,13 @@ A flavor module defines:
 - ``detect_file(path) -> bool``: is this model file ours? (by its bytes where possible)
 - ``save(model, ctx: SaveContext) -> dict``: write artifacts under ``ctx.root``, return
   the runtime options that ``load`` needs
-- ``load(ctx: LoadContext) -> Model``: an object with ``predict(inputs)`` (after the
+- ``load(ctx: LoadContext) -> LoadedModel``: an object with ``predict(inputs)`` (after the
   package has been verified)
 - optionally ``refine_signature(model, signature) -> Signature``: the signature inferred
   from the example, corrected by what the format declares (ONNX: which dims are dynamic)
 - optionally ``prepare_example(example, options) -> example``: the example in the dtypes
   the saved model takes (PyTorch: floating inputs in the module's dtype)
-- optionally ``original(model, options) -> Model``: the in-memory model called the way
+- optionally ``original(model, options) -> LoadedModel``: the in-memory model called the way
   the loaded one is; pack records its output and refuses a package that answers otherwise
   (without the hook, the object's ``method`` is called); ``REBUILD_FIX`` is the fix text
   for that refusal
@@ -64,7 +64,9 @@ FLAVORS = (
 )
 
 
-class Model(Protocol):
+class LoadedModel(Protocol):
+    """What a flavor's load returns: the model, answering predict(inputs)."""
+
     def predict(self, inputs: Any) -> Any: ...
 
 

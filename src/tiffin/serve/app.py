@@ -44,7 +44,7 @@ from .deadlines import Deadlines
 from .errors import BadRequest, HTTPError
 from .http import Answer, Handler
 from .metrics import CONTENT_TYPE, Metrics
-from .model import Model
+from .model import ServedModel
 from .openapi import openapi_document
 from .protocols import PROTOCOLS, WireProtocol
 from .protocols.base import JSON_HEADERS, Target, json_response
@@ -109,8 +109,8 @@ class Server:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tiffin-predict")
         self.codec_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tiffin-codec")
         self.deadlines = Deadlines(config.timeout)
-        self.models = {(p.name, p.version): Model(p, config, self.executor, self.metrics) for p in repository}  # fmt: skip
-        self.latest: dict[str, Model] = {}
+        self.models = {(p.name, p.version): ServedModel(p, config, self.executor, self.metrics) for p in repository}  # fmt: skip
+        self.latest: dict[str, ServedModel] = {}
         for name, _ in self.models:
             best = repository.get(name)
             assert best is not None
@@ -124,7 +124,7 @@ class Server:
             metrics_public=config.metrics_public,
         )
 
-    def model(self, name: str, version: str | None) -> Model:
+    def model(self, name: str, version: str | None) -> ServedModel:
         # Names are dictionary keys: "../x" or "%2e%2e" is a key that is not there, and no
         # request ever reads a file.
         found = self.latest.get(name) if version is None else self.models.get((name, version))
@@ -136,7 +136,7 @@ class Server:
             raise HTTPError(404, f"{what} is not served here (served: {served})")
         return found
 
-    def only_model(self, protocol: WireProtocol) -> Model:
+    def only_model(self, protocol: WireProtocol) -> ServedModel:
         """The one model served, for a protocol whose paths name none (``/invocations``)."""
         if len(self.latest) != 1:
             where = " or ".join(protocol.inference_paths)
@@ -155,7 +155,7 @@ class Server:
     async def answer(self, protocol: WireProtocol, target: Target, headers: dict[bytes, bytes], receive: Receive) -> Answer:  # fmt: skip
         """A POST to one of ``protocol``'s inference endpoints, for the model ``target`` names."""
         started = time.perf_counter()
-        model: Model | None = None
+        model: ServedModel | None = None
         try:
             auth.check_token(headers, self.config.token)
             name, version = target
@@ -170,7 +170,7 @@ class Server:
         (model.metrics if model else self.unknown).answered(protocol.endpoint, status, time.perf_counter() - started)  # fmt: skip
         return status, [*extra, (b"content-length", str(len(payload)).encode())], payload
 
-    async def _infer(self, protocol: WireProtocol, model: Model, receive: Receive, headers: dict[bytes, bytes]) -> tuple[bytes, list[tuple[bytes, bytes]]]:  # fmt: skip
+    async def _infer(self, protocol: WireProtocol, model: ServedModel, receive: Receive, headers: dict[bytes, bytes]) -> tuple[bytes, list[tuple[bytes, bytes]]]:  # fmt: skip
         model.admit()  # counted against the queue while the body arrives, not only after
         body = b""
         try:

@@ -1,6 +1,6 @@
 """One served package version: its batcher, admission slots, signature checks and metrics.
 
-``Server`` (``app``) holds one ``Model`` per package version and hands each inference
+``Server`` (``app``) holds one ``ServedModel`` per package version and hands each inference
 request to it once the body is decoded; a model's calls run on the worker's event loop.
 ``ServeConfig`` holds the server's options, most of which shape each model (queue size,
 batching, latency budget).
@@ -28,7 +28,7 @@ from .placement import INLINE_SECONDS, Placement
 MAX_CHECKED_KINDS = 256  # request kinds remembered per model as passing the signature check
 
 
-class Model:
+class ServedModel:
     """One served package version: its batcher, admission count and metrics."""
 
     def __init__(
