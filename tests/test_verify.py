@@ -195,7 +195,7 @@ def test_a_single_file_archive_verifies_and_runs_isolated(
     custom_source: Path,  # noqa: F811
 ) -> None:
     """What `tiffin predict` takes, verify, env build, --isolated and lint take too."""
-    from tiffin.env.build import ensure_environment
+    from tiffin.env.cache import ensure_environment
     from tiffin.isolated.predict import run_isolated
     from tiffin.package.archive import archive
 

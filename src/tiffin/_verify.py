@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .env.build import ensure_environment
+from .env.cache import ensure_environment
 from .errors import TiffinError, UsageError, VerificationError
 from .isolated import replay as isolated_replay
 from .package.open import open_package

@@ -10,7 +10,7 @@ from tests.cli._run import tiffin
 
 
 def test_env_path_is_the_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tiffin.env.build import cache_root
+    from tiffin.env.cache import cache_root
 
     monkeypatch.setenv("TIFFIN_CACHE_DIR", str(tmp_path / "cache"))
     proc = tiffin("env", "path")

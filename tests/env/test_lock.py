@@ -112,7 +112,7 @@ def test_relock_restores_hashes(
 def test_lock_for_another_platform_is_recorded_and_not_built_here(
     tmp_path: Path, packed_env_iris: Path
 ) -> None:
-    from tiffin.env.build import ensure_environment
+    from tiffin.env.cache import ensure_environment
     from tiffin.env.lock import relock
 
     manifest = relock(packed_env_iris, dest=tmp_path / "arm", platform="linux/aarch64")
@@ -248,7 +248,7 @@ def test_cpu_xgboost_package_leaves_out_nccl_and_verifies(
 
 def test_pip_config_read_where_this_python_has_no_pip(packed_env_iris: Path) -> None:
     """A uv-made environment has no pip; the pip on PATH reads the same config files."""
-    from tiffin.env.build import ensure_environment
+    from tiffin.env.cache import ensure_environment
 
     bare = ensure_environment(packed_env_iris)  # a tiffin environment: no pip in it
     assert subprocess.run([str(bare), "-m", "pip", "--version"], capture_output=True).returncode

@@ -17,7 +17,7 @@ def env() -> None:
 @click.argument("package", type=click.Path(path_type=Path))
 def build(package: Path) -> None:
     """Build (or find in the cache) the environment of PACKAGE; print its Python."""
-    from ..env.build import ensure_environment
+    from ..env.cache import ensure_environment
 
     started = time.perf_counter()
     python = ensure_environment(package)
@@ -51,6 +51,6 @@ def lock(package: Path, python: str | None, platform: str | None, output: Path |
 @env.command("path")
 def path() -> None:
     """Print the environment cache folder."""
-    from ..env.build import cache_root
+    from ..env.cache import cache_root
 
     click.echo(str(cache_root()))

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..env.build import ensure_environment
+from ..env.cache import ensure_environment
 from ..errors import EnvironmentBuildError
 from ..package import layout
 from ..package.open import open_package

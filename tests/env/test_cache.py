@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import tiffin
-from tiffin.env.build import cache_root, ensure_environment, env_key
+from tiffin.env.cache import cache_root, ensure_environment, env_key
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def test_same_lock_shares_one_environment(tmp_path: Path, packed_env_iris: Path)
 BUILDER = textwrap.dedent(
     """
     import sys
-    from tiffin.env.build import ensure_environment
+    from tiffin.env.cache import ensure_environment
     print(ensure_environment(sys.argv[1]))
     """
 )
@@ -225,15 +225,15 @@ def test_a_stuck_builder_is_waited_for_a_bounded_time(
     of that environment wait forever; past LOCK_WAIT it is a clear error, naming the lock."""
     import fcntl
 
-    from tiffin.env import build
+    from tiffin.env import cache
 
     path = tmp_path / "k.lock"
     with open(path, "w") as holder, open(path, "w") as waiter:
         fcntl.flock(holder, fcntl.LOCK_EX)  # a separate open file: a real second holder
-        monkeypatch.setattr(build, "LOCK_WAIT", 0.3)
+        monkeypatch.setattr(cache, "LOCK_WAIT", 0.3)
         started = time.monotonic()
         with pytest.raises(tiffin.EnvironmentBuildError, match="still holds .*k.lock"):
-            build._wait_for_lock(waiter, path)
+            cache._wait_for_lock(waiter, path)
         assert 0.3 <= time.monotonic() - started < 5
         fcntl.flock(holder, fcntl.LOCK_UN)
-        build._wait_for_lock(waiter, path)  # free: taken at once
+        cache._wait_for_lock(waiter, path)  # free: taken at once
